@@ -1,0 +1,339 @@
+"""Every write to the clinical domain: visit status, provider availability, licenses, records.
+
+Each function runs in one transaction, locks the rows it changes (visit before provider, always
+in that order), refuses an illegal change with an ``ActionError`` naming the field, writes the
+``VisitEvent`` and the history record, and publishes the routing event on commit.
+"""
+
+import datetime as dt
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from clinical import events
+from clinical.models import (
+    Availability,
+    LicenseStatus,
+    Patient,
+    Priority,
+    Provider,
+    ProviderLicense,
+    Visit,
+    VisitEvent,
+    VisitStatus,
+)
+from clinical.validators import format_mrn
+from ops_console.audit import Actor, stamp
+from ops_console.errors import ActionError, IllegalTransition
+from ops_console.errors import full_clean_or_raise as _full_clean
+
+S = VisitStatus
+
+# Legal visit transitions: to-status -> the statuses it may come from.
+VISIT_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    S.OFFERED: (S.WAITING,),
+    S.WAITING: (S.OFFERED,),
+    S.ACCEPTED: (S.OFFERED,),
+    S.CONNECTING: (S.ACCEPTED,),
+    S.IN_PROGRESS: (S.ACCEPTED, S.CONNECTING),
+    S.COMPLETED: (S.IN_PROGRESS,),
+    S.FAILED: (S.ACCEPTED, S.CONNECTING, S.IN_PROGRESS),
+    S.CANCELLED: (S.WAITING, S.OFFERED, S.ACCEPTED, S.CONNECTING),
+    S.EXPIRED: (S.WAITING,),
+}
+
+
+# --- patients -------------------------------------------------------------------------------
+
+
+def next_mrn() -> str:
+    """Return a new MRN from the database sequence (never reused, even after a rollback)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval('clinical_patient_mrn_seq')")
+        return format_mrn(cursor.fetchone()[0])
+
+
+@transaction.atomic
+def save_patient(patient: Patient, *, actor: Actor, reason: str = "") -> Patient:
+    """Validate and save a new or changed patient, assigning an MRN to a new one."""
+    creating = patient.pk is None
+    if creating and not patient.mrn:
+        patient.mrn = next_mrn()
+    _full_clean(patient)
+    stamp(patient, actor, reason or ("registered" if creating else "edited"))
+    patient.save()
+    return patient
+
+
+# --- providers and licenses -----------------------------------------------------------------
+
+
+@transaction.atomic
+def save_provider(provider: Provider, *, actor: Actor, reason: str = "") -> Provider:
+    """Validate and save a provider's profile; availability changes go through their own action."""
+    creating = provider.pk is None
+    if not creating:
+        current = Provider.objects.select_for_update().only("availability", "available_since").get(pk=provider.pk)
+        provider.availability, provider.available_since = current.availability, current.available_since
+        if not provider.is_active and current.availability != Availability.OFFLINE:
+            raise IllegalTransition(
+                "Take the provider offline (and let any visit end) before deactivating.", field="is_active"
+            )
+    _full_clean(provider)
+    stamp(provider, actor, reason or ("created" if creating else "edited"))
+    provider.save()
+    events.publish_on_commit("provider_changed", provider=provider.pk)
+    return provider
+
+
+@transaction.atomic
+def save_license(license: ProviderLicense, *, actor: Actor, reason: str = "") -> ProviderLicense:
+    """Validate and save a license; the router re-checks eligibility, including offers already out."""
+    creating = license.pk is None
+    if not creating:
+        ProviderLicense.objects.select_for_update().filter(pk=license.pk).exists()
+    _full_clean(license, validate_constraints=True)
+    stamp(license, actor, reason or ("added" if creating else "edited"))
+    license.save()
+    events.publish_on_commit("license_changed", provider=license.provider_id, state=license.state)
+    return license
+
+
+def change_license_status(license: ProviderLicense, status: str, *, actor: Actor, reason: str) -> ProviderLicense:
+    """Set a license's status (e.g. suspend it) with a reason that the history keeps."""
+    if status not in LicenseStatus.values:
+        raise ActionError(f"Unknown license status {status!r}.", field="status")
+    if not reason.strip():
+        raise ActionError("Give a reason for changing a license's status.", field="reason")
+    license.status = status
+    return save_license(license, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def set_provider_availability(provider: Provider, *, available: bool, actor: Actor, reason: str = "") -> Provider:
+    """Put a provider online (available) or offline; refused while an offer or visit is held."""
+    provider = Provider.objects.select_for_update().get(pk=provider.pk)
+    target = Availability.AVAILABLE if available else Availability.OFFLINE
+    if provider.availability == target:
+        return provider
+    if provider.availability in (Availability.RESERVED, Availability.BUSY):
+        raise IllegalTransition(
+            f"Provider is {provider.get_availability_display().lower()}; finish or answer the visit first.",
+            field="available",
+        )
+    if available and not provider.is_active:
+        raise IllegalTransition("An inactive provider cannot go available.", field="available")
+    _set_availability(provider, target, actor=actor, reason=reason or f"went {target}")
+    return provider
+
+
+def _set_availability(provider: Provider, target: str, *, actor: Actor, reason: str, keep_since: bool = False) -> None:
+    provider.availability = target
+    if target == Availability.AVAILABLE:
+        if not (keep_since and provider.available_since):
+            provider.available_since = timezone.now()
+    elif target == Availability.OFFLINE:
+        provider.available_since = None
+    stamp(provider, actor, reason)
+    provider.save(update_fields=["availability", "available_since"])
+    events.publish_on_commit("provider_availability", provider=provider.pk, availability=target)
+
+
+# --- visits ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def request_visit(
+    *, patient: Patient, located_state: str, reason: str, priority: int = Priority.ROUTINE, actor: Actor
+) -> Visit:
+    """Create a waiting visit for a patient located in ``located_state``."""
+    visit = Visit(patient=patient, located_state=located_state, reason=reason, priority=priority)
+    _full_clean(visit, exclude=["public_id"])
+    stamp(visit, actor, "requested")
+    visit.save()
+    _record_event(visit, "", S.WAITING, actor=actor, detail="requested")
+    events.publish_on_commit("visit_waiting", visit=visit.pk, state=visit.located_state)
+    return visit
+
+
+def _lock_visit(visit: Visit | int) -> Visit:
+    visit_id = visit.pk if isinstance(visit, Visit) else visit
+    try:
+        return Visit.objects.select_for_update().get(pk=visit_id)
+    except Visit.DoesNotExist:
+        raise ActionError("No such visit.", field="visit") from None
+
+
+def _lock_provider(provider_id: int | None) -> Provider | None:
+    if provider_id is None:
+        return None
+    return Provider.objects.select_for_update().get(pk=provider_id)
+
+
+def _check_transition(visit: Visit, to: str) -> None:
+    if visit.status not in VISIT_TRANSITIONS[to]:
+        raise IllegalTransition(
+            f"Visit {visit.public_id} is {visit.get_status_display().lower()}; it cannot become {S(to).label.lower()}.",
+            field="status",
+        )
+
+
+def _move(visit: Visit, to: str, *, actor: Actor, detail: str, provider: Provider | None = None) -> Visit:
+    """Save the visit in its new status with its timeline event and history record."""
+    from_status = visit.status
+    visit.status = to
+    stamp(visit, actor, detail or f"{from_status} → {to}")
+    visit.save()
+    _record_event(visit, from_status, to, actor=actor, detail=detail, provider=provider)
+    events.publish_on_commit(
+        "visit_status", visit=visit.pk, status=to, state=visit.located_state, provider=provider.pk if provider else None
+    )
+    return visit
+
+
+def _record_event(visit: Visit, from_status: str, to: str, *, actor: Actor, detail: str, provider=None) -> VisitEvent:
+    return VisitEvent.objects.create(
+        visit=visit,
+        from_status=from_status,
+        to_status=to,
+        at=timezone.now(),
+        actor_kind=actor.kind,
+        staff_user=actor.user,
+        provider=provider or visit.provider,
+        detail=detail[:500],
+    )
+
+
+def licensed_states_on(provider: Provider, day: dt.date) -> set[str]:
+    """Return the states where the provider may practise on ``day``."""
+    return set(ProviderLicense.objects.filter(provider=provider).valid_on(day).values_list("state", flat=True))
+
+
+@transaction.atomic
+def offer_visit(visit: Visit | int, provider: Provider | int, *, actor: Actor) -> Visit:
+    """Offer a waiting visit to an available provider licensed today in the visit's state."""
+    visit = _lock_visit(visit)
+    provider = _lock_provider(provider.pk if isinstance(provider, Provider) else provider)
+    _check_transition(visit, S.OFFERED)
+    if provider.availability != Availability.AVAILABLE or not provider.is_active:
+        raise IllegalTransition(f"{provider} is not available.", field="provider")
+    if visit.located_state not in licensed_states_on(provider, timezone.localdate()):
+        raise IllegalTransition(f"{provider} is not licensed in {visit.located_state} today.", field="provider")
+    visit.provider, visit.offered_at = provider, timezone.now()
+    visit.offer_count += 1
+    _set_availability(provider, Availability.RESERVED, actor=actor, reason=f"offered visit {visit.public_id}")
+    return _move(visit, S.OFFERED, actor=actor, detail=f"offered to {provider.full_name}", provider=provider)
+
+
+@transaction.atomic
+def accept_visit(visit: Visit | int, *, actor: Actor) -> Visit:
+    """Record the offered provider's acceptance; the provider becomes busy."""
+    visit = _lock_visit(visit)
+    _check_transition(visit, S.ACCEPTED)
+    provider = _lock_provider(visit.provider_id)
+    visit.accepted_at = timezone.now()
+    _set_availability(provider, Availability.BUSY, actor=actor, reason=f"accepted visit {visit.public_id}")
+    return _move(visit, S.ACCEPTED, actor=actor, detail=f"accepted by {provider.full_name}", provider=provider)
+
+
+@transaction.atomic
+def decline_offer(visit: Visit | int, *, actor: Actor, expired: bool = False) -> Visit:
+    """Put an offered visit back in line; an expired offer also sets the provider offline."""
+    visit = _lock_visit(visit)
+    _check_transition(visit, S.WAITING)
+    provider = _lock_provider(visit.provider_id)
+    if expired:
+        _set_availability(provider, Availability.OFFLINE, actor=actor, reason=f"let offer {visit.public_id} expire")
+    else:
+        _set_availability(provider, Availability.AVAILABLE, actor=actor, reason=f"rejected visit {visit.public_id}")
+    visit.provider = None
+    detail = f"offer to {provider.full_name} {'expired' if expired else 'rejected'}"
+    return _move(visit, S.WAITING, actor=actor, detail=detail, provider=provider)
+
+
+@transaction.atomic
+def start_connecting(visit: Visit | int, *, actor: Actor) -> Visit:
+    """Mark an accepted visit as connecting the video call."""
+    visit = _lock_visit(visit)
+    _check_transition(visit, S.CONNECTING)
+    return _move(visit, S.CONNECTING, actor=actor, detail="connecting video")
+
+
+@transaction.atomic
+def mark_connected(visit: Visit | int, *, actor: Actor) -> Visit:
+    """Record that patient and provider are connected; the visit is in progress."""
+    visit = _lock_visit(visit)
+    _check_transition(visit, S.IN_PROGRESS)
+    visit.started_at = timezone.now()
+    return _move(visit, S.IN_PROGRESS, actor=actor, detail="connected")
+
+
+@transaction.atomic
+def complete_visit(visit: Visit | int, *, actor: Actor) -> Visit:
+    """End an in-progress visit normally; the provider becomes available again."""
+    visit = _lock_visit(visit)
+    _check_transition(visit, S.COMPLETED)
+    provider = _lock_provider(visit.provider_id)
+    visit.ended_at = timezone.now()
+    _set_availability(provider, Availability.AVAILABLE, actor=actor, reason=f"completed visit {visit.public_id}")
+    return _move(visit, S.COMPLETED, actor=actor, detail="completed")
+
+
+@transaction.atomic
+def fail_visit(visit: Visit | int, *, actor: Actor, detail: str = "") -> Visit:
+    """End an accepted or running visit as failed (e.g. the call dropped); free the provider."""
+    visit = _lock_visit(visit)
+    _check_transition(visit, S.FAILED)
+    provider = _lock_provider(visit.provider_id)
+    visit.ended_at = timezone.now()
+    _set_availability(provider, Availability.AVAILABLE, actor=actor, reason=f"visit {visit.public_id} failed")
+    return _move(visit, S.FAILED, actor=actor, detail=detail or "failed")
+
+
+@transaction.atomic
+def cancel_visit(visit: Visit | int, *, actor: Actor, detail: str = "") -> Visit:
+    """Cancel a visit that has not started; a provider holding it is freed at once."""
+    visit = _lock_visit(visit)
+    _check_transition(visit, S.CANCELLED)
+    provider = _lock_provider(visit.provider_id)
+    visit.cancelled_at = timezone.now()
+    if provider is not None:
+        # Freed through no doing of their own: keep their place in the longest-idle order.
+        _set_availability(
+            provider, Availability.AVAILABLE, actor=actor, reason=f"visit {visit.public_id} cancelled", keep_since=True
+        )
+    return _move(visit, S.CANCELLED, actor=actor, detail=detail or "cancelled", provider=provider)
+
+
+@transaction.atomic
+def expire_visit(visit: Visit | int, *, actor: Actor, detail: str = "") -> Visit:
+    """Expire a visit that waited too long; the caller opens the support case."""
+    visit = _lock_visit(visit)
+    _check_transition(visit, S.EXPIRED)
+    visit.ended_at = timezone.now()
+    return _move(visit, S.EXPIRED, actor=actor, detail=detail or "waited too long")
+
+
+@transaction.atomic
+def update_visit_details(visit: Visit, *, actor: Actor, reason: str = "") -> Visit:
+    """Save a change to an open visit's reason or priority (never its status)."""
+    current = _lock_visit(visit)
+    if not current.is_open:
+        raise IllegalTransition(f"Visit {current.public_id} has ended; its details are final.", field="priority")
+    current.reason, current.priority = visit.reason, visit.priority
+    _full_clean(current, exclude=["public_id"])
+    stamp(current, actor, reason or "details edited")
+    current.save(update_fields=["reason", "priority"])
+    if current.status == S.WAITING:
+        events.publish_on_commit("visit_waiting", visit=current.pk, state=current.located_state)
+    return current
+
+
+@transaction.atomic
+def verify_license(license: ProviderLicense, *, actor: Actor) -> ProviderLicense:
+    """Record that ``actor`` checked the license against the state board today."""
+    license = ProviderLicense.objects.select_for_update().get(pk=license.pk)
+    license.verified_by, license.verified_at = actor.user, timezone.now()
+    stamp(license, actor, "verified against the state board")
+    license.save(update_fields=["verified_by", "verified_at"])
+    return license

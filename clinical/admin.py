@@ -1,0 +1,405 @@
+"""Console pages for the clinical domain. Writes go through ``clinical.actions``."""
+
+import datetime as dt
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Prefetch
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from clinical import actions, selectors
+from clinical.models import (
+    LicenseStatus,
+    Patient,
+    Provider,
+    ProviderLicense,
+    Visit,
+    VisitEvent,
+    VisitStatus,
+)
+from clinical.validators import normalize_phone
+from ops_console.admin_base import ChangeReasonForm, OpsModelAdmin, ReadOnlyAdmin
+from ops_console.admin_site import ops_site
+
+
+def _change_link(obj, label=None) -> str:
+    if obj is None:
+        return "—"
+    url = reverse(f"{ops_site.name}:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    return format_html('<a href="{}">{}</a>', url, label or str(obj))
+
+
+def _duration(delta: dt.timedelta | None) -> str:
+    if delta is None:
+        return "—"
+    minutes, seconds = divmod(int(delta.total_seconds()), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s"
+
+
+class PhoneFormMixin:
+    """Accept a phone number as people type it and store it as E.164."""
+
+    def clean_phone(self):
+        try:
+            return normalize_phone(self.cleaned_data["phone"])
+        except forms.ValidationError:
+            raise
+        except Exception as error:  # pragma: no cover - normalize_phone raises ValidationError
+            raise forms.ValidationError(str(error)) from error
+
+
+# --- providers and licenses -----------------------------------------------------------------
+
+
+class ProviderForm(PhoneFormMixin, ChangeReasonForm):
+    class Meta:
+        model = Provider
+        fields = ["first_name", "last_name", "npi", "email", "phone", "specialty", "is_active"]
+
+
+class LicenseForm(ChangeReasonForm):
+    class Meta:
+        model = ProviderLicense
+        fields = ["provider", "state", "license_number", "license_type", "status", "issued_on", "expires_on", "notes"]
+
+    def clean(self):
+        """Require a reason when an existing license's status changes (e.g. a suspension)."""
+        cleaned = super().clean()
+        if self.instance.pk and "status" in self.changed_data and not cleaned.get("change_reason", "").strip():
+            self.add_error("change_reason", "Give a reason for changing the license's status.")
+        return cleaned
+
+
+class ProviderLicenseInline(admin.TabularInline):
+    model = ProviderLicense
+    fields = ["state", "license_number", "license_type", "status", "issued_on", "expires_on", "verified_by", "verified_at"]
+    readonly_fields = ["verified_by", "verified_at"]
+    extra = 0
+    can_delete = False  # licenses are records: suspend, revoke or let them expire instead
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("verified_by").order_by("state", "id")
+
+
+@admin.register(Provider, site=ops_site)
+class ProviderAdmin(OpsModelAdmin):
+    form = ProviderForm
+    list_display = ["name", "npi", "specialty", "availability", "states_today", "is_active"]
+    list_filter = ["availability", "is_active", "specialty"]
+    search_fields = ["=npi", "^last_name", "^first_name", "=email", "=phone"]
+    list_select_related = []  # no foreign keys on the row; licensed states come from one prefetch
+    ordering = ["last_name", "first_name", "id"]
+    readonly_fields = ["availability", "available_since", "states_today", "created_at"]
+    fieldsets = [
+        (None, {"fields": ["first_name", "last_name", "npi", "specialty", "is_active"]}),
+        ("Contact", {"fields": ["email", "phone"]}),
+        ("Routing", {"fields": ["availability", "available_since", "states_today"]}),
+        ("Audit", {"fields": ["change_reason", "created_at"]}),
+    ]
+    inlines = [ProviderLicenseInline]
+    actions = ["set_offline"]
+
+    def get_queryset(self, request):
+        today = timezone.localdate()
+        valid = ProviderLicense.objects.valid_on(today).only("provider_id", "state").order_by("state")
+        return selectors.providers_for_list().prefetch_related(Prefetch("licenses", valid, to_attr="valid_licenses"))
+
+    @admin.display(description="name", ordering="last_name")
+    def name(self, obj):
+        return f"{obj.last_name}, {obj.first_name}"
+
+    @admin.display(description="can take patients from (today)")
+    def states_today(self, obj):
+        states = [lic.state for lic in getattr(obj, "valid_licenses", None) or []]
+        if not hasattr(obj, "valid_licenses") and obj.pk:
+            states = selectors.licensed_states_today(obj)
+        return ", ".join(states) or "no state today"
+
+    def save_model(self, request, obj, form, change):
+        actions.save_provider(obj, actor=self.actor(request), reason=self.change_reason(form, ""))
+
+    def save_formset(self, request, form, formset, change):
+        reason = self.change_reason(form, "edited with provider")
+        for license in formset.save(commit=False):
+            actions.save_license(license, actor=self.actor(request), reason=reason)
+
+    @admin.action(description="Set selected providers offline", permissions=["change"])
+    def set_offline(self, request, queryset):
+        done = sum(
+            1
+            for provider in queryset
+            if self.run_action(
+                request, actions.set_provider_availability, provider, available=False,
+                actor=self.actor(request), reason="set offline from the console",
+            )
+        )  # fmt: skip
+        self.message_user(request, f"{done} provider(s) set offline.")
+
+
+class ExpiringFilter(admin.SimpleListFilter):
+    title = "expiry"
+    parameter_name = "expiry"
+
+    def lookups(self, request, model_admin):
+        return [("30", "Active, expiring within 30 days"), ("lapsed", "Past expiry date")]
+
+    def queryset(self, request, queryset):
+        today = timezone.localdate()
+        if self.value() == "30":
+            return queryset.filter(
+                status=LicenseStatus.ACTIVE, expires_on__gte=today, expires_on__lte=today + dt.timedelta(30)
+            )
+        if self.value() == "lapsed":
+            return queryset.filter(expires_on__lt=today)
+        return queryset
+
+
+@admin.register(ProviderLicense, site=ops_site)
+class ProviderLicenseAdmin(OpsModelAdmin):
+    form = LicenseForm
+    list_display = ["provider", "state", "license_number", "license_type", "status", "issued_on", "expires_on", "valid_today", "verified_by"]
+    list_filter = ["status", "license_type", ExpiringFilter, "state"]
+    search_fields = ["=license_number", "=provider__npi", "^provider__last_name"]
+    list_select_related = ["provider", "verified_by"]
+    autocomplete_fields = ["provider"]
+    ordering = ["state", "provider_id", "id"]
+    readonly_fields = ["verified_by", "verified_at", "valid_today"]
+    fieldsets = [
+        (None, {"fields": ["provider", "state", "license_number", "license_type"]}),
+        ("Status", {"fields": ["status", "issued_on", "expires_on", "valid_today", "verified_by", "verified_at", "notes"]}),
+        ("Audit", {"fields": ["change_reason"]}),
+    ]  # fmt: skip
+    actions = ["mark_verified"]
+
+    def get_queryset(self, request):
+        return selectors.licenses_for_list()
+
+    @admin.display(description="valid today", boolean=True)
+    def valid_today(self, obj):
+        return obj.is_valid_on(timezone.localdate()) if obj.pk else None
+
+    def save_model(self, request, obj, form, change):
+        actions.save_license(obj, actor=self.actor(request), reason=self.change_reason(form, ""))
+
+    @admin.action(description="Mark selected licenses verified by me", permissions=["change"])
+    def mark_verified(self, request, queryset):
+        for license in queryset.select_related(None):
+            actions.verify_license(license, actor=self.actor(request))
+        self.message_user(request, f"{queryset.count()} license(s) marked verified.")
+
+
+# --- patients -------------------------------------------------------------------------------
+
+
+class PatientForm(PhoneFormMixin, ChangeReasonForm):
+    class Meta:
+        model = Patient
+        fields = [
+            "first_name", "last_name", "date_of_birth", "email", "phone",
+            "address_line1", "address_line2", "city", "state", "postal_code",
+        ]  # fmt: skip
+
+
+@admin.register(Patient, site=ops_site)
+class PatientAdmin(OpsModelAdmin):
+    form = PatientForm
+    retained = True
+    list_display = ["mrn", "name", "date_of_birth", "phone", "city", "state"]
+    list_filter = ["state"]
+    search_fields = ["=mrn", "^last_name", "^first_name", "=phone", "=email"]
+    list_select_related = []  # the patient row carries everything listed
+    ordering = ["last_name", "first_name", "id"]
+    readonly_fields = ["mrn", "created_at", "recent_visits", "support_links"]
+    fieldsets = [
+        (None, {"fields": ["mrn", "first_name", "last_name", "date_of_birth"]}),
+        ("Contact", {"fields": ["phone", "email"]}),
+        ("Address", {"fields": ["address_line1", "address_line2", "city", "state", "postal_code"]}),
+        ("Visits and support", {"fields": ["recent_visits", "support_links"]}),
+        ("Audit", {"fields": ["change_reason", "created_at"]}),
+    ]
+
+    @admin.display(description="name", ordering="last_name")
+    def name(self, obj):
+        return f"{obj.last_name}, {obj.first_name}"
+
+    @admin.display(description="latest visits")
+    def recent_visits(self, obj):
+        if not obj.pk:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (_change_link(v, v.public_id), v.requested_at.strftime("%Y-%m-%d %H:%M"), v.located_state,
+                 v.get_status_display(), v.provider.full_name if v.provider else "—")
+                for v in selectors.patient_recent_visits(obj)
+            ),
+        )  # fmt: skip
+        if not rows:
+            return "No visits yet."
+        head = "<thead><tr><th>Visit</th><th>Requested</th><th>State</th><th>Status</th><th>Provider</th></tr></thead>"
+        return format_html('<table class="ops-inline-table">{}<tbody>{}</tbody></table>', format_html(head), rows)
+
+    @admin.display(description="support")
+    def support_links(self, obj):
+        if not obj.pk:
+            return "—"
+        cases = reverse(f"{ops_site.name}:support_supportcase_changelist") + f"?patient__id__exact={obj.pk}"
+        new = reverse(f"{ops_site.name}:support_supportcase_add") + f"?patient={obj.pk}"
+        return format_html('<a href="{}">Support cases</a> · <a href="{}">Open a support case</a>', cases, new)
+
+    def save_model(self, request, obj, form, change):
+        actions.save_patient(obj, actor=self.actor(request), reason=self.change_reason(form, ""))
+
+
+# --- visits ---------------------------------------------------------------------------------
+
+
+class WaitingLongerFilter(admin.SimpleListFilter):
+    title = "waiting longer than"
+    parameter_name = "waiting_over"
+
+    def lookups(self, request, model_admin):
+        return [("5", "5 minutes"), ("15", "15 minutes"), ("30", "30 minutes")]
+
+    def queryset(self, request, queryset):
+        if self.value() in {"5", "15", "30"}:
+            cutoff = timezone.now() - dt.timedelta(minutes=int(self.value()))
+            return queryset.filter(status=VisitStatus.WAITING, requested_at__lt=cutoff)
+        return queryset
+
+
+class RequestedFilter(admin.SimpleListFilter):
+    """Date filter on an indexed range, instead of date_hierarchy's full-table DISTINCT scans."""
+
+    title = "requested"
+    parameter_name = "requested"
+
+    def lookups(self, request, model_admin):
+        return [("today", "Today"), ("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("30d", "Last 30 days")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        starts = {
+            "today": timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0),
+            "24h": now - dt.timedelta(hours=24),
+            "7d": now - dt.timedelta(days=7),
+            "30d": now - dt.timedelta(days=30),
+        }
+        return queryset.filter(requested_at__gte=starts[self.value()]) if self.value() in starts else queryset
+
+
+class VisitForm(ChangeReasonForm):
+    class Meta:
+        model = Visit
+        fields = ["patient", "located_state", "reason", "priority"]
+
+
+@admin.register(Visit, site=ops_site)
+class VisitAdmin(OpsModelAdmin):
+    form = VisitForm
+    retained = True
+    list_display = ["public_id", "patient_link", "located_state", "status", "priority", "provider_name", "waited", "requested_at"]
+    list_filter = ["status", "priority", RequestedFilter, WaitingLongerFilter, "located_state"]
+    search_fields = ["=public_id", "=patient__mrn", "^patient__last_name", "=provider__npi"]
+    list_select_related = ["patient", "provider"]
+    autocomplete_fields = ["patient"]
+    ordering = ["-requested_at", "-id"]
+    actions = ["cancel_visits"]
+    timeline_fields = ["status", "provider_link", "offer_count", "requested_at", "offered_at", "accepted_at", "started_at", "ended_at", "cancelled_at", "waited"]  # fmt: skip
+
+    def get_queryset(self, request):
+        return selectors.visits_for_list()
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return [(None, {"fields": ["patient", "located_state", "priority", "reason"]})]
+        return [
+            (None, {"fields": ["public_id", "patient_link", "located_state", "priority", "reason"]}),
+            ("Status", {"fields": self.timeline_fields}),
+            ("Timeline", {"fields": ["timeline", "support_links"]}),
+            ("Audit", {"fields": ["change_reason"]}),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["public_id", "patient_link", "located_state", *self.timeline_fields, "timeline", "support_links"]
+
+    @admin.display(description="patient", ordering="patient__last_name")
+    def patient_link(self, obj):
+        return _change_link(obj.patient, f"{obj.patient.first_name} {obj.patient.last_name} · {obj.patient.mrn}")
+
+    @admin.display(description="provider")
+    def provider_name(self, obj):
+        return obj.provider.full_name if obj.provider_id else "—"
+
+    @admin.display(description="provider")
+    def provider_link(self, obj):
+        return _change_link(obj.provider, obj.provider.full_name if obj.provider_id else None)
+
+    @admin.display(description="waited")
+    def waited(self, obj):
+        end = obj.accepted_at or obj.cancelled_at or (obj.ended_at if obj.status == VisitStatus.EXPIRED else None)
+        if end is None and obj.status in (VisitStatus.WAITING, VisitStatus.OFFERED):
+            end = timezone.now()
+        return _duration(end - obj.requested_at if end else None)
+
+    @admin.display(description="timeline")
+    def timeline(self, obj):
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (timezone.localtime(e.at).strftime("%Y-%m-%d %H:%M:%S"), f"{e.from_status or '—'} → {e.to_status}",
+                 e.get_actor_kind_display() + (f" ({e.staff_user.get_username()})" if e.staff_user_id else ""),
+                 e.provider.full_name if e.provider_id else "", e.detail)
+                for e in selectors.visit_timeline(obj)
+            ),
+        )  # fmt: skip
+        head = "<thead><tr><th>At</th><th>Change</th><th>By</th><th>Provider</th><th>Detail</th></tr></thead>"
+        return format_html('<table class="ops-inline-table">{}<tbody>{}</tbody></table>', format_html(head), rows)
+
+    @admin.display(description="support")
+    def support_links(self, obj):
+        new = reverse(f"{ops_site.name}:support_supportcase_add") + f"?visit={obj.pk}&patient={obj.patient_id}"
+        return format_html('<a href="{}">Open a support case about this visit</a>', new)
+
+    def save_model(self, request, obj, form, change):
+        actor = self.actor(request)
+        if change:
+            actions.update_visit_details(obj, actor=actor, reason=self.change_reason(form, "details edited"))
+        else:
+            created = actions.request_visit(
+                patient=obj.patient, located_state=obj.located_state, reason=obj.reason,
+                priority=obj.priority, actor=actor,
+            )  # fmt: skip
+            obj.pk, obj.public_id = created.pk, created.public_id
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("clinical.cancel_visit")
+
+    @admin.action(description="Cancel selected visits (not yet started)", permissions=["cancel"])
+    def cancel_visits(self, request, queryset):
+        actor = self.actor(request)
+        done = sum(
+            1 for visit_id in queryset.values_list("pk", flat=True)
+            if self.run_action(request, actions.cancel_visit, visit_id, actor=actor, detail="cancelled from the console")
+        )  # fmt: skip
+        self.message_user(request, f"{done} visit(s) cancelled.")
+
+
+@admin.register(VisitEvent, site=ops_site)
+class VisitEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "visit", "from_status", "to_status", "actor_kind", "staff_user", "provider", "detail"]
+    list_filter = ["to_status", "actor_kind"]
+    search_fields = ["=visit__public_id"]
+    list_select_related = ["visit", "staff_user", "provider"]
+    ordering = ["-at", "-id"]
+
+    def get_queryset(self, request):
+        return selectors.events_for_list()

@@ -1,0 +1,299 @@
+"""Clinical domain: providers and their state licenses, patients, visits and visit timelines.
+
+Status and availability are assigned only by ``clinical.actions``.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
+
+from clinical.reference import SPECIALTY_CHOICES, STATE_CHOICES
+from clinical.validators import new_public_id, validate_e164, validate_npi
+from ops_console.audit import ActorKind, AuditedHistoryModel
+
+IMPORT_EXPORT_PERMISSIONS = ("add", "change", "delete", "view", "import", "export")
+
+
+class Availability(models.TextChoices):
+    OFFLINE = "offline", "Offline"
+    AVAILABLE = "available", "Available"
+    RESERVED = "reserved", "Reserved (offer out)"
+    BUSY = "busy", "Busy (in a visit)"
+
+
+class Provider(models.Model):
+    """A clinician who takes video visits in the states where they hold an active license."""
+
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100)
+    npi = models.CharField("NPI", max_length=10, unique=True, validators=[validate_npi])
+    email = models.EmailField()
+    phone = models.CharField(max_length=16, validators=[validate_e164], help_text="E.164, e.g. +15551234567")
+    specialty = models.CharField(max_length=40, choices=SPECIALTY_CHOICES)
+    is_active = models.BooleanField(default=True)
+    availability = models.CharField(max_length=12, choices=Availability.choices, default=Availability.OFFLINE)
+    available_since = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    history = HistoricalRecords(bases=[AuditedHistoryModel])
+
+    class Meta:
+        default_permissions = IMPORT_EXPORT_PERMISSIONS
+        ordering = ["last_name", "first_name", "id"]
+        indexes = [
+            # Provider changelist default ordering (last name, first name, pk).
+            models.Index(fields=["last_name", "first_name", "id"], name="clinical_provider_name_idx"),
+            # Dashboard "providers available" and the router's longest-idle pick.
+            models.Index(
+                fields=["available_since"],
+                name="clinical_provider_avail_idx",
+                condition=Q(availability="available"),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(npi__regex=r"^\d{10}$"), name="clinical_provider_npi_digits"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dr. {self.first_name} {self.last_name} ({self.npi})"
+
+    @property
+    def full_name(self) -> str:
+        """Return the name as shown in lists."""
+        return f"{self.first_name} {self.last_name}"
+
+
+class LicenseType(models.TextChoices):
+    MD = "MD", "MD"
+    DO = "DO", "DO"
+    NP = "NP", "NP"
+    PA = "PA", "PA"
+
+
+class LicenseStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PENDING = "pending", "Pending"
+    SUSPENDED = "suspended", "Suspended"
+    REVOKED = "revoked", "Revoked"
+    EXPIRED = "expired", "Expired"
+
+
+class ProviderLicenseQuerySet(models.QuerySet):
+    def valid_on(self, day):
+        """Return licenses that let the provider practise on ``day``: active, issued, not expired."""
+        return self.filter(status=LicenseStatus.ACTIVE, issued_on__lte=day).filter(
+            Q(expires_on__isnull=True) | Q(expires_on__gte=day)
+        )
+
+
+class ProviderLicense(models.Model):
+    """A provider's license to practise in one state."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="licenses")
+    state = models.CharField(max_length=2, choices=STATE_CHOICES)
+    license_number = models.CharField(max_length=40)
+    license_type = models.CharField(max_length=2, choices=LicenseType.choices)
+    status = models.CharField(max_length=10, choices=LicenseStatus.choices, default=LicenseStatus.PENDING)
+    issued_on = models.DateField()
+    expires_on = models.DateField(null=True, blank=True, help_text="Last day the license is valid.")
+    verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    verified_at = models.DateTimeField(null=True, blank=True)
+    notes = models.TextField(blank=True)
+
+    objects = ProviderLicenseQuerySet.as_manager()
+    history = HistoricalRecords(bases=[AuditedHistoryModel])
+
+    class Meta:
+        default_permissions = IMPORT_EXPORT_PERMISSIONS
+        ordering = ["state", "provider_id", "id"]
+        indexes = [
+            # License changelist default ordering (state, provider, pk).
+            models.Index(fields=["state", "provider", "id"], name="clinical_license_state_idx"),
+            # Dashboard "licenses expiring in 30 days" and the expiry sweep.
+            models.Index(fields=["expires_on"], name="clinical_license_expiry_idx", condition=Q(status="active")),
+            # License changelist search and import matching by number.
+            models.Index(fields=["license_number"], name="clinical_license_number_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "state"],
+                condition=Q(status="active"),
+                name="clinical_providerlicense_one_active_per_state",
+                violation_error_message="This provider already has an active license in this state.",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_on__isnull=True) | Q(expires_on__gt=models.F("issued_on")),
+                name="clinical_providerlicense_expires_after_issued",
+                violation_error_message="The expiry date must be after the issue date.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.state} {self.license_type} {self.license_number}"
+
+    def is_valid_on(self, day) -> bool:
+        """Return True if this license lets the provider practise on ``day``."""
+        return (
+            self.status == LicenseStatus.ACTIVE
+            and self.issued_on <= day
+            and (self.expires_on is None or self.expires_on >= day)
+        )
+
+
+class Patient(models.Model):
+    """A person who requests visits; one flat address on the row."""
+
+    mrn = models.CharField("MRN", max_length=12, unique=True, editable=False)
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100)
+    date_of_birth = models.DateField()
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=16, validators=[validate_e164], help_text="E.164, e.g. +15551234567")
+    address_line1 = models.CharField("address line 1", max_length=200, blank=True)
+    address_line2 = models.CharField("address line 2", max_length=200, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    state = models.CharField(max_length=2, choices=STATE_CHOICES, blank=True)
+    postal_code = models.CharField(max_length=10, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    history = HistoricalRecords(bases=[AuditedHistoryModel])
+
+    class Meta:
+        ordering = ["last_name", "first_name", "id"]
+        indexes = [
+            # Patient changelist default ordering (last name, first name, pk).
+            models.Index(fields=["last_name", "first_name", "id"], name="clinical_patient_name_idx"),
+            # Support agents find callers by date of birth (patient changelist search/filter).
+            models.Index(fields=["date_of_birth"], name="clinical_patient_dob_idx"),
+            # Support agents find callers by the phone number they read out.
+            models.Index(fields=["phone"], name="clinical_patient_phone_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.first_name} {self.last_name} ({self.mrn})"
+
+
+class Priority(models.IntegerChoices):
+    # Integers so that the queue orders by priority with a plain index scan.
+    ROUTINE = 0, "Routine"
+    ELEVATED = 1, "Elevated"
+    URGENT = 2, "Urgent"
+
+
+class VisitStatus(models.TextChoices):
+    WAITING = "waiting", "Waiting"
+    OFFERED = "offered", "Offered"
+    ACCEPTED = "accepted", "Accepted"
+    CONNECTING = "connecting", "Connecting"
+    IN_PROGRESS = "in_progress", "In progress"
+    COMPLETED = "completed", "Completed"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"
+    FAILED = "failed", "Failed"
+
+
+# A provider holds at most one visit in these statuses (clinical_visit_one_active_per_provider).
+PROVIDER_HOLDING_STATUSES = (
+    VisitStatus.OFFERED,
+    VisitStatus.ACCEPTED,
+    VisitStatus.CONNECTING,
+    VisitStatus.IN_PROGRESS,
+)
+OPEN_STATUSES = (VisitStatus.WAITING, *PROVIDER_HOLDING_STATUSES)
+FINAL_STATUSES = (VisitStatus.COMPLETED, VisitStatus.CANCELLED, VisitStatus.EXPIRED, VisitStatus.FAILED)
+
+
+class Visit(models.Model):
+    """A patient's request for a video visit, from waiting to its end."""
+
+    public_id = models.CharField("visit id", max_length=9, unique=True, default=new_public_id, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="visits")
+    located_state = models.CharField(
+        max_length=2, choices=STATE_CHOICES, help_text="Where the patient is at request time."
+    )
+    reason = models.TextField()
+    priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.ROUTINE)
+    status = models.CharField(max_length=12, choices=VisitStatus.choices, default=VisitStatus.WAITING)
+    provider = models.ForeignKey(
+        Provider, on_delete=models.PROTECT, null=True, blank=True, related_name="visits"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    offered_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    offer_count = models.PositiveSmallIntegerField(default=0)
+
+    history = HistoricalRecords(bases=[AuditedHistoryModel])
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        permissions = [("cancel_visit", "Can cancel a visit from the console")]
+        indexes = [
+            # Visit changelist default ordering (newest request first, pk tie-breaker).
+            models.Index(fields=["-requested_at", "-id"], name="clinical_visit_requested_idx"),
+            # Router queue and dashboard "waiting now by state": priority then age per state.
+            models.Index(
+                fields=["located_state", "-priority", "requested_at", "id"],
+                name="clinical_visit_queue_idx",
+                condition=Q(status="waiting"),
+            ),
+            # Visit changelist status filter, newest first.
+            models.Index(fields=["status", "-requested_at", "-id"], name="clinical_visit_status_idx"),
+            # Patient page "latest visits" (patient FK plus order).
+            models.Index(fields=["patient", "-requested_at"], name="clinical_visit_patient_idx"),
+            # Provider page "visits today" (provider FK plus order).
+            models.Index(fields=["provider", "-requested_at"], name="clinical_visit_provider_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider"],
+                condition=Q(status__in=[s.value for s in PROVIDER_HOLDING_STATUSES]),
+                name="clinical_visit_one_active_per_provider",
+                violation_error_message="This provider already holds an offered or active visit.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=[s.value for s in PROVIDER_HOLDING_STATUSES]) | Q(provider__isnull=False),
+                name="clinical_visit_provider_when_assigned",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Visit {self.public_id}"
+
+    @property
+    def is_open(self) -> bool:
+        """Return True while the visit has not reached a final status."""
+        return self.status in OPEN_STATUSES
+
+
+class VisitEvent(models.Model):
+    """One transition in a visit's timeline; rows are only ever appended."""
+
+    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, related_name="events")
+    from_status = models.CharField(max_length=12, choices=VisitStatus.choices, blank=True)
+    to_status = models.CharField(max_length=12, choices=VisitStatus.choices)
+    at = models.DateTimeField(default=timezone.now)
+    actor_kind = models.CharField(max_length=16, choices=ActorKind.choices)
+    staff_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    detail = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [
+            # Visit change page timeline: events of one visit in order.
+            models.Index(fields=["visit", "at", "id"], name="clinical_visitevent_visit_idx"),
+            # VisitEvent changelist default ordering (newest first).
+            models.Index(fields=["-at", "-id"], name="clinical_visitevent_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '∅'} → {self.to_status}"

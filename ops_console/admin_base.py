@@ -1,0 +1,86 @@
+"""Base ModelAdmin for the console: history, retention and revert rules in one place."""
+
+from django import forms
+from django.contrib import admin
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from simple_history.admin import SimpleHistoryAdmin
+
+from ops_console.audit import Actor
+from ops_console.errors import ActionError
+
+
+class ChangeReasonForm(forms.ModelForm):
+    """A model form with a free-text reason that the history record keeps."""
+
+    change_reason = forms.CharField(
+        required=False,
+        max_length=500,
+        help_text="Why you are making this change (kept in the history).",
+        widget=forms.TextInput(attrs={"size": 80}),
+    )
+
+
+class OpsAdminMixin:
+    """What every console ModelAdmin shares.
+
+    Set ``retained = True`` on models whose rows must never be deleted through the console
+    (visits, patients, timelines, audit records): not even a superuser gets a delete button.
+    """
+
+    retained = False
+    show_full_result_count = False
+    list_per_page = 50
+
+    def has_delete_permission(self, request, obj=None):
+        """Return False for retained records, whatever the user's permissions."""
+        return not self.retained and super().has_delete_permission(request, obj)
+
+    def actor(self, request) -> Actor:
+        """Return the actor for the signed-in user."""
+        return Actor.staff(request.user)
+
+    def run_action(self, request, func, *args, **kwargs):
+        """Call an action for an admin action; report its refusal as a message instead of a 500."""
+        try:
+            return func(*args, **kwargs)
+        except ActionError as error:
+            self.message_user(request, str(error), messages.ERROR)
+            return None
+
+
+class OpsModelAdmin(OpsAdminMixin, SimpleHistoryAdmin):
+    """History-aware ModelAdmin whose writes go through the app's actions."""
+
+    def change_reason(self, form, default: str) -> str:
+        """Return the reason typed in the form, or ``default``."""
+        return (form.cleaned_data.get("change_reason") or "").strip() or default
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        """Render the form; an action refusing the save rolls back and comes back as a message."""
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ActionError as error:
+            self.message_user(request, f"Not saved: {error}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        """Show an old version; refuse a revert POST unless the user may change and revert."""
+        if request.method == "POST":
+            obj = self.get_object(request, object_id)
+            if obj is None or self.revert_disabled(request, obj) or not self.has_change_permission(request, obj):
+                raise PermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+
+class ReadOnlyAdmin(OpsAdminMixin, admin.ModelAdmin):
+    """Append-only records: listed and viewed, never added, changed or deleted in the console."""
+
+    retained = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,51 @@
+"""The console: a private AdminSite whose home page is an operations dashboard."""
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
+
+
+class OpsAdminSite(admin.AdminSite):
+    site_header = "Ops Console"
+    site_title = "Ops Console"
+    index_title = "Operations"
+    index_template = "admin/ops_index.html"
+
+    def index(self, request, extra_context=None):
+        """Render the app list with the live numbers the user's role may see."""
+        from clinical.selectors import dashboard_summary
+
+        extra_context = dict(extra_context or {})
+        if request.user.has_perm("clinical.view_visit"):
+            extra_context["dashboard"] = dashboard_summary()
+        return super().index(request, extra_context)
+
+
+ops_site = OpsAdminSite(name="ops")
+
+
+@admin.register(get_user_model(), site=ops_site)
+class StaffUserAdmin(UserAdmin):
+    list_display = ["username", "email", "first_name", "last_name", "is_active", "last_login"]
+    list_filter = ["is_active", "groups"]
+    show_full_result_count = False
+    ordering = ["username"]
+
+    def has_delete_permission(self, request, obj=None):
+        # Users appear in audit records: deactivate them instead.
+        return False
+
+
+@admin.register(Group, site=ops_site)
+class RoleGroupAdmin(GroupAdmin):
+    """Roles are defined in ops_console/roles.py; the console only shows them."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,17 @@
+"""The project app: roles, capabilities and console-wide commands."""
+
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class OpsConsoleConfig(AppConfig):
+    name = "ops_console"
+    verbose_name = "Ops Console"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from ops_console import audit  # noqa: F401  (connects the history actor receiver)
+        from ops_console.roles import sync_roles_after_migrate
+
+        # Runs after every app's permissions exist, so the role groups are complete.
+        post_migrate.connect(sync_roles_after_migrate, dispatch_uid="ops_console.sync_roles")

@@ -1,0 +1,87 @@
+"""Audit plumbing shared by every model that keeps django-simple-history records.
+
+Actions set ``_history_user``, ``_history_actor`` and ``_change_reason`` on the instance
+before saving; the historical row then says who (staff user, or the system actor) and why.
+"""
+
+from dataclasses import dataclass
+
+from django.db import models
+from django.dispatch import receiver
+from simple_history.signals import pre_create_historical_record
+
+
+class ActorKind(models.TextChoices):
+    SYSTEM = "system", "System"
+    ROUTER = "router", "Router"
+    PATIENT = "patient", "Patient app"
+    PROVIDER = "provider", "Provider app"
+    STAFF = "staff", "Staff"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is making a change: a staff user, an app on someone's behalf, or the system."""
+
+    kind: str
+    user: object | None = None
+    label: str = ""
+
+    @classmethod
+    def staff(cls, user) -> "Actor":
+        """Return the actor for a signed-in console user."""
+        return cls(ActorKind.STAFF, user=user, label=user.get_username())
+
+    @classmethod
+    def system(cls, label: str = "system") -> "Actor":
+        """Return the actor for a command, migration or scheduled job."""
+        return cls(ActorKind.SYSTEM, label=label)
+
+    @classmethod
+    def router(cls) -> "Actor":
+        """Return the actor for the routing worker."""
+        return cls(ActorKind.ROUTER, label="router")
+
+    @classmethod
+    def patient_app(cls, label: str = "patient app") -> "Actor":
+        """Return the actor for the patient app acting for a patient."""
+        return cls(ActorKind.PATIENT, label=label)
+
+    @classmethod
+    def provider_app(cls, label: str = "provider app") -> "Actor":
+        """Return the actor for the provider app acting for a provider."""
+        return cls(ActorKind.PROVIDER, label=label)
+
+    def describe(self) -> str:
+        """Return a short human description, e.g. ``staff:clinops``."""
+        return f"{self.kind}:{self.label}" if self.label else str(self.kind)
+
+
+class AuditedHistoryModel(models.Model):
+    """Extra columns on every historical table: the kind of actor behind the change."""
+
+    history_actor = models.CharField(max_length=16, choices=ActorKind.choices, default=ActorKind.STAFF)
+    history_actor_label = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        abstract = True
+
+
+def stamp(instance, actor: Actor, reason: str) -> None:
+    """Attach the actor and reason that the next historical record of ``instance`` carries."""
+    instance._history_user = actor.user
+    instance._history_actor = actor
+    instance._change_reason = reason[:2000]
+
+
+@receiver(pre_create_historical_record)
+def _record_actor(sender, instance, history_instance, **kwargs):
+    """Copy the actor set by an action (or the signed-in user) onto the historical row."""
+    actor = getattr(instance, "_history_actor", None)
+    if actor is not None:
+        history_instance.history_actor = actor.kind
+        history_instance.history_actor_label = actor.label[:150]
+    elif history_instance.history_user_id:
+        history_instance.history_actor = ActorKind.STAFF
+    else:
+        history_instance.history_actor = ActorKind.SYSTEM

@@ -1,0 +1,27 @@
+"""Errors that actions raise for callers to show: admin messages, API 400/409 responses."""
+
+from django.core.exceptions import ValidationError
+
+
+class ActionError(Exception):
+    """A write refused for a reason the caller can show; ``field`` names the input at fault."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+class IllegalTransition(ActionError):
+    """The change is not legal in the record's current state (HTTP 409)."""
+
+
+def full_clean_or_raise(instance, **kwargs) -> None:
+    """Run model validation and raise ``ActionError`` naming the first field at fault."""
+    try:
+        instance.full_clean(**kwargs)
+    except ValidationError as error:
+        if hasattr(error, "error_dict"):
+            field, messages = next(iter(error.message_dict.items()))
+            field = None if field == "__all__" else field
+            raise ActionError(f"{field or 'record'}: {' '.join(messages)}", field=field) from None
+        raise ActionError(" ".join(error.messages)) from None

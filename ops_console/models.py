@@ -1,0 +1,14 @@
+"""Console capabilities that are not about one model's rows."""
+
+from django.db import models
+
+
+class Capability(models.Model):
+    """Carrier for console-wide permissions; it has no table and no rows."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [
+            ("use_profiling", "Can use profiling tools (debug toolbar, slow pages)"),
+        ]

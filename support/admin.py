@@ -1,0 +1,132 @@
+"""Console pages for support cases and security events. Writes go through ``support.actions``."""
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+
+from ops_console.admin_base import ChangeReasonForm, OpsModelAdmin, ReadOnlyAdmin
+from ops_console.admin_site import ops_site
+from ops_console.roles import ROLES
+from support import actions, selectors
+from support.models import CaseNote, CaseStatus, SecurityEvent, SupportCase
+
+
+class CaseForm(ChangeReasonForm):
+    first_note = forms.CharField(
+        label="note", required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Optional; added as a note."
+    )
+
+    class Meta:
+        model = SupportCase
+        fields = ["subject", "category", "priority", "status", "patient", "visit", "assignee"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "assignee" in self.fields:
+            # Staff in a console role: a few dozen people, so a plain select stays small.
+            self.fields["assignee"].queryset = (
+                get_user_model().objects.filter(is_active=True, groups__name__in=ROLES).distinct().order_by("username")
+            )
+
+
+class NoteHistoryInline(admin.TabularInline):
+    """Notes already written: read-only, in order."""
+
+    model = CaseNote
+    verbose_name_plural = "notes"
+    fields = ["created_at", "author", "body"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("author")
+
+
+class NewNoteInline(admin.StackedInline):
+    """One empty form to append a note."""
+
+    model = CaseNote
+    verbose_name = "new note"
+    verbose_name_plural = "add a note"
+    fields = ["body"]
+    extra = 1
+    max_num = 1
+    can_delete = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).none()
+
+    def has_change_permission(self, request, obj=None):
+        # Lets the empty add form render for users who may add notes; existing notes are not shown here.
+        return self.has_add_permission(request, obj)
+
+
+class MyCasesFilter(admin.SimpleListFilter):
+    title = "assignee"
+    parameter_name = "mine"
+
+    def lookups(self, request, model_admin):
+        return [("1", "Assigned to me"), ("none", "Unassigned")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "1":
+            return queryset.filter(assignee=request.user)
+        if self.value() == "none":
+            return queryset.filter(assignee__isnull=True)
+        return queryset
+
+
+@admin.register(SupportCase, site=ops_site)
+class SupportCaseAdmin(OpsModelAdmin):
+    form = CaseForm
+    list_display = ["id", "subject", "status", "priority", "category", "patient", "visit", "assignee", "created_at"]
+    list_filter = ["status", "priority", "category", MyCasesFilter]
+    search_fields = ["subject", "=patient__mrn", "=visit__public_id"]
+    list_select_related = ["patient", "visit", "assignee", "created_by"]
+    autocomplete_fields = ["patient", "visit"]
+    ordering = ["-created_at", "-id"]
+    readonly_fields = ["created_by", "created_at", "updated_at", "resolved_at"]
+    inlines = [NoteHistoryInline, NewNoteInline]
+    fieldsets = [
+        (None, {"fields": ["subject", "category", "priority", "status", "assignee"]}),
+        ("About", {"fields": ["patient", "visit"]}),
+        ("Notes", {"fields": ["first_note"]}),
+        ("Audit", {"fields": ["change_reason", "created_by", "created_at", "updated_at", "resolved_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        return selectors.cases_for_list()
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        initial.setdefault("status", CaseStatus.OPEN)
+        return initial
+
+    def save_model(self, request, obj, form, change):
+        actions.save_case(
+            obj, actor=self.actor(request), reason=self.change_reason(form, ""),
+            note=form.cleaned_data.get("first_note", ""),
+        )  # fmt: skip
+
+    def save_formset(self, request, form, formset, change):
+        for note in formset.save(commit=False):
+            actions.add_note(form.instance, body=note.body, actor=self.actor(request))
+
+
+@admin.register(SecurityEvent, site=ops_site)
+class SecurityEventAdmin(ReadOnlyAdmin):
+    list_display = ["at", "kind", "method", "path", "ip", "user", "user_agent"]
+    list_filter = ["kind"]
+    search_fields = ["=ip", "path"]
+    list_select_related = ["user"]
+    ordering = ["-at", "-id"]
+
+    def get_queryset(self, request):
+        return selectors.security_events_for_list()
