@@ -75,7 +75,16 @@ class LicenseForm(ChangeReasonForm):
 
 class ProviderLicenseInline(admin.TabularInline):
     model = ProviderLicense
-    fields = ["state", "license_number", "license_type", "status", "issued_on", "expires_on", "verified_by", "verified_at"]
+    fields = [
+        "state",
+        "license_number",
+        "license_type",
+        "status",
+        "issued_on",
+        "expires_on",
+        "verified_by",
+        "verified_at",
+    ]
     readonly_fields = ["verified_by", "verified_at"]
     extra = 0
     can_delete = False  # licenses are records: suspend, revoke or let them expire instead
@@ -161,7 +170,17 @@ class ExpiringFilter(admin.SimpleListFilter):
 @admin.register(ProviderLicense, site=ops_site)
 class ProviderLicenseAdmin(OpsModelAdmin):
     form = LicenseForm
-    list_display = ["provider", "state", "license_number", "license_type", "status", "issued_on", "expires_on", "valid_today", "verified_by"]
+    list_display = [
+        "provider",
+        "state",
+        "license_number",
+        "license_type",
+        "status",
+        "issued_on",
+        "expires_on",
+        "valid_today",
+        "verified_by",
+    ]
     list_filter = ["status", "license_type", ExpiringFilter, "state"]
     search_fields = ["=license_number", "=provider__npi", "^provider__last_name"]
     list_select_related = ["provider", "verified_by"]
@@ -170,7 +189,8 @@ class ProviderLicenseAdmin(OpsModelAdmin):
     readonly_fields = ["verified_by", "verified_at", "valid_today"]
     fieldsets = [
         (None, {"fields": ["provider", "state", "license_number", "license_type"]}),
-        ("Status", {"fields": ["status", "issued_on", "expires_on", "valid_today", "verified_by", "verified_at", "notes"]}),
+        ("Status", {"fields": ["status", "issued_on", "expires_on", "valid_today", "notes"]}),
+        ("Verification", {"fields": ["verified_by", "verified_at"]}),
         ("Audit", {"fields": ["change_reason"]}),
     ]  # fmt: skip
     actions = ["mark_verified"]
@@ -303,14 +323,26 @@ class VisitForm(ChangeReasonForm):
 class VisitAdmin(OpsModelAdmin):
     form = VisitForm
     retained = True
-    list_display = ["public_id", "patient_link", "located_state", "status", "priority", "provider_name", "waited", "requested_at"]
+    list_display = [
+        "public_id",
+        "patient_link",
+        "located_state",
+        "status",
+        "priority",
+        "provider_name",
+        "waited",
+        "requested_at",
+    ]
     list_filter = ["status", "priority", RequestedFilter, WaitingLongerFilter, "located_state"]
     search_fields = ["=public_id", "=patient__mrn", "^patient__last_name", "=provider__npi"]
     list_select_related = ["patient", "provider"]
     autocomplete_fields = ["patient"]
     ordering = ["-requested_at", "-id"]
     actions = ["cancel_visits"]
-    timeline_fields = ["status", "provider_link", "offer_count", "requested_at", "offered_at", "accepted_at", "started_at", "ended_at", "cancelled_at", "waited"]  # fmt: skip
+    timeline_fields = [
+        "status", "provider_link", "offer_count", "waited",
+        "requested_at", "offered_at", "accepted_at", "started_at", "ended_at", "cancelled_at",
+    ]  # fmt: skip
 
     def get_queryset(self, request):
         return selectors.visits_for_list()
@@ -388,7 +420,7 @@ class VisitAdmin(OpsModelAdmin):
         actor = self.actor(request)
         done = sum(
             1 for visit_id in queryset.values_list("pk", flat=True)
-            if self.run_action(request, actions.cancel_visit, visit_id, actor=actor, detail="cancelled from the console")
+            if self.run_action(request, actions.cancel_visit, visit_id, actor=actor, detail="cancelled in the console")
         )  # fmt: skip
         self.message_user(request, f"{done} visit(s) cancelled.")
 

@@ -218,9 +218,7 @@ class Visit(models.Model):
     reason = models.TextField()
     priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.ROUTINE)
     status = models.CharField(max_length=12, choices=VisitStatus.choices, default=VisitStatus.WAITING)
-    provider = models.ForeignKey(
-        Provider, on_delete=models.PROTECT, null=True, blank=True, related_name="visits"
-    )
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, null=True, blank=True, related_name="visits")
     requested_at = models.DateTimeField(default=timezone.now)
     offered_at = models.DateTimeField(null=True, blank=True)
     accepted_at = models.DateTimeField(null=True, blank=True)

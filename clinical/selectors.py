@@ -85,7 +85,9 @@ def dashboard_summary() -> dict:
     return {
         "waiting_by_state": waiting_by_state(),
         "providers_available": Provider.objects.filter(availability=Availability.AVAILABLE).count(),
-        "providers_in_visits": Provider.objects.filter(availability__in=[Availability.RESERVED, Availability.BUSY]).count(),
+        "providers_in_visits": Provider.objects.filter(
+            availability__in=[Availability.RESERVED, Availability.BUSY]
+        ).count(),
         "expiring_licenses": list(licenses_expiring()[:15]),
         "expiring_count": licenses_expiring().count(),
         "open_cases": open_case_count(),

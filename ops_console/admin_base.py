@@ -1,8 +1,7 @@
 """Base ModelAdmin for the console: history, retention and revert rules in one place."""
 
 from django import forms
-from django.contrib import admin
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from simple_history.admin import SimpleHistoryAdmin

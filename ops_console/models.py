@@ -12,3 +12,6 @@ class Capability(models.Model):
         permissions = [
             ("use_profiling", "Can use profiling tools (debug toolbar, slow pages)"),
         ]
+
+    def __str__(self) -> str:
+        return "console capability"

@@ -9,6 +9,4 @@ from django.conf import settings
 @cache
 def get_redis() -> redis.Redis:
     """Return the process-wide Redis client for ``REDIS_URL`` (strings decoded)."""
-    return redis.Redis.from_url(
-        settings.REDIS_URL, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
-    )
+    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_timeout=5, socket_connect_timeout=2)

@@ -38,7 +38,7 @@ if not SECRET_KEY:
             "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off "
             "(`make run` writes a local one to .env on first run)."
         )
-    SECRET_KEY = "django-insecure-debug-only-key"
+    SECRET_KEY = "django-insecure-debug-only-key"  # noqa: S105 (only with DJANGO_DEBUG on)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 
 OPS_ADMIN_PATH = env_path_prefix("OPS_ADMIN_PATH", "ops/")

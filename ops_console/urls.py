@@ -1,7 +1,7 @@
 """URL map: the console on its private path; /admin/ answers 404 and is recorded."""
 
 from django.conf import settings
-from django.urls import include, path, re_path
+from django.urls import path, re_path
 
 from ops_console import views
 from ops_console.admin_site import ops_site

@@ -3,9 +3,9 @@
 from django.db import transaction
 from django.utils import timezone
 
+from ops_console.audit import Actor, stamp
 from ops_console.errors import ActionError
 from ops_console.errors import full_clean_or_raise as _full_clean
-from ops_console.audit import Actor, stamp
 from support.models import OPEN_CASE_STATUSES, CaseNote, CaseStatus, SecurityEvent, SupportCase
 
 
@@ -25,8 +25,13 @@ def open_case(
     if visit is not None and patient is None:
         patient = visit.patient
     case = SupportCase(
-        subject=subject, category=category, priority=priority, patient=patient, visit=visit,
-        assignee=assignee, created_by=actor.user,
+        subject=subject,
+        category=category,
+        priority=priority,
+        patient=patient,
+        visit=visit,
+        assignee=assignee,
+        created_by=actor.user,
     )
     return save_case(case, actor=actor, reason="opened", note=note)
 

@@ -120,7 +120,9 @@ class SecurityEvent(models.Model):
     method = models.CharField(max_length=10)
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=500, blank=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     detail = models.CharField(max_length=500, blank=True)
 
     class Meta:

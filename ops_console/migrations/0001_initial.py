@@ -4,22 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Capability',
+            name="Capability",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
             ],
             options={
-                'permissions': [('use_profiling', 'Can use profiling tools (debug toolbar, slow pages)')],
-                'managed': False,
-                'default_permissions': (),
+                "permissions": [("use_profiling", "Can use profiling tools (debug toolbar, slow pages)")],
+                "managed": False,
+                "default_permissions": (),
             },
         ),
     ]

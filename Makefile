@@ -1,0 +1,59 @@
+# Ops Console: `make run` serves the console with demo data; `make test` runs every test.
+# Both set everything up first on a fresh Debian/Ubuntu machine (see README.md).
+
+SHELL := /bin/bash
+PYTHON_BIN ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test setup services venv deps lint format migrate seed clean-venv
+
+run: setup
+	$(PY) manage.py collectstatic --noinput -v0
+	$(PY) manage.py seed_demo --if-empty
+	HOST=$(HOST) PORT=$(PORT) ops_console/bin/run.sh
+
+test: setup deps-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	DJANGO_SETTINGS_MODULE=ops_console.settings $(VENV)/bin/pytest -c tests/pytest.ini --rootdir . $(PYTEST_ARGS)
+
+setup: services deps
+	$(PY) -m ops_console.bootstrap
+	$(PY) manage.py migrate --noinput -v0
+
+services:
+	ops_console/bin/ensure-services.sh
+
+$(VENV)/bin/python:
+	@command -v $(PYTHON_BIN) >/dev/null || { echo "Python 3.11 is required"; exit 1; }
+	$(PYTHON_BIN) -m venv $(VENV) || { \
+	  [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && $(PYTHON_BIN) -m venv $(VENV); }
+
+venv: $(VENV)/bin/python
+
+$(VENV)/.deps: requirements.txt | $(VENV)/bin/python
+	$(PIP) install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.deps-test: requirements-test.txt requirements.txt | $(VENV)/bin/python
+	$(PIP) install -q --disable-pip-version-check -r requirements-test.txt
+	touch $@
+
+deps: $(VENV)/.deps
+deps-test: $(VENV)/.deps-test
+
+lint: deps-test
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: deps-test
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+seed: setup
+	$(PY) manage.py seed_demo
+
+clean-venv:
+	rm -rf $(VENV)

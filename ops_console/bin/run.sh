@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Start the console's processes in the foreground; Ctrl-C stops all of them, and the
+# services that `make` started for this run.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-8000}
+# Local production-grade serving: debug off, but plain HTTP on loopback.
+export DJANGO_DEBUG=${DJANGO_DEBUG:-0} OPS_HTTPS=${OPS_HTTPS:-0}
+PY=.venv/bin/python
+pids=()
+
+stop_all() {
+  trap - INT TERM EXIT
+  echo
+  echo "Stopping Ops Console..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+  ops_console/bin/stop-started-services.sh
+}
+trap stop_all INT TERM EXIT
+
+.venv/bin/gunicorn ops_console.wsgi --bind "$HOST:$PORT" --workers "${WEB_CONCURRENCY:-3}" \
+  --access-logfile - --graceful-timeout 5 &
+pids+=($!)
+
+admin_path=$($PY -c "import os;os.environ.setdefault('DJANGO_SETTINGS_MODULE','ops_console.settings');import django;django.setup();from django.conf import settings;print(settings.OPS_ADMIN_PATH)")
+password=$($PY -c "import os;os.environ.setdefault('DJANGO_SETTINGS_MODULE','ops_console.settings');import django;django.setup();from django.conf import settings;print(settings.OPS_DEMO_PASSWORD)")
+cat <<MSG
+
+  Ops Console: http://$HOST:$PORT/$admin_path
+
+  Demo logins (password: $password)
+    support   Support agent  (view-only, support cases)
+    clinops   Clinical ops   (providers and licenses)
+    engineer  Engineer       (view-only, profiling)
+    lead      Ops lead       (everything but deleting records)
+
+  Ctrl-C stops everything this command started.
+
+MSG
+wait -n "${pids[@]}"

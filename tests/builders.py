@@ -1,0 +1,72 @@
+"""Small builders that set up test data through the actions, as the console would."""
+
+import datetime as dt
+import itertools
+
+from django.utils import timezone
+
+from clinical import actions
+from clinical.models import LicenseStatus, Patient, Provider, ProviderLicense
+from clinical.validators import make_npi
+from ops_console.audit import Actor
+
+SYSTEM = Actor.system("tests")
+_counter = itertools.count(1)
+
+
+def new_npi() -> str:
+    """Return a fresh valid NPI."""
+    return make_npi(f"{100000000 + next(_counter) * 7919 % 899999999:09d}")
+
+
+def make_provider(*, states=("CA",), available=False, first_name="Ada", last_name=None, **license_kwargs) -> Provider:
+    """Create a provider holding an active license today in each of ``states``."""
+    n = next(_counter)
+    provider = actions.save_provider(
+        Provider(
+            first_name=first_name, last_name=last_name or f"Provider{n}", npi=new_npi(),
+            email=f"provider{n}@example.test", phone=f"+1415555{n % 10000:04d}", specialty="family_medicine",
+        ),
+        actor=SYSTEM,
+    )  # fmt: skip
+    for state in states:
+        make_license(provider, state, **license_kwargs)
+    if available:
+        actions.set_provider_availability(provider, available=True, actor=SYSTEM)
+        provider.refresh_from_db()
+    return provider
+
+
+def make_license(
+    provider: Provider, state: str, *, status=LicenseStatus.ACTIVE, issued_days_ago=365, expires_in_days=365
+):
+    """Create a license for ``provider`` in ``state``."""
+    today = timezone.localdate()
+    return actions.save_license(
+        ProviderLicense(
+            provider=provider, state=state, license_number=f"{state}-{next(_counter):06d}", license_type="MD",
+            status=status, issued_on=today - dt.timedelta(days=issued_days_ago),
+            expires_on=None if expires_in_days is None else today + dt.timedelta(days=expires_in_days),
+        ),
+        actor=SYSTEM,
+    )  # fmt: skip
+
+
+def make_patient(*, first_name="Grace", last_name=None, state="CA", phone=None) -> Patient:
+    """Register a patient."""
+    n = next(_counter)
+    return actions.save_patient(
+        Patient(
+            first_name=first_name, last_name=last_name or f"Patient{n}", date_of_birth=dt.date(1985, 3, 2),
+            email=f"patient{n}@example.test", phone=phone or f"+1212555{n % 10000:04d}",
+            address_line1=f"{n} Main St", city="Springfield", state=state, postal_code="90210",
+        ),
+        actor=SYSTEM,
+    )  # fmt: skip
+
+
+def make_visit(*, patient=None, state="CA", priority=0, reason="Sore throat"):
+    """Request a waiting visit."""
+    return actions.request_visit(
+        patient=patient or make_patient(), located_state=state, reason=reason, priority=priority, actor=SYSTEM
+    )

@@ -1,0 +1,75 @@
+"""Shared fixtures: named personas, one per role, and a clean Redis database per test."""
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from ops_console import roles
+from ops_console.redis import get_redis
+
+PASSWORD = "correct-horse-battery-staple-42"
+
+# Tests use their own Redis database so they never touch the running console's data.
+settings.REDIS_URL = "redis://127.0.0.1:6379/15"
+get_redis.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _plain_http(settings):
+    """Serve the test client over plain HTTP (production redirects to HTTPS)."""
+    settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture
+def redis_client():
+    """Return the Redis client, emptied before and after the test."""
+    client = get_redis()
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+def _staff(username: str, role: str | None):
+    user = get_user_model().objects.create_user(username, f"{username}@ops.example", PASSWORD, is_staff=True)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def support_agent(db):
+    return _staff("support", roles.SUPPORT_AGENT)
+
+
+@pytest.fixture
+def clinical_ops(db):
+    return _staff("clinops", roles.CLINICAL_OPS)
+
+
+@pytest.fixture
+def engineer(db):
+    return _staff("engineer", roles.ENGINEER)
+
+
+@pytest.fixture
+def lead(db):
+    return _staff("lead", roles.OPS_LEAD)
+
+
+@pytest.fixture
+def outsider(db):
+    """A staff account with no console role."""
+    return _staff("outsider", None)
+
+
+@pytest.fixture
+def personas(support_agent, clinical_ops, engineer, lead, outsider):
+    """Return every persona by role name (None for the outsider)."""
+    return {
+        roles.SUPPORT_AGENT: support_agent,
+        roles.CLINICAL_OPS: clinical_ops,
+        roles.ENGINEER: engineer,
+        roles.OPS_LEAD: lead,
+        None: outsider,
+    }
