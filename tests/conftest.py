@@ -16,9 +16,13 @@ get_redis.cache_clear()
 
 
 @pytest.fixture(autouse=True)
-def _plain_http(settings):
-    """Serve the test client over plain HTTP (production redirects to HTTPS)."""
+def _test_serving(settings):
+    """Serve the test client over plain HTTP and find static files without collectstatic."""
     settings.SECURE_SSL_REDIRECT = False
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
 @pytest.fixture
