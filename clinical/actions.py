@@ -5,8 +5,6 @@ in that order), refuses an illegal change with an ``ActionError`` naming the fie
 ``VisitEvent`` and the history record, and publishes the routing event on commit.
 """
 
-import datetime as dt
-
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -23,7 +21,7 @@ from clinical.models import (
     VisitStatus,
 )
 from clinical.validators import format_mrn
-from ops_console.audit import Actor, stamp
+from ops_console.audit import Actor, history_sql, stamp
 from ops_console.errors import ActionError, IllegalTransition
 from ops_console.errors import full_clean_or_raise as _full_clean
 
@@ -82,7 +80,7 @@ def save_provider(provider: Provider, *, actor: Actor, reason: str = "") -> Prov
     _full_clean(provider)
     stamp(provider, actor, reason or ("created" if creating else "edited"))
     provider.save()
-    events.publish_on_commit("provider_changed", provider=provider.pk)
+    events.publish_on_commit("provider_changed", actor=actor.kind, provider=provider.pk)
     return provider
 
 
@@ -95,7 +93,7 @@ def save_license(license: ProviderLicense, *, actor: Actor, reason: str = "") ->
     _full_clean(license, validate_constraints=True)
     stamp(license, actor, reason or ("added" if creating else "edited"))
     license.save()
-    events.publish_on_commit("license_changed", provider=license.provider_id, state=license.state)
+    events.publish_on_commit("license_changed", actor=actor.kind, provider=license.provider_id, state=license.state)
     return license
 
 
@@ -136,7 +134,7 @@ def _set_availability(provider: Provider, target: str, *, actor: Actor, reason: 
         provider.available_since = None
     stamp(provider, actor, reason)
     provider.save(update_fields=["availability", "available_since"])
-    events.publish_on_commit("provider_availability", provider=provider.pk, availability=target)
+    events.publish_on_commit("provider_availability", actor=actor.kind, provider=provider.pk, availability=target)
 
 
 # --- visits ---------------------------------------------------------------------------------
@@ -152,7 +150,7 @@ def request_visit(
     stamp(visit, actor, "requested")
     visit.save()
     _record_event(visit, "", S.WAITING, actor=actor, detail="requested")
-    events.publish_on_commit("visit_waiting", visit=visit.pk, state=visit.located_state)
+    events.publish_on_commit("visit_waiting", actor=actor.kind, visit=visit.pk, state=visit.located_state)
     return visit
 
 
@@ -186,7 +184,12 @@ def _move(visit: Visit, to: str, *, actor: Actor, detail: str, provider: Provide
     visit.save()
     _record_event(visit, from_status, to, actor=actor, detail=detail, provider=provider)
     events.publish_on_commit(
-        "visit_status", visit=visit.pk, status=to, state=visit.located_state, provider=provider.pk if provider else None
+        "visit_status",
+        actor=actor.kind,
+        visit=visit.pk,
+        status=to,
+        state=visit.located_state,
+        provider=provider.pk if provider else None,
     )
     return visit
 
@@ -204,25 +207,104 @@ def _record_event(visit: Visit, from_status: str, to: str, *, actor: Actor, deta
     )
 
 
-def licensed_states_on(provider: Provider, day: dt.date) -> set[str]:
-    """Return the states where the provider may practise on ``day``."""
-    return set(ProviderLicense.objects.filter(provider=provider).valid_on(day).values_list("state", flat=True))
+_OFFER_SQL = """
+WITH pairs(visit_id, provider_id) AS (SELECT * FROM unnest(%(visits)s::bigint[], %(providers)s::bigint[])),
+eligible AS (
+    SELECT v.id AS visit_id, pr.id AS provider_id
+    FROM pairs p
+    JOIN clinical_visit v ON v.id = p.visit_id AND v.status = 'waiting'
+    JOIN clinical_provider pr ON pr.id = p.provider_id AND pr.availability = 'available' AND pr.is_active
+    WHERE EXISTS (
+        SELECT 1 FROM clinical_providerlicense l
+        WHERE l.provider_id = pr.id AND l.state = v.located_state AND l.status = 'active'
+          AND l.issued_on <= %(today)s AND (l.expires_on IS NULL OR l.expires_on >= %(today)s)
+    )
+    FOR UPDATE OF v, pr
+),
+offered AS (
+    UPDATE clinical_visit v
+    SET status = 'offered', provider_id = e.provider_id, offered_at = %(now)s, offer_count = v.offer_count + 1
+    FROM eligible e WHERE v.id = e.visit_id
+    RETURNING v.id, v.provider_id, v.located_state
+),
+reserved AS (
+    UPDATE clinical_provider pr SET availability = 'reserved'
+    FROM eligible e WHERE pr.id = e.provider_id
+    RETURNING pr.id
+)
+SELECT o.id, o.provider_id, o.located_state FROM offered o JOIN reserved r ON r.id = o.provider_id
+"""
+
+_OFFER_EVENTS_SQL = """
+INSERT INTO clinical_visitevent (visit_id, from_status, to_status, at, actor_kind, staff_user_id, provider_id, detail)
+SELECT v.id, 'waiting', 'offered', %(now)s, %(actor)s, %(user)s, v.provider_id,
+       'offered to ' || pr.first_name || ' ' || pr.last_name
+FROM clinical_visit v JOIN clinical_provider pr ON pr.id = v.provider_id
+WHERE v.id = ANY(%(visits)s)
+"""
 
 
 @transaction.atomic
+def offer_visits(pairs: list[tuple[int, int]], *, actor: Actor) -> list[tuple[int, int]]:
+    """Offer each waiting visit to its paired provider in one conditional statement.
+
+    A pair is applied only if, at that moment, the visit is waiting and the provider is active,
+    available and licensed today in the visit's state; the others are skipped. Write the
+    timeline events and history of every applied pair, publish their events on commit, and
+    return the applied ``(visit_id, provider_id)`` pairs.
+    """
+    if not pairs:
+        return []
+    now = timezone.now()
+    params = {
+        "visits": [visit for visit, _ in pairs],
+        "providers": [provider for _, provider in pairs],
+        "today": timezone.localdate(now),
+        "now": now,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_OFFER_SQL, params)
+        applied = cursor.fetchall()
+        if applied:
+            _write_offer_trail(cursor, applied, now=now, actor=actor)
+    return [(visit, provider) for visit, provider, _ in applied]
+
+
+def _write_offer_trail(cursor, applied, *, now, actor: Actor) -> None:
+    visits = [row[0] for row in applied]
+    providers = [row[1] for row in applied]
+    sql, params = history_sql(Visit, actor=actor, reason="offered by the router")
+    cursor.execute(sql, [*params, visits])
+    sql, params = history_sql(Provider, actor=actor, reason="reserved for an offered visit")
+    cursor.execute(sql, [*params, providers])
+    user = actor.user.pk if actor.user is not None else None
+    cursor.execute(_OFFER_EVENTS_SQL, {"now": now, "actor": actor.kind, "user": user, "visits": visits})
+    events.publish_many_on_commit(
+        [
+            events.event("visit_status", actor=actor.kind, visit=v, status=S.OFFERED, state=state, provider=p)
+            for v, p, state in applied
+        ]
+    )
+
+
 def offer_visit(visit: Visit | int, provider: Provider | int, *, actor: Actor) -> Visit:
     """Offer a waiting visit to an available provider licensed today in the visit's state."""
-    visit = _lock_visit(visit)
-    provider = _lock_provider(provider.pk if isinstance(provider, Provider) else provider)
+    visit_id = visit.pk if isinstance(visit, Visit) else visit
+    provider_id = provider.pk if isinstance(provider, Provider) else provider
+    if not offer_visits([(visit_id, provider_id)], actor=actor):
+        _explain_refused_offer(visit_id, provider_id)
+    return Visit.objects.select_related("provider").get(pk=visit_id)
+
+
+def _explain_refused_offer(visit_id: int, provider_id: int) -> None:
+    visit = Visit.objects.filter(pk=visit_id).first()
+    if visit is None:
+        raise ActionError("No such visit.", field="visit")
     _check_transition(visit, S.OFFERED)
+    provider = Provider.objects.get(pk=provider_id)
     if provider.availability != Availability.AVAILABLE or not provider.is_active:
         raise IllegalTransition(f"{provider} is not available.", field="provider")
-    if visit.located_state not in licensed_states_on(provider, timezone.localdate()):
-        raise IllegalTransition(f"{provider} is not licensed in {visit.located_state} today.", field="provider")
-    visit.provider, visit.offered_at = provider, timezone.now()
-    visit.offer_count += 1
-    _set_availability(provider, Availability.RESERVED, actor=actor, reason=f"offered visit {visit.public_id}")
-    return _move(visit, S.OFFERED, actor=actor, detail=f"offered to {provider.full_name}", provider=provider)
+    raise IllegalTransition(f"{provider} is not licensed in {visit.located_state} today.", field="provider")
 
 
 @transaction.atomic
@@ -237,10 +319,15 @@ def accept_visit(visit: Visit | int, *, actor: Actor) -> Visit:
 
 
 @transaction.atomic
-def decline_offer(visit: Visit | int, *, actor: Actor, expired: bool = False) -> Visit:
-    """Put an offered visit back in line; an expired offer also sets the provider offline."""
+def decline_offer(visit: Visit | int, *, actor: Actor, expired: bool = False, provider_id: int | None = None) -> Visit:
+    """Put an offered visit back at its place in line; an expired offer also sets the provider offline.
+
+    With ``provider_id``, refuse unless the visit is still offered to that provider (a late
+    timeout or a repeated reject must not touch a newer offer).
+    """
     visit = _lock_visit(visit)
     _check_transition(visit, S.WAITING)
+    _check_offered_to(visit, provider_id)
     provider = _lock_provider(visit.provider_id)
     if expired:
         _set_availability(provider, Availability.OFFLINE, actor=actor, reason=f"let offer {visit.public_id} expire")
@@ -249,6 +336,25 @@ def decline_offer(visit: Visit | int, *, actor: Actor, expired: bool = False) ->
     visit.provider = None
     detail = f"offer to {provider.full_name} {'expired' if expired else 'rejected'}"
     return _move(visit, S.WAITING, actor=actor, detail=detail, provider=provider)
+
+
+@transaction.atomic
+def withdraw_offer(visit: Visit | int, *, actor: Actor, reason: str, provider_id: int | None = None) -> Visit:
+    """Take an offer back through no fault of the provider (e.g. their license stopped covering the state)."""
+    visit = _lock_visit(visit)
+    _check_transition(visit, S.WAITING)
+    _check_offered_to(visit, provider_id)
+    provider = _lock_provider(visit.provider_id)
+    _set_availability(
+        provider, Availability.AVAILABLE, actor=actor, reason=f"offer withdrawn: {reason}", keep_since=True
+    )
+    visit.provider = None
+    return _move(visit, S.WAITING, actor=actor, detail=f"offer withdrawn: {reason}", provider=provider)
+
+
+def _check_offered_to(visit: Visit, provider_id: int | None) -> None:
+    if provider_id is not None and visit.provider_id != provider_id:
+        raise IllegalTransition(f"Visit {visit.public_id} is no longer offered to that provider.", field="provider")
 
 
 @transaction.atomic
@@ -306,12 +412,26 @@ def cancel_visit(visit: Visit | int, *, actor: Actor, detail: str = "") -> Visit
 
 
 @transaction.atomic
-def expire_visit(visit: Visit | int, *, actor: Actor, detail: str = "") -> Visit:
-    """Expire a visit that waited too long; the caller opens the support case."""
+def expire_visit(visit: Visit | int, *, actor: Actor, detail: str = "", open_case: bool = True) -> Visit:
+    """Expire a visit that waited too long and open a support case about it, in one transaction."""
+    from support.actions import open_case as open_support_case
+    from support.models import CaseCategory, CasePriority
+
     visit = _lock_visit(visit)
     _check_transition(visit, S.EXPIRED)
     visit.ended_at = timezone.now()
-    return _move(visit, S.EXPIRED, actor=actor, detail=detail or "waited too long")
+    _move(visit, S.EXPIRED, actor=actor, detail=detail or "waited too long")
+    if open_case:
+        waited = int((visit.ended_at - visit.requested_at).total_seconds() // 60)
+        open_support_case(
+            subject=f"Visit {visit.public_id} expired after {waited} min waiting in {visit.located_state}",
+            category=CaseCategory.ROUTING,
+            priority=CasePriority.HIGH,
+            visit=visit,
+            actor=actor,
+            note="Opened automatically: no licensed provider took the visit in time. Contact the patient.",
+        )
+    return visit
 
 
 @transaction.atomic
@@ -325,7 +445,7 @@ def update_visit_details(visit: Visit, *, actor: Actor, reason: str = "") -> Vis
     stamp(current, actor, reason or "details edited")
     current.save(update_fields=["reason", "priority"])
     if current.status == S.WAITING:
-        events.publish_on_commit("visit_waiting", visit=current.pk, state=current.located_state)
+        events.publish_on_commit("visit_waiting", actor=actor.kind, visit=current.pk, state=current.located_state)
     return current
 
 

@@ -5,6 +5,7 @@ before saving; the historical row then says who (staff user, or the system actor
 """
 
 from dataclasses import dataclass
+from functools import cache
 
 from django.db import models
 from django.dispatch import receiver
@@ -85,3 +86,27 @@ def _record_actor(sender, instance, history_instance, **kwargs):
         history_instance.history_actor = ActorKind.STAFF
     else:
         history_instance.history_actor = ActorKind.SYSTEM
+
+
+def history_sql(model, *, actor: Actor, reason: str) -> tuple[str, list]:
+    """Return SQL (and params) that writes one historical record per row of ``model`` whose id is
+    in the array parameter appended by the caller, copying the row as it is now.
+
+    For set-based actions that change many rows in one statement: the history they would
+    otherwise skip is written in the same transaction, with the same actor and reason.
+    """
+    user_id = actor.user.pk if actor.user is not None else None
+    return _history_insert(model), [reason[:2000], "~", user_id, actor.kind, actor.label[:150]]
+
+
+@cache
+def _history_insert(model) -> str:
+    historical = model.history.model
+    columns = ", ".join(f'"{field.column}"' for field in model._meta.concrete_fields)
+    # Table and column names come from model metadata, never from input.
+    return (
+        f'INSERT INTO "{historical._meta.db_table}" ({columns}, "history_date", "history_change_reason", '  # noqa: S608
+        '"history_type", "history_user_id", "history_actor", "history_actor_label") '
+        f'SELECT {columns}, clock_timestamp(), %s, %s, %s, %s, %s FROM "{model._meta.db_table}" '
+        'WHERE "id" = ANY(%s)'
+    )

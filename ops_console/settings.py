@@ -7,6 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ops_console.env import (
     env_bool,
+    env_choice,
     env_database,
     env_int,
     env_list,
@@ -47,6 +48,15 @@ OPS_DEBUG_TOOLBAR = env_bool("OPS_DEBUG_TOOLBAR", False)
 OPS_DEMO_PASSWORD = env_str("OPS_DEMO_PASSWORD", "ops-demo-2026")
 REDIS_URL = env_redis_url("REDIS_URL", "redis://127.0.0.1:6379/0")
 ELASTICSEARCH_URL = env_str("ELASTICSEARCH_URL")
+
+# Routing worker (clinical/routing): see README.md#routing.
+ROUTING_OFFER_TIMEOUT = env_int("ROUTING_OFFER_TIMEOUT", 120, minimum=1)
+ROUTING_MAX_WAIT = env_int("ROUTING_MAX_WAIT", 30 * 60, minimum=60)
+ROUTING_POLICY = env_choice("ROUTING_POLICY", "longest_idle", ("longest_idle", "scarcity_aware"))
+ROUTING_SWEEP_SECONDS = env_int("ROUTING_SWEEP_SECONDS", 5, minimum=1)
+ROUTING_REBUILD_SECONDS = env_int("ROUTING_REBUILD_SECONDS", 60, minimum=5)
+ROUTING_LEASE_SECONDS = env_int("ROUTING_LEASE_SECONDS", 5, minimum=2)
+ROUTING_BATCH_SIZE = env_int("ROUTING_BATCH_SIZE", 200, minimum=1)
 
 INSTALLED_APPS = [
     "ops_console.apps.OpsConsoleConfig",

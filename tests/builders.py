@@ -2,6 +2,7 @@
 
 import datetime as dt
 import itertools
+import secrets
 
 from django.utils import timezone
 
@@ -12,11 +13,13 @@ from ops_console.audit import Actor
 
 SYSTEM = Actor.system("tests")
 _counter = itertools.count(1)
+# A random start keeps NPIs unique across runs against a database that keeps its rows.
+_npi_base = 100_000_000 + secrets.randbelow(800_000_000)
 
 
 def new_npi() -> str:
     """Return a fresh valid NPI."""
-    return make_npi(f"{100000000 + next(_counter) * 7919 % 899999999:09d}")
+    return make_npi(f"{_npi_base + next(_counter):09d}")
 
 
 def make_provider(*, states=("CA",), available=False, first_name="Ada", last_name=None, **license_kwargs) -> Provider:

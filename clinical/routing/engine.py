@@ -1,0 +1,234 @@
+"""One router's decisions: match waiting visits to providers, time out offers, expire long waits."""
+
+import logging
+from dataclasses import dataclass, field
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from clinical import actions
+from clinical.routing import policy as policies
+from clinical.routing import workingset as ws
+from ops_console.audit import Actor
+from ops_console.errors import ActionError
+
+logger = logging.getLogger(__name__)
+
+_INELIGIBLE_OFFERS_SQL = """
+SELECT v.id, v.provider_id, v.located_state FROM clinical_visit v
+WHERE v.status = 'offered' {only} AND NOT EXISTS (
+    SELECT 1 FROM clinical_providerlicense l JOIN clinical_provider p ON p.id = l.provider_id
+    WHERE l.provider_id = v.provider_id AND l.state = v.located_state AND l.status = 'active' AND p.is_active
+      AND l.issued_on <= %(today)s AND (l.expires_on IS NULL OR l.expires_on >= %(today)s)
+)
+"""
+
+
+@dataclass
+class RouterConfig:
+    policy: str = field(default_factory=lambda: settings.ROUTING_POLICY)
+    offer_timeout: int = field(default_factory=lambda: settings.ROUTING_OFFER_TIMEOUT)
+    max_wait: int = field(default_factory=lambda: settings.ROUTING_MAX_WAIT)
+    batch_size: int = field(default_factory=lambda: settings.ROUTING_BATCH_SIZE)
+
+
+@dataclass
+class Candidate:
+    visit: int
+    state: str
+    score: float
+
+
+class Router:
+    """Routing decisions over the Redis working set; every write goes through ``clinical.actions``."""
+
+    actor = Actor.router()
+
+    def __init__(self, r: redis.Redis, config: RouterConfig | None = None):
+        self.r = r
+        self.config = config or RouterConfig()
+
+    # --- working set ----------------------------------------------------------------------
+
+    def rebuild(self) -> dict:
+        """Recreate the working set from PostgreSQL."""
+        loaded = ws.rebuild(self.r, offer_timeout=self.config.offer_timeout)
+        logger.info("router working set rebuilt: %(visits)s open visits, %(providers)s available providers", loaded)
+        return loaded
+
+    def ensure_built(self) -> bool:
+        """Rebuild if Redis lost the working set; return True if it did."""
+        if ws.is_built(self.r):
+            return False
+        self.rebuild()
+        return True
+
+    def handle(self, event: dict) -> None:
+        """Apply one routing event by re-reading the rows it names (idempotent)."""
+        if event.get("actor") == Actor.router().kind:
+            return  # this router already applied its own change
+        if event.get("visit"):
+            ws.refresh_visit(self.r, int(event["visit"]), offer_timeout=self.config.offer_timeout)
+        if event.get("provider"):
+            ws.refresh_provider(self.r, int(event["provider"]))
+        if event.get("kind") in ("license_changed", "provider_changed") and event.get("provider"):
+            self.withdraw_ineligible_offers(provider_id=int(event["provider"]))
+
+    # --- matching -------------------------------------------------------------------------
+
+    def match(self) -> int:
+        """Offer as many waiting visits as the available providers allow; return offers made."""
+        pools, queues = self._load_pools_and_queues()
+        if not pools:
+            return 0
+        offered_before = self._offered_before([c.visit for queue in queues.values() for c in queue])
+        pairs = self._decide(pools, queues, offered_before)
+        return self._commit(pairs)
+
+    def _load_pools_and_queues(self):
+        pipe = self.r.pipeline(transaction=False)
+        for code in ws.STATE_CODES:
+            pipe.zcard(ws.QUEUE.format(code))
+            pipe.zcard(ws.AVAILABLE.format(code))
+        counts = pipe.execute()
+        active = [
+            (code, counts[2 * i], counts[2 * i + 1])
+            for i, code in enumerate(ws.STATE_CODES)
+            if counts[2 * i] and counts[2 * i + 1]
+        ]
+        if not active:
+            return {}, {}
+        pipe = self.r.pipeline(transaction=False)
+        for code, _, available in active:
+            pipe.zrange(ws.AVAILABLE.format(code), 0, -1, withscores=True)
+            pipe.zrange(ws.QUEUE.format(code), 0, 2 * available + 20, withscores=True)
+        loaded = pipe.execute()
+        raw_pools = {code: loaded[2 * i] for i, (code, _, _) in enumerate(active)}
+        queues = {
+            code: [Candidate(int(v), code, score) for v, score in loaded[2 * i + 1]]
+            for i, (code, _, _) in enumerate(active)
+        }
+        return self._order_pools(raw_pools), queues
+
+    def _order_pools(self, raw_pools: dict) -> dict[str, list[int]]:
+        provider_ids = sorted({int(p) for members in raw_pools.values() for p, _ in members})
+        licensed = dict(zip(provider_ids, self.r.hmget(ws.PROVIDER_STATES, provider_ids), strict=True))
+        states_with_waiting = self._states_with_waiting()
+        key = policies.sort_key(self.config.policy, states_with_waiting=states_with_waiting)
+        return {
+            state: [
+                int(p)
+                for p, since in sorted(
+                    members, key=lambda m: key(int(m[0]), m[1], (licensed.get(int(m[0])) or "").split(","))
+                )
+            ]
+            for state, members in raw_pools.items()
+        }
+
+    def _states_with_waiting(self) -> set[str]:
+        pipe = self.r.pipeline(transaction=False)
+        for code in ws.STATE_CODES:
+            pipe.exists(ws.QUEUE.format(code))
+        return {code for code, present in zip(ws.STATE_CODES, pipe.execute(), strict=True) if present}
+
+    def _offered_before(self, visits: list[int]) -> dict[int, set[int]]:
+        pipe = self.r.pipeline(transaction=False)
+        for visit in visits:
+            pipe.smembers(ws.OFFERED_BEFORE.format(visit))
+        return {visit: {int(p) for p in members} for visit, members in zip(visits, pipe.execute(), strict=True)}
+
+    def _decide(self, pools, queues, offered_before) -> list[tuple[int, int, str]]:
+        """Walk visits in global priority-then-age order; give each the first eligible provider."""
+        candidates = sorted((c for queue in queues.values() for c in queue), key=lambda c: (c.score, c.visit))
+        used: set[int] = set()
+        start = dict.fromkeys(pools, 0)
+        pairs = []
+        for candidate in candidates:
+            pool = pools[candidate.state]
+            while start[candidate.state] < len(pool) and pool[start[candidate.state]] in used:
+                start[candidate.state] += 1
+            excluded = offered_before.get(candidate.visit, set())
+            for provider in pool[start[candidate.state] :]:
+                if provider not in used and provider not in excluded:
+                    used.add(provider)
+                    pairs.append((candidate.visit, provider, candidate.state))
+                    break
+        return pairs
+
+    def _commit(self, pairs) -> int:
+        made = 0
+        for i in range(0, len(pairs), self.config.batch_size):
+            batch = pairs[i : i + self.config.batch_size]
+            applied = set(actions.offer_visits([(v, p) for v, p, _ in batch], actor=self.actor))
+            done = [pair for pair in batch if (pair[0], pair[1]) in applied]
+            ws.record_offers(self.r, done, self._provider_states([p for _, p, _ in done]), self.config.offer_timeout)
+            self._repair([pair for pair in batch if (pair[0], pair[1]) not in applied])
+            made += len(done)
+        return made
+
+    def _provider_states(self, providers: list[int]) -> dict[int, list[str]]:
+        if not providers:
+            return {}
+        values = self.r.hmget(ws.PROVIDER_STATES, providers)
+        return {p: (v or "").split(",") if v else [] for p, v in zip(providers, values, strict=True)}
+
+    def _repair(self, refused) -> None:
+        """PostgreSQL refused some pairs: the working set was stale about them; re-read both sides."""
+        for visit, provider, _ in refused:
+            ws.refresh_visit(self.r, visit, offer_timeout=self.config.offer_timeout)
+            ws.refresh_provider(self.r, provider)
+
+    # --- timers ---------------------------------------------------------------------------
+
+    def expire_offers(self) -> int:
+        """Time out offers past their deadline: visit back in line, provider offline."""
+        due = self.r.zrangebyscore(ws.OFFERS, "-inf", timezone.now().timestamp())
+        for visit in due:
+            provider = self.r.hget(ws.OFFER_PROVIDER, visit)
+            self._try(actions.decline_offer, int(visit), expired=True, provider_id=int(provider) if provider else None)
+            ws.refresh_visit(self.r, int(visit), offer_timeout=self.config.offer_timeout)
+            if provider:
+                ws.refresh_provider(self.r, int(provider))
+        return len(due)
+
+    def expire_waits(self) -> int:
+        """Expire visits waiting longer than the maximum wait and open a support case for each."""
+        cutoff = timezone.now().timestamp() - self.config.max_wait
+        due = self.r.zrangebyscore(ws.REQUESTED, "-inf", cutoff)
+        for visit in due:
+            self._try(actions.expire_visit, int(visit), detail=f"no provider within {self.config.max_wait // 60} min")
+            ws.refresh_visit(self.r, int(visit), offer_timeout=self.config.offer_timeout)
+        return len(due)
+
+    def withdraw_ineligible_offers(self, provider_id: int | None = None) -> int:
+        """Withdraw offers whose provider is no longer licensed today in the visit's state."""
+        only = "AND v.provider_id = %(provider)s" if provider_id else ""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _INELIGIBLE_OFFERS_SQL.format(only=only), {"today": timezone.localdate(), "provider": provider_id}
+            )
+            rows = cursor.fetchall()
+        for visit, provider, state in rows:
+            reason = f"license no longer valid in {state}"
+            self._try(actions.withdraw_offer, visit, reason=reason, provider_id=provider)
+            ws.refresh_visit(self.r, visit, offer_timeout=self.config.offer_timeout)
+            ws.refresh_provider(self.r, provider)
+        return len(rows)
+
+    def _try(self, action, *args, **kwargs) -> bool:
+        try:
+            action(*args, actor=self.actor, **kwargs)
+            return True
+        except ActionError as error:
+            logger.info("router: %s skipped (%s)", action.__name__, error)
+            return False
+
+    def tick(self) -> dict:
+        """Run the timers and a matching pass; return what happened."""
+        return {
+            "offers_expired": self.expire_offers(),
+            "visits_expired": self.expire_waits(),
+            "offered": self.match(),
+        }
