@@ -5,11 +5,15 @@ in that order), refuses an illegal change with an ``ActionError`` naming the fie
 ``VisitEvent`` and the history record, and publishes the routing event on commit.
 """
 
+import hashlib
+import secrets
+
 from django.db import connection, transaction
 from django.utils import timezone
 
 from clinical import events
 from clinical.models import (
+    ApiClient,
     Availability,
     LicenseStatus,
     Patient,
@@ -457,3 +461,37 @@ def verify_license(license: ProviderLicense, *, actor: Actor) -> ProviderLicense
     stamp(license, actor, "verified against the state board")
     license.save(update_fields=["verified_by", "verified_at"])
     return license
+
+
+# --- API clients ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def create_api_client(
+    *, name: str, scope: str, actor: Actor, provider: Provider | None = None
+) -> tuple[ApiClient, str]:
+    """Create an API client and return it with its bearer token, which is shown only once."""
+    prefix = secrets.token_hex(4)
+    token = f"opc_{prefix}_{secrets.token_urlsafe(32)}"
+    client = ApiClient(
+        name=name, scope=scope, provider=provider, token_prefix=prefix, token_hash=hash_token(token),
+        created_by=actor.user,
+    )  # fmt: skip
+    _full_clean(client)
+    stamp(client, actor, "created")
+    client.save()
+    return client, token
+
+
+@transaction.atomic
+def revoke_api_client(client: ApiClient, *, actor: Actor, reason: str = "") -> ApiClient:
+    """Disable a client's token at once."""
+    client.is_active = False
+    stamp(client, actor, reason or "revoked")
+    client.save(update_fields=["is_active"])
+    return client
+
+
+def hash_token(token: str) -> str:
+    """Return the stored form of a token (tokens are long random strings, so SHA-256 suffices)."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -295,3 +295,46 @@ class VisitEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '∅'} → {self.to_status}"
+
+
+class ApiScope(models.TextChoices):
+    PATIENT = "patient", "Patient app"
+    PROVIDER = "provider", "Provider app"
+
+
+class ApiClient(models.Model):
+    """A caller of the JSON API. Only a hash of its bearer token is stored."""
+
+    name = models.CharField(max_length=100, unique=True)
+    scope = models.CharField(max_length=10, choices=ApiScope.choices)
+    provider = models.ForeignKey(
+        Provider,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="api_clients",
+        help_text="Provider-scope tokens act for this provider only.",
+    )
+    token_prefix = models.CharField(max_length=12, unique=True, editable=False)
+    token_hash = models.CharField(max_length=64, editable=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", editable=False
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    history = HistoricalRecords(bases=[AuditedHistoryModel], excluded_fields=["last_used_at"])
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(scope="patient", provider__isnull=True) | Q(scope="provider", provider__isnull=False),
+                name="clinical_apiclient_provider_iff_provider_scope",
+                violation_error_message="Provider-scope clients name exactly one provider; patient-scope clients none.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.scope})"

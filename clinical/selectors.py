@@ -92,3 +92,19 @@ def dashboard_summary() -> dict:
         "expiring_count": licenses_expiring().count(),
         "open_cases": open_case_count(),
     }
+
+
+def visit_for_api(public_id: str) -> Visit | None:
+    """Return a visit by public id with patient and provider joined, or None."""
+    return Visit.objects.select_related("patient", "provider").filter(public_id=public_id.upper()).first()
+
+
+def visit_held_by(provider: Provider) -> Visit | None:
+    """Return the visit the provider holds now (offered to them or in progress with them)."""
+    from clinical.models import PROVIDER_HOLDING_STATUSES
+
+    return (
+        Visit.objects.select_related("patient", "provider")
+        .filter(provider=provider, status__in=PROVIDER_HOLDING_STATUSES)
+        .first()
+    )

@@ -1,0 +1,36 @@
+"""Bearer-token authentication for the JSON API."""
+
+import hmac
+from datetime import timedelta
+
+from django.utils import timezone
+
+from clinical.actions import hash_token
+from clinical.models import ApiClient
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class NotAuthenticated(Exception):
+    """No valid bearer token (HTTP 401)."""
+
+
+def client_for(request) -> ApiClient:
+    """Return the active API client whose token the request carries, or raise NotAuthenticated."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.startswith("opc_"):
+        raise NotAuthenticated("Send 'Authorization: Bearer <token>'.")
+    prefix = token.split("_")[1] if token.count("_") >= 2 else ""
+    client = ApiClient.objects.select_related("provider").filter(token_prefix=prefix, is_active=True).first()
+    if client is None or not hmac.compare_digest(client.token_hash, hash_token(token.strip())):
+        raise NotAuthenticated("The token is not valid or has been revoked.")
+    _touch(client)
+    return client
+
+
+def _touch(client: ApiClient) -> None:
+    # At most one write a minute per client: last use is for ops leads, not an audit trail.
+    now = timezone.now()
+    if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
+        ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)

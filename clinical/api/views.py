@@ -1,0 +1,227 @@
+"""JSON API for the patient and provider apps (``/api/v1/``). Views parse, call one action, report."""
+
+import functools
+import json
+
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from clinical import actions, selectors
+from clinical.api.auth import NotAuthenticated, client_for
+from clinical.models import ApiScope, Patient, Priority, Provider, Visit
+from clinical.reference import STATE_CHOICES
+from ops_console.audit import Actor
+from ops_console.errors import ActionError, IllegalTransition
+
+PRIORITIES = {"routine": Priority.ROUTINE, "elevated": Priority.ELEVATED, "urgent": Priority.URGENT}
+PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
+STATES = {code for code, _ in STATE_CHOICES}
+
+
+class ApiError(Exception):
+    """An error answered as JSON with ``status``; ``field`` names the input at fault."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.code, self.field = status, code, field
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> JsonResponse:
+    """Return the API's error body."""
+    body = {"error": {"code": code, "message": message}}
+    if field:
+        body["error"]["field"] = field
+    return JsonResponse(body, status=status)
+
+
+def api_view(*methods: str, scopes: tuple[str, ...]):
+    """Authenticate the bearer token, check its scope, and turn errors into JSON responses."""
+
+    def decorate(view):
+        @csrf_exempt
+        @require_http_methods(list(methods))
+        @functools.wraps(view)
+        def wrapper(request, *args, **kwargs):
+            try:
+                request.api_client = client_for(request)
+                if request.api_client.scope not in scopes:
+                    raise ApiError(403, "wrong_scope", f"This endpoint needs a {' or '.join(scopes)} token.")
+                return view(request, *args, **kwargs)
+            except NotAuthenticated as error:
+                response = error_response(401, "not_authenticated", str(error))
+                response["WWW-Authenticate"] = 'Bearer realm="ops-console"'
+                return response
+            except ApiError as error:
+                return error_response(error.status, error.code, str(error), error.field)
+            except IllegalTransition as error:
+                return error_response(409, "conflict", str(error), error.field)
+            except ActionError as error:
+                return error_response(400, "invalid", str(error), error.field)
+
+        return wrapper
+
+    return decorate
+
+
+def _body(request) -> dict:
+    try:
+        data = json.loads(request.body or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "The request body must be a JSON object.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
+    return data
+
+
+def _string(data: dict, field: str, *, max_length: int) -> str:
+    value = data.get(field)
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(400, "invalid", f"'{field}' is required and must be a non-empty string.", field)
+    if len(value) > max_length:
+        raise ApiError(400, "invalid", f"'{field}' must be at most {max_length} characters.", field)
+    return value.strip()
+
+
+def visit_json(visit: Visit) -> dict:
+    """Return what the apps see of a visit."""
+    provider = visit.provider
+    return {
+        "id": visit.public_id,
+        "status": visit.status,
+        "patient": visit.patient.mrn,
+        "located_state": visit.located_state,
+        "priority": PRIORITY_NAMES[visit.priority],
+        "reason": visit.reason,
+        "provider": {"npi": provider.npi, "name": provider.full_name} if provider else None,
+        "offer_count": visit.offer_count,
+        **{
+            name: value.isoformat() if value else None
+            for name, value in (
+                ("requested_at", visit.requested_at),
+                ("offered_at", visit.offered_at),
+                ("accepted_at", visit.accepted_at),
+                ("started_at", visit.started_at),
+                ("ended_at", visit.ended_at),
+                ("cancelled_at", visit.cancelled_at),
+            )
+        },  # fmt: skip
+    }
+
+
+def _visit(public_id: str) -> Visit:
+    visit = selectors.visit_for_api(public_id)
+    if visit is None:
+        raise ApiError(404, "not_found", f"No visit {public_id}.")
+    return visit
+
+
+def _actor(request) -> Actor:
+    client = request.api_client
+    if client.scope == ApiScope.PROVIDER:
+        return Actor.provider_app(f"{client.name} for NPI {client.provider.npi}")
+    return Actor.patient_app(client.name)
+
+
+def _own_visit(request, public_id: str) -> Visit:
+    """Return the visit if the calling provider holds it (offered or assigned), else 403."""
+    visit = _visit(public_id)
+    if visit.provider_id != request.api_client.provider_id:
+        raise ApiError(403, "not_your_visit", "This visit is not offered or assigned to you.")
+    return visit
+
+
+@api_view("POST", scopes=(ApiScope.PATIENT,))
+def create_visit(request):
+    """Request a visit for a patient (by MRN) located in a state."""
+    data = _body(request)
+    mrn = _string(data, "patient", max_length=12)
+    state = _string(data, "located_state", max_length=2).upper()
+    if state not in STATES:
+        raise ApiError(400, "invalid", f"'located_state' must be a USPS state code, got {state!r}.", "located_state")
+    priority = data.get("priority", "routine")
+    if priority not in PRIORITIES:
+        raise ApiError(400, "invalid", f"'priority' must be one of {', '.join(PRIORITIES)}.", "priority")
+    reason = _string(data, "reason", max_length=2000)
+    patient = Patient.objects.filter(mrn=mrn).first()
+    if patient is None:
+        raise ApiError(400, "invalid", f"No patient with MRN {mrn}.", "patient")
+    visit = actions.request_visit(
+        patient=patient, located_state=state, reason=reason, priority=PRIORITIES[priority], actor=_actor(request)
+    )
+    return JsonResponse(visit_json(_visit(visit.public_id)), status=201)
+
+
+@api_view("GET", scopes=(ApiScope.PATIENT, ApiScope.PROVIDER))
+def visit_detail(request, public_id: str):
+    """Return a visit (the apps' polling fallback); providers see only visits they hold."""
+    visit = _own_visit(request, public_id) if request.api_client.scope == ApiScope.PROVIDER else _visit(public_id)
+    return JsonResponse(visit_json(visit))
+
+
+@api_view("POST", scopes=(ApiScope.PATIENT,))
+def cancel_visit(request, public_id: str):
+    """Cancel a visit for the patient (also while an offer is out)."""
+    visit = _visit(public_id)
+    actions.cancel_visit(visit, actor=_actor(request), detail="cancelled by the patient")
+    return JsonResponse(visit_json(_visit(public_id)))
+
+
+PROVIDER_ACTIONS = {
+    "accept": lambda visit, actor, provider: actions.accept_visit(visit, actor=actor),
+    "reject": lambda visit, actor, provider: actions.decline_offer(visit, actor=actor, provider_id=provider),
+    "connected": lambda visit, actor, provider: actions.mark_connected(visit, actor=actor),
+    "complete": lambda visit, actor, provider: actions.complete_visit(visit, actor=actor),
+    "fail": lambda visit, actor, provider: actions.fail_visit(visit, actor=actor, detail="failed (provider app)"),
+}
+
+
+@api_view("POST", scopes=(ApiScope.PROVIDER,))
+def provider_visit_action(request, public_id: str, verb: str):
+    """Accept, reject, mark connected, complete or fail a visit the provider holds."""
+    visit = _own_visit(request, public_id)
+    PROVIDER_ACTIONS[verb](visit, _actor(request), request.api_client.provider_id)
+    return JsonResponse(visit_json(_visit(public_id)))
+
+
+def _own_provider(request, npi: str) -> Provider:
+    provider = request.api_client.provider
+    if provider.npi != npi:
+        if not Provider.objects.filter(npi=npi).exists():
+            raise ApiError(404, "not_found", f"No provider with NPI {npi}.")
+        raise ApiError(403, "not_you", "A provider token acts only for its own provider.")
+    return provider
+
+
+@api_view("POST", scopes=(ApiScope.PROVIDER,))
+def provider_availability(request, npi: str):
+    """Go available or offline."""
+    provider = _own_provider(request, npi)
+    available = _body(request).get("available")
+    if not isinstance(available, bool):
+        raise ApiError(400, "invalid", "'available' must be true or false.", "available")
+    provider = actions.set_provider_availability(provider, available=available, actor=_actor(request))
+    return JsonResponse(_provider_json(provider))
+
+
+@api_view("GET", scopes=(ApiScope.PROVIDER,))
+def provider_detail(request, npi: str):
+    """Return the provider's availability and the visit they hold (an offer to answer), if any."""
+    return JsonResponse(_provider_json(_own_provider(request, npi)))
+
+
+def _provider_json(provider: Provider) -> dict:
+    provider.refresh_from_db(fields=["availability", "available_since"])
+    current = selectors.visit_held_by(provider)
+    return {
+        "npi": provider.npi,
+        "availability": provider.availability,
+        "available_since": provider.available_since.isoformat() if provider.available_since else None,
+        "states_today": selectors.licensed_states_today(provider),
+        "visit": visit_json(current) if current else None,
+    }
+
+
+def not_found(request):
+    """Answer unknown API paths with a JSON 404."""
+    return error_response(404, "not_found", f"No API endpoint {request.path}.")

@@ -1,0 +1,219 @@
+"""The JSON API the patient and provider apps call: tokens, scopes, errors, and the visit lifecycle."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from clinical import actions
+from clinical.actions import hash_token
+from clinical.events import ROUTING_STREAM
+from clinical.models import ApiClient, Availability, Visit, VisitStatus
+from ops_console.audit import Actor
+from tests.builders import make_patient, make_provider, make_visit
+
+S = VisitStatus
+
+
+@pytest.fixture
+def patient_token(db):
+    return actions.create_api_client(name="patient-app", scope="patient", actor=Actor.system())[1]
+
+
+@pytest.fixture
+def provider(db):
+    return make_provider(states=("CA",), available=True)
+
+
+@pytest.fixture
+def provider_token(provider):
+    return actions.create_api_client(name="dr-app", scope="provider", provider=provider, actor=Actor.system())[1]
+
+
+def _call(client, method, path, token=None, body=None):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    data = json.dumps(body) if isinstance(body, dict | list) else body
+    return getattr(client, method)(f"/api/v1/{path}", data=data, content_type="application/json", **headers)
+
+
+def _offered_to(provider):
+    visit = make_visit(state="CA")
+    return actions.offer_visit(visit, provider, actor=Actor.router())
+
+
+def test_it_creates_a_visit_for_a_patient_by_mrn(client, patient_token):
+    patient = make_patient()
+    body = {"patient": patient.mrn, "located_state": "ca", "reason": "Rash on arm", "priority": "urgent"}
+    response = _call(client, "post", "visits", patient_token, body)
+    assert response.status_code == 201, response.content
+    data = response.json()
+    visit = Visit.objects.get(public_id=data["id"])
+    assert (data["status"], data["located_state"], data["priority"]) == ("waiting", "CA", "urgent")
+    assert (visit.patient, visit.priority) == (patient, 2)
+    assert visit.events.get().actor_kind == "patient"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"patient": "M00000000"}, "patient"),
+        ({"patient": None}, "patient"),
+        ({"located_state": "XX"}, "located_state"),
+        ({"located_state": 5}, "located_state"),
+        ({"priority": "asap"}, "priority"),
+        ({"reason": "  "}, "reason"),
+        ({"reason": "x" * 2001}, "reason"),
+    ],
+)
+def test_it_names_the_field_of_a_bad_visit_request_and_writes_nothing(client, patient_token, change, field):
+    body = {"patient": make_patient().mrn, "located_state": "CA", "reason": "Cough", **change}
+    response = _call(client, "post", "visits", patient_token, body)
+    assert response.status_code == 400
+    assert response.json()["error"]["field"] == field
+    assert not Visit.objects.exists()
+
+
+@pytest.mark.parametrize("body", ["not json", "[1, 2]", "\xff"])
+def test_it_refuses_a_body_that_is_not_a_json_object(client, patient_token, body):
+    response = _call(client, "post", "visits", patient_token, body)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    "header", [None, "Bearer nope", "Bearer opc_abcdef12_wrong", "Basic dXNlcjpwYXNz", "Token opc_x_y"]
+)
+def test_it_answers_401_without_a_valid_token(client, db, header):
+    headers = {"HTTP_AUTHORIZATION": header} if header else {}
+    response = client.get("/api/v1/visits/AAAA-BBBB", **headers)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_it_refuses_a_revoked_token(client, patient_token):
+    actions.revoke_api_client(ApiClient.objects.get(name="patient-app"), actor=Actor.system())
+    assert _call(client, "get", f"visits/{make_visit().public_id}", patient_token).status_code == 401
+
+
+def test_it_stores_only_a_hash_of_the_token(patient_token):
+    client = ApiClient.objects.get(name="patient-app")
+    assert patient_token not in (client.token_hash, client.token_prefix)
+    assert client.token_hash == hash_token(patient_token)
+
+
+def test_it_answers_403_to_the_wrong_scope(client, patient_token, provider_token, provider):
+    visit = _offered_to(provider)
+    assert _call(client, "post", "visits", provider_token, {}).status_code == 403
+    assert _call(client, "post", f"visits/{visit.public_id}/accept", patient_token).status_code == 403
+    assert _call(client, "post", f"providers/{provider.npi}/availability", patient_token, {}).status_code == 403
+    visit.refresh_from_db()
+    assert visit.status == S.OFFERED
+
+
+def test_it_answers_404_for_unknown_ids_and_paths(client, patient_token, provider_token):
+    assert _call(client, "get", "visits/ZZZZ-ZZZZ", patient_token).status_code == 404
+    assert _call(client, "post", "visits/ZZZZ-ZZZZ/cancel", patient_token).status_code == 404
+    assert _call(client, "get", "nothing/here", patient_token).json()["error"]["code"] == "not_found"
+    assert _call(client, "get", "providers/1234567893", provider_token).status_code == 404
+
+
+def test_it_walks_a_visit_through_the_provider_app(client, provider_token, provider):
+    visit = _offered_to(provider)
+    for verb, status in [("accept", S.ACCEPTED), ("connected", S.IN_PROGRESS), ("complete", S.COMPLETED)]:
+        response = _call(client, "post", f"visits/{visit.public_id}/{verb}", provider_token)
+        assert response.status_code == 200, response.content
+        assert response.json()["status"] == status
+    provider.refresh_from_db()
+    assert provider.availability == Availability.AVAILABLE
+    assert {e.actor_kind for e in visit.events.filter(to_status__in=[S.ACCEPTED, S.COMPLETED])} == {"provider"}
+
+
+def test_it_lets_the_provider_reject_an_offer(client, provider_token, provider):
+    visit = _offered_to(provider)
+    response = _call(client, "post", f"visits/{visit.public_id}/reject", provider_token)
+    assert (response.status_code, response.json()["status"], response.json()["provider"]) == (200, "waiting", None)
+
+
+def test_it_lets_the_provider_fail_a_running_visit(client, provider_token, provider):
+    visit = _offered_to(provider)
+    _call(client, "post", f"visits/{visit.public_id}/accept", provider_token)
+    assert _call(client, "post", f"visits/{visit.public_id}/fail", provider_token).json()["status"] == S.FAILED
+
+
+def test_it_answers_409_to_a_transition_not_legal_now(client, provider_token, provider):
+    visit = _offered_to(provider)
+    response = _call(client, "post", f"visits/{visit.public_id}/complete", provider_token)
+    assert response.status_code == 409
+    assert response.json()["error"]["field"] == "status"
+    visit.refresh_from_db()
+    assert visit.status == S.OFFERED
+
+
+def test_it_refuses_a_provider_acting_on_someone_elses_visit(client, provider_token):
+    other = make_provider(states=("CA",), available=True)
+    visit = _offered_to(other)
+    for verb in ("accept", "reject", "complete"):
+        assert _call(client, "post", f"visits/{visit.public_id}/{verb}", provider_token).status_code == 403
+    assert _call(client, "get", f"visits/{visit.public_id}", provider_token).status_code == 403
+    visit.refresh_from_db()
+    assert (visit.status, visit.provider) == (S.OFFERED, other)
+
+
+def test_it_refuses_a_provider_changing_another_providers_availability(client, provider_token):
+    other = make_provider(states=("CA",))
+    assert (
+        _call(client, "post", f"providers/{other.npi}/availability", provider_token, {"available": True}).status_code
+        == 403
+    )
+    other.refresh_from_db()
+    assert other.availability == Availability.OFFLINE
+
+
+def test_it_sets_availability_and_shows_the_current_offer(client, provider_token, provider):
+    response = _call(client, "post", f"providers/{provider.npi}/availability", provider_token, {"available": "yes"})
+    assert (response.status_code, response.json()["error"]["field"]) == (400, "available")
+    visit = _offered_to(provider)
+    data = _call(client, "get", f"providers/{provider.npi}", provider_token).json()
+    assert (data["availability"], data["visit"]["id"], data["states_today"]) == ("reserved", visit.public_id, ["CA"])
+    response = _call(client, "post", f"providers/{provider.npi}/availability", provider_token, {"available": False})
+    assert response.status_code == 409  # answer the offer first
+
+
+def test_it_lets_the_patient_cancel_during_an_offer(client, patient_token, provider):
+    visit = _offered_to(provider)
+    response = _call(client, "post", f"visits/{visit.public_id}/cancel", patient_token)
+    assert response.json()["status"] == S.CANCELLED
+    provider.refresh_from_db()
+    assert provider.availability == Availability.AVAILABLE
+    assert _call(client, "post", f"visits/{visit.public_id}/cancel", patient_token).status_code == 409
+
+
+def test_it_publishes_a_routing_event_for_every_change(
+    client, patient_token, redis_client, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _call(
+            client,
+            "post",
+            "visits",
+            patient_token,
+            {"patient": make_patient().mrn, "located_state": "NY", "reason": "Flu"},
+        )
+        _call(client, "post", f"visits/{response.json()['id']}/cancel", patient_token)
+    entries = [fields for _, fields in redis_client.xrange(ROUTING_STREAM)]
+    assert [(e["kind"], e["actor"]) for e in entries] == [("visit_waiting", "patient"), ("visit_status", "patient")]
+    assert entries[1]["status"] == "cancelled"
+
+
+def test_it_prints_a_new_token_from_the_command(db, provider):
+    out = StringIO()
+    call_command("create_api_client", "--name", "ios", "--scope", "provider", "--provider", provider.npi, stdout=out)
+    token = out.getvalue().strip()
+    assert token.startswith("opc_")
+    assert ApiClient.objects.get(name="ios").token_hash == hash_token(token)
+    with pytest.raises(CommandError, match="--provider"):
+        call_command("create_api_client", "--name", "web", "--scope", "provider")
+    with pytest.raises(CommandError, match="name"):
+        call_command("create_api_client", "--name", "ios", "--scope", "patient", stdout=StringIO())
