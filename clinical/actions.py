@@ -154,7 +154,14 @@ def request_visit(
     stamp(visit, actor, "requested")
     visit.save()
     _record_event(visit, "", S.WAITING, actor=actor, detail="requested")
-    events.publish_on_commit("visit_waiting", actor=actor.kind, visit=visit.pk, state=visit.located_state)
+    events.publish_on_commit(
+        "visit_waiting",
+        actor=actor.kind,
+        visit=visit.pk,
+        state=visit.located_state,
+        priority=visit.priority,
+        requested_at=visit.requested_at.isoformat(),
+    )
     return visit
 
 
@@ -449,7 +456,14 @@ def update_visit_details(visit: Visit, *, actor: Actor, reason: str = "") -> Vis
     stamp(current, actor, reason or "details edited")
     current.save(update_fields=["reason", "priority"])
     if current.status == S.WAITING:
-        events.publish_on_commit("visit_waiting", actor=actor.kind, visit=current.pk, state=current.located_state)
+        events.publish_on_commit(
+            "visit_waiting",
+            actor=actor.kind,
+            visit=current.pk,
+            state=current.located_state,
+            priority=current.priority,
+            requested_at=current.requested_at.isoformat(),
+        )
     return current
 
 

@@ -26,6 +26,22 @@ WHERE v.status = 'offered' {only} AND NOT EXISTS (
 """
 
 
+# Waiting and available counts per state in one round trip: [code, waiting, available, ...]
+# for the states that have either. ARGV: queue key prefix, pool key prefix, state codes.
+# (Keys are built in the script, which a single Redis allows; a Redis Cluster would not.)
+_COUNT_STATES = """
+local out = {}
+for i = 3, #ARGV do
+  local waiting = redis.call('ZCARD', ARGV[1] .. ARGV[i])
+  local available = redis.call('ZCARD', ARGV[2] .. ARGV[i])
+  if waiting > 0 or available > 0 then
+    table.insert(out, ARGV[i]); table.insert(out, waiting); table.insert(out, available)
+  end
+end
+return out
+"""
+
+
 @dataclass
 class RouterConfig:
     policy: str = field(default_factory=lambda: settings.ROUTING_POLICY)
@@ -41,6 +57,28 @@ class Candidate:
     score: float
 
 
+def decide(pools: dict[str, list[int]], queues: dict[str, list[Candidate]], offered_before: dict[int, set[int]]):
+    """Return ``(visit, provider, state)`` offers: visits in global priority-then-age order, each
+    to the first provider in its state's policy-ordered pool who is still free this pass and was
+    never offered that visit before.
+    """
+    candidates = sorted((c for queue in queues.values() for c in queue), key=lambda c: (c.score, c.visit))
+    used: set[int] = set()
+    start = dict.fromkeys(pools, 0)
+    pairs = []
+    for candidate in candidates:
+        pool = pools.get(candidate.state, [])
+        while start.get(candidate.state, 0) < len(pool) and pool[start[candidate.state]] in used:
+            start[candidate.state] += 1
+        excluded = offered_before.get(candidate.visit, set())
+        for provider in pool[start.get(candidate.state, 0) :]:
+            if provider not in used and provider not in excluded:
+                used.add(provider)
+                pairs.append((candidate.visit, provider, candidate.state))
+                break
+    return pairs
+
+
 class Router:
     """Routing decisions over the Redis working set; every write goes through ``clinical.actions``."""
 
@@ -49,6 +87,7 @@ class Router:
     def __init__(self, r: redis.Redis, config: RouterConfig | None = None):
         self.r = r
         self.config = config or RouterConfig()
+        self._count_script = r.register_script(_COUNT_STATES)
 
     # --- working set ----------------------------------------------------------------------
 
@@ -69,6 +108,11 @@ class Router:
         """Apply one routing event by re-reading the rows it names (idempotent)."""
         if event.get("actor") == Actor.router().kind:
             return  # this router already applied its own change
+        if event.get("kind") == "visit_waiting" and event.get("requested_at"):
+            # A new (or re-prioritised) waiting visit: the committed event carries what the queue
+            # needs. If the visit changed since, PostgreSQL refuses the offer and _repair re-reads it.
+            ws.queue_visit(self.r, int(event["visit"]), event["state"], int(event["priority"]), event["requested_at"])
+            return
         if event.get("visit"):
             ws.refresh_visit(self.r, int(event["visit"]), offer_timeout=self.config.offer_timeout)
         if event.get("provider"):
@@ -84,38 +128,43 @@ class Router:
         if not pools:
             return 0
         offered_before = self._offered_before([c.visit for queue in queues.values() for c in queue])
-        pairs = self._decide(pools, queues, offered_before)
+        pairs = decide(pools, queues, offered_before)
         return self._commit(pairs)
 
     def _load_pools_and_queues(self):
-        pipe = self.r.pipeline(transaction=False)
-        for code in ws.STATE_CODES:
-            pipe.zcard(ws.QUEUE.format(code))
-            pipe.zcard(ws.AVAILABLE.format(code))
-        counts = pipe.execute()
-        active = [
-            (code, counts[2 * i], counts[2 * i + 1])
-            for i, code in enumerate(ws.STATE_CODES)
-            if counts[2 * i] and counts[2 * i + 1]
-        ]
+        waiting_counts, available_counts = self._counts()
+        active = [code for code in waiting_counts if waiting_counts[code] and available_counts[code]]
         if not active:
             return {}, {}
+        candidates = sum(min(waiting_counts[c], 2 * available_counts[c] + 20) for c in active)
+        # Longest idle needs only the head of each pool; scarcity must score the whole pool.
+        depth = candidates + 50 if self.config.policy == policies.LONGEST_IDLE else -1
         pipe = self.r.pipeline(transaction=False)
-        for code, _, available in active:
-            pipe.zrange(ws.AVAILABLE.format(code), 0, -1, withscores=True)
-            pipe.zrange(ws.QUEUE.format(code), 0, 2 * available + 20, withscores=True)
+        for code in active:
+            pipe.zrange(ws.AVAILABLE.format(code), 0, depth, withscores=True)
+            pipe.zrange(ws.QUEUE.format(code), 0, 2 * available_counts[code] + 20, withscores=True)
         loaded = pipe.execute()
-        raw_pools = {code: loaded[2 * i] for i, (code, _, _) in enumerate(active)}
+        raw_pools = {code: loaded[2 * i] for i, code in enumerate(active)}
         queues = {
-            code: [Candidate(int(v), code, score) for v, score in loaded[2 * i + 1]]
-            for i, (code, _, _) in enumerate(active)
+            code: [Candidate(int(v), code, score) for v, score in loaded[2 * i + 1]] for i, code in enumerate(active)
         }
-        return self._order_pools(raw_pools), queues
+        states_with_waiting = {code for code, count in waiting_counts.items() if count}
+        return self._order_pools(raw_pools, states_with_waiting), queues
 
-    def _order_pools(self, raw_pools: dict) -> dict[str, list[int]]:
+    def _counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Return waiting and available counts of every state that has either, in one round trip."""
+        flat = self._count_script(keys=[], args=[ws.QUEUE.format(""), ws.AVAILABLE.format(""), *ws.STATE_CODES])
+        waiting, available = {}, {}
+        for i in range(0, len(flat), 3):
+            waiting[flat[i]], available[flat[i]] = int(flat[i + 1]), int(flat[i + 2])
+        return waiting, available
+
+    def _order_pools(self, raw_pools: dict, states_with_waiting: set[str]) -> dict[str, list[int]]:
+        if self.config.policy == policies.LONGEST_IDLE:
+            # Pools are sorted sets scored by available_since: already longest-idle first.
+            return {state: [int(p) for p, _ in members] for state, members in raw_pools.items()}
         provider_ids = sorted({int(p) for members in raw_pools.values() for p, _ in members})
         licensed = dict(zip(provider_ids, self.r.hmget(ws.PROVIDER_STATES, provider_ids), strict=True))
-        states_with_waiting = self._states_with_waiting()
         key = policies.sort_key(self.config.policy, states_with_waiting=states_with_waiting)
         return {
             state: [
@@ -127,35 +176,11 @@ class Router:
             for state, members in raw_pools.items()
         }
 
-    def _states_with_waiting(self) -> set[str]:
-        pipe = self.r.pipeline(transaction=False)
-        for code in ws.STATE_CODES:
-            pipe.exists(ws.QUEUE.format(code))
-        return {code for code, present in zip(ws.STATE_CODES, pipe.execute(), strict=True) if present}
-
     def _offered_before(self, visits: list[int]) -> dict[int, set[int]]:
         pipe = self.r.pipeline(transaction=False)
         for visit in visits:
             pipe.smembers(ws.OFFERED_BEFORE.format(visit))
         return {visit: {int(p) for p in members} for visit, members in zip(visits, pipe.execute(), strict=True)}
-
-    def _decide(self, pools, queues, offered_before) -> list[tuple[int, int, str]]:
-        """Walk visits in global priority-then-age order; give each the first eligible provider."""
-        candidates = sorted((c for queue in queues.values() for c in queue), key=lambda c: (c.score, c.visit))
-        used: set[int] = set()
-        start = dict.fromkeys(pools, 0)
-        pairs = []
-        for candidate in candidates:
-            pool = pools[candidate.state]
-            while start[candidate.state] < len(pool) and pool[start[candidate.state]] in used:
-                start[candidate.state] += 1
-            excluded = offered_before.get(candidate.visit, set())
-            for provider in pool[start[candidate.state] :]:
-                if provider not in used and provider not in excluded:
-                    used.add(provider)
-                    pairs.append((candidate.visit, provider, candidate.state))
-                    break
-        return pairs
 
     def _commit(self, pairs) -> int:
         made = 0

@@ -17,6 +17,7 @@ from clinical.routing.lease import Lease
 logger = logging.getLogger(__name__)
 GROUP = "router"
 CONSUMER = "leader"  # one name for whoever leads, so a new leader inherits unacknowledged events
+TIMER_RESOLUTION = 0.25  # seconds between checks for expired offers, long waits and lost data
 
 
 @dataclass
@@ -43,6 +44,8 @@ class RoutingWorker:
         self.stats = WorkerStats()
         self._next_sweep = self._next_rebuild = 0.0
         self._last_renew = 0.0
+        self._next_timers = 0.0
+        self._drain_pending = False
 
     def run(self, *, until: float | None = None) -> WorkerStats:
         """Loop until stopped (or until the monotonic deadline ``until``)."""
@@ -86,6 +89,7 @@ class RoutingWorker:
     def _take_over(self) -> None:
         self._ensure_group()
         self._rebuild()
+        self._drain_pending = True
 
     def _ensure_group(self) -> None:
         try:
@@ -102,7 +106,10 @@ class RoutingWorker:
     def _consume(self, *, block_ms: int) -> None:
         """Read new events (and any left unacknowledged by a previous leader), apply, acknowledge."""
         try:
-            pending = self.r.xreadgroup(GROUP, CONSUMER, {ROUTING_STREAM: "0"}, count=500)
+            pending = []
+            if self._drain_pending:  # events a previous leader read but did not acknowledge
+                pending = self.r.xreadgroup(GROUP, CONSUMER, {ROUTING_STREAM: "0"}, count=500)
+                self._drain_pending = bool(pending and pending[0][1])
             fresh = self.r.xreadgroup(GROUP, CONSUMER, {ROUTING_STREAM: ">"}, count=500, block=block_ms)
         except redis.ResponseError as error:
             if "NOGROUP" not in str(error):
@@ -119,6 +126,9 @@ class RoutingWorker:
 
     def _timers(self) -> None:
         now = time.monotonic()
+        if now < self._next_timers:
+            return
+        self._next_timers = now + TIMER_RESOLUTION
         if self.router.ensure_built() or now >= self._next_rebuild:
             if now >= self._next_rebuild:
                 self._rebuild()

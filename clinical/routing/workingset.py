@@ -100,6 +100,13 @@ def _queue(pipe, visit_id, state, priority, requested_at) -> None:
     pipe.hset(VISIT_STATE, visit_id, state)
 
 
+def queue_visit(r: redis.Redis, visit_id: int, state: str, priority: int, requested_at: str) -> None:
+    """Put a waiting visit in its state's queue (or move it after a priority change)."""
+    pipe = r.pipeline(transaction=True)
+    _queue(pipe, visit_id, state, priority, dt.datetime.fromisoformat(requested_at))
+    pipe.execute()
+
+
 def _unqueue(pipe, visit_id, state) -> None:
     pipe.zrem(QUEUE.format(state), visit_id)
     pipe.zrem(REQUESTED, visit_id)
@@ -142,7 +149,7 @@ def refresh_visit(r: redis.Redis, visit_id: int, *, offer_timeout: int) -> None:
     """Make the working set agree with PostgreSQL about one visit."""
     row = (
         Visit.objects.filter(pk=visit_id)
-        .values_list("status", "located_state", "priority", "requested_at", "provider_id", "offered_at")
+        .values_list("status", "located_state", "priority", "requested_at", "provider_id", "offered_at", "offer_count")
         .first()
     )
     pipe = r.pipeline(transaction=True)
@@ -155,7 +162,8 @@ def refresh_visit(r: redis.Redis, visit_id: int, *, offer_timeout: int) -> None:
         pipe.delete(OFFERED_BEFORE.format(visit_id))
     elif row[0] == VisitStatus.WAITING:
         _queue(pipe, visit_id, row[1], row[2], row[3])
-        _reload_offered_before(pipe, visit_id)
+        if row[6]:  # offered before: remember to whom, so it is never offered to them again
+            _reload_offered_before(pipe, visit_id)
     else:
         _offer(pipe, visit_id, row[4], row[5], offer_timeout)
     pipe.execute()

@@ -52,7 +52,7 @@ def test_it_parses_values_and_defaults(monkeypatch):
 def _manage(*args, **overrides):
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "OPS_"))}
     environment.update(overrides)
-    return subprocess.run(
+    return subprocess.run(  # noqa: S603 - our own manage.py
         [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=environment, capture_output=True, text=True, check=False
     )
 
@@ -69,7 +69,7 @@ def test_it_passes_check_deploy_in_the_production_configuration():
 
 def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off():
     # An empty variable wins over the local .env file, as any set variable does.
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: S603 - our own interpreter
         [sys.executable, "-c", "import django; django.setup()"],
         cwd=BASE_DIR,
         env={

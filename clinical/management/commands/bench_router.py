@@ -1,0 +1,72 @@
+import json
+
+from django.core.management.base import BaseCommand
+
+from clinical.routing import bench
+from clinical.routing.policy import POLICIES
+from clinical.routing.simulation import DayConfig, simulate_day
+
+
+class Command(BaseCommand):
+    help = (
+        "Benchmark the router on the real PostgreSQL and Redis (in a separate bench database): "
+        "decisions per second, request-to-offer latency, and a simulated day per fairness policy."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--waiting", type=int, default=10_000, help="waiting visits in the backlog (N)")
+        parser.add_argument("--providers", type=int, default=2_000, help="available providers (M)")
+        parser.add_argument("--rate", type=float, default=40.0, help="arrivals per second for the latency run")
+        parser.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals for the latency run")
+        parser.add_argument("--day-visits", type=int, default=6_000, help="visits in the simulated day")
+        parser.add_argument("--day-providers", type=int, default=260, help="providers in the simulated day")
+        parser.add_argument("--redis-db", type=int, default=14, help="Redis database number the bench may flush")
+        parser.add_argument("--seed", type=int, default=2026)
+        parser.add_argument("--skip-latency", action="store_true")
+
+    def handle(self, *args, **opts):
+        database_url = bench.use_bench_database()
+        r, redis_url = bench.bench_redis(opts["redis_db"])
+        self.stdout.write(f"bench database: {database_url.rsplit('/', 1)[-1]}, Redis db {opts['redis_db']}")
+        self.stdout.write(f"throughput: {opts['waiting']} waiting visits, {opts['providers']} providers ...")
+        result = {
+            "throughput": bench.throughput(r, waiting=opts["waiting"], providers=opts["providers"], seed=opts["seed"])
+        }
+        if not opts["skip_latency"]:
+            self.stdout.write(f"latency: {opts['rate']}/s for {opts['duration']} s through a router process ...")
+            result["latency"] = bench.latency(
+                r, redis_url=redis_url, database_url=database_url, rate=opts["rate"], duration=opts["duration"],
+                seed=opts["seed"],
+            )  # fmt: skip
+        self.stdout.write("simulated day per policy ...")
+        day = DayConfig(visits=opts["day_visits"], providers=opts["day_providers"], seed=opts["seed"])
+        result["day"] = [simulate_day(policy, day) for policy in POLICIES]
+        result["pgbench_single_connection_tps"] = bench.pgbench_single_connection(database_url)
+        bench.reset()
+        r.flushdb()
+        self._table(result)
+        self.stdout.write(json.dumps({"bench": "router", **result}))
+
+    def _table(self, result):
+        t = result["throughput"]
+        rows = [
+            ("backlog", f"{t['waiting']} waiting, {t['providers']} providers"),
+            ("rebuild working set", f"{t['rebuild_s']} s"),
+            ("decisions committed", f"{t['decisions']} in {t['match_s']} s"),
+            ("decisions per second", f"{t['decisions_per_s']}"),
+        ]
+        if "latency" in result:
+            lat = result["latency"]
+            rows += [
+                ("arrival rate", f"{lat['rate_per_s']}/s, {lat['requests']} requests, {lat['offered']} offered"),
+                ("request→offer p50/p95/p99", f"{lat['p50_ms']} / {lat['p95_ms']} / {lat['p99_ms']} ms"),
+            ]
+        for day in result["day"]:
+            rows.append(
+                (f"day: {day['policy']}", f"mean {day['mean_wait_s']} s, p90 {day['p90_wait_s']} s, "
+                 f"served {day['served']}, expired {day['expired']}")
+            )  # fmt: skip
+        rows.append(("pgbench 1 connection", f"{result['pgbench_single_connection_tps']} tps (simple update, -N)"))
+        width = max(len(name) for name, _ in rows)
+        for name, value in rows:
+            self.stdout.write(f"{name.ljust(width)}  {value}")
