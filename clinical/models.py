@@ -245,6 +245,12 @@ class Visit(models.Model):
             models.Index(fields=["status", "-requested_at", "-id"], name="clinical_visit_status_idx"),
             # Patient page "latest visits" (patient FK plus order).
             models.Index(fields=["patient", "-requested_at"], name="clinical_visit_patient_idx"),
+            # Live queues page: waits of the visits accepted in the last hour.
+            models.Index(
+                fields=["accepted_at"], name="clinical_visit_accepted_idx", condition=Q(accepted_at__isnull=False)
+            ),
+            # Live queues page: offers out per state.
+            models.Index(fields=["located_state"], name="clinical_visit_offered_idx", condition=Q(status="offered")),
             # Provider page "visits today" (provider FK plus order).
             models.Index(fields=["provider", "-requested_at"], name="clinical_visit_provider_idx"),
         ]

@@ -108,3 +108,71 @@ def visit_held_by(provider: Provider) -> Visit | None:
         .filter(provider=provider, status__in=PROVIDER_HOLDING_STATUSES)
         .first()
     )
+
+
+_LIVE_STATES_SQL = """
+WITH waiting AS (
+    SELECT located_state AS state, count(*) AS waiting, min(requested_at) AS oldest
+    FROM clinical_visit WHERE status = 'waiting' GROUP BY located_state
+), offers AS (
+    SELECT located_state AS state, count(*) AS offers FROM clinical_visit WHERE status = 'offered'
+    GROUP BY located_state
+), available AS (
+    SELECT l.state, count(DISTINCT p.id) AS available
+    FROM clinical_provider p
+    JOIN clinical_providerlicense l ON l.provider_id = p.id AND l.status = 'active'
+         AND l.issued_on <= %(today)s AND (l.expires_on IS NULL OR l.expires_on >= %(today)s)
+    WHERE p.availability = 'available' AND p.is_active
+    GROUP BY l.state
+)
+SELECT s.state, coalesce(w.waiting, 0), w.oldest, coalesce(a.available, 0), coalesce(o.offers, 0)
+FROM (SELECT state FROM waiting UNION SELECT state FROM offers UNION SELECT state FROM available) s
+LEFT JOIN waiting w USING (state) LEFT JOIN offers o USING (state) LEFT JOIN available a USING (state)
+ORDER BY coalesce(w.waiting, 0) DESC, s.state
+"""
+
+_LIVE_WAITS_SQL = """
+SELECT date_bin(%(bucket)s, accepted_at, %(since)s) AS bucket, count(*),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM accepted_at - requested_at)),
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM accepted_at - requested_at))
+FROM clinical_visit WHERE accepted_at >= %(since)s
+GROUP BY ROLLUP (1) ORDER BY 1 NULLS LAST
+"""
+
+
+def live_queues(*, window: dt.timedelta = dt.timedelta(hours=1), bucket_minutes: int = 5) -> dict:
+    """Return the live queues: per state waiting, longest wait, available providers and offers out;
+    median and p90 wait (request to acceptance) over the window, overall and per time bucket.
+    """
+    from django.db import connection
+
+    now = timezone.now()
+    since = now - window
+    with connection.cursor() as cursor:
+        cursor.execute(_LIVE_STATES_SQL, {"today": timezone.localdate()})
+        per_state = [
+            {"state": state, "waiting": waiting, "longest_wait_s": int((now - oldest).total_seconds()) if oldest else 0,
+             "available": available, "offers": offers}
+            for state, waiting, oldest, available, offers in cursor.fetchall()
+        ]  # fmt: skip
+        cursor.execute(_LIVE_WAITS_SQL, {"since": since, "bucket": dt.timedelta(minutes=bucket_minutes)})
+        rows = cursor.fetchall()
+    overall = next((row for row in rows if row[0] is None), None)
+    return {
+        "at": now.isoformat(),
+        "states": per_state,
+        "totals": {key: sum(row[key] for row in per_state) for key in ("waiting", "available", "offers")},
+        "window_minutes": int(window.total_seconds() // 60),
+        "accepted": overall[1] if overall else 0,
+        "median_wait_s": _round(overall[2]) if overall else None,
+        "p90_wait_s": _round(overall[3]) if overall else None,
+        "buckets": [
+            {"t": start.isoformat(), "n": n, "median_wait_s": _round(p50), "p90_wait_s": _round(p90)}
+            for start, n, p50, p90 in rows
+            if start is not None
+        ],
+    }
+
+
+def _round(value) -> float | None:
+    return None if value is None else round(float(value), 1)

@@ -12,6 +12,18 @@ class OpsAdminSite(admin.AdminSite):
     index_title = "Operations"
     index_template = "admin/ops_index.html"
 
+    def get_urls(self):
+        """Add the console's own pages (live queues) behind the admin's login."""
+        from django.urls import path
+
+        from clinical import views
+
+        own = [
+            path("live/", self.admin_view(lambda request: views.live_queues(request, self)), name="live_queues"),
+            path("live/data.json", self.admin_view(views.live_queues_data), name="live_queues_data"),
+        ]
+        return own + super().get_urls()
+
     def index(self, request, extra_context=None):
         """Render the app list with the live numbers the user's role may see."""
         from clinical.selectors import dashboard_summary

@@ -1,0 +1,95 @@
+// Live queues: fetch the JSON feed every few seconds and update the page in place.
+// Served from our own static files; no inline script, no external assets.
+(function () {
+  "use strict";
+
+  function formatWait(seconds) {
+    if (seconds >= 3600) return Math.floor(seconds / 3600) + "h " + String(Math.floor((seconds % 3600) / 60)).padStart(2, "0") + "m";
+    if (seconds >= 60) return Math.floor(seconds / 60) + "m " + String(seconds % 60).padStart(2, "0") + "s";
+    return seconds + " s";
+  }
+
+  function cell(text) {
+    var td = document.createElement("td");
+    td.textContent = text;
+    return td;
+  }
+
+  function renderStates(tbody, states) {
+    var rows = document.createDocumentFragment();
+    states.forEach(function (row) {
+      var tr = document.createElement("tr");
+      tr.dataset.state = row.state;
+      [row.state, row.waiting, formatWait(row.longest_wait_s), row.available, row.offers].forEach(function (v) {
+        tr.appendChild(cell(String(v)));
+      });
+      rows.appendChild(tr);
+    });
+    if (!states.length) {
+      var tr = document.createElement("tr");
+      var td = cell("Nobody waiting and no provider available.");
+      td.colSpan = 5;
+      tr.appendChild(td);
+      rows.appendChild(tr);
+    }
+    tbody.replaceChildren(rows);
+  }
+
+  function renderChart(svg, buckets) {
+    var ns = "http://www.w3.org/2000/svg";
+    var width = 600, height = 160, pad = 24;
+    var max = Math.max(60, ...buckets.map(function (b) { return b.p90_wait_s || 0; }));
+    var x = function (i) { return pad + (buckets.length < 2 ? 0 : i * (width - 2 * pad) / (buckets.length - 1)); };
+    var y = function (v) { return height - pad - (v / max) * (height - 2 * pad); };
+    var parts = [];
+    ["p90_wait_s", "median_wait_s"].forEach(function (key) {
+      var points = buckets.map(function (b, i) { return x(i) + "," + y(b[key] || 0); }).join(" ");
+      var line = document.createElementNS(ns, "polyline");
+      line.setAttribute("points", points);
+      line.setAttribute("class", key === "p90_wait_s" ? "ops-line-p90" : "ops-line-median");
+      parts.push(line);
+    });
+    var axis = document.createElementNS(ns, "text");
+    axis.setAttribute("x", 2);
+    axis.setAttribute("y", 12);
+    axis.textContent = formatWait(Math.round(max));
+    parts.push(axis);
+    svg.replaceChildren.apply(svg, parts);
+  }
+
+  function start(root) {
+    var url = root.dataset.source;
+    var every = (parseInt(root.dataset.refreshSeconds, 10) || 3) * 1000;
+    var field = function (name) { return root.querySelector('[data-live="' + name + '"]'); };
+
+    function apply(data) {
+      field("at").textContent = new Date(data.at).toLocaleTimeString();
+      field("total-waiting").textContent = data.totals.waiting;
+      field("total-available").textContent = data.totals.available;
+      field("total-offers").textContent = data.totals.offers;
+      field("median").textContent = data.median_wait_s === null ? "—" : data.median_wait_s;
+      field("p90").textContent = data.p90_wait_s === null ? "—" : data.p90_wait_s;
+      field("accepted").textContent = data.accepted;
+      renderStates(field("states"), data.states);
+      renderChart(field("chart"), data.buckets);
+      field("error").textContent = "";
+    }
+
+    function refresh() {
+      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) {
+          if (!response.ok) throw new Error("HTTP " + response.status);
+          return response.json();
+        })
+        .then(apply)
+        .catch(function (error) { field("error").textContent = "(refresh failed: " + error.message + ")"; })
+        .finally(function () { window.setTimeout(refresh, every); });
+    }
+    refresh();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var root = document.getElementById("live-queues");
+    if (root) start(root);
+  });
+})();

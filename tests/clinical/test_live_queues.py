@@ -1,0 +1,80 @@
+"""The live queues page: per-state numbers from PostgreSQL, refreshed by its own script."""
+
+import datetime as dt
+import re
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from clinical import actions
+from clinical.models import Visit
+from ops_console.audit import Actor
+from tests.builders import make_provider, make_visit
+
+APP = Actor.provider_app()
+
+
+def _accept_after(visit, provider, seconds):
+    Visit.objects.filter(pk=visit.pk).update(requested_at=timezone.now() - dt.timedelta(seconds=seconds))
+    actions.offer_visit(visit, provider, actor=Actor.router())
+    actions.accept_visit(visit, actor=APP)
+
+
+def test_it_counts_waiting_available_and_offers_per_state(client, support_agent):
+    make_provider(states=("CA", "NV"), available=True)
+    busy = make_provider(states=("CA",), available=True)
+    offered = make_visit(state="CA")
+    actions.offer_visit(offered, busy, actor=Actor.router())
+    make_visit(state="CA")
+    make_visit(state="TX")
+    client.force_login(support_agent)
+    data = client.get(reverse("ops:live_queues_data")).json()
+    rows = {row["state"]: row for row in data["states"]}
+    assert (rows["CA"]["waiting"], rows["CA"]["available"], rows["CA"]["offers"]) == (1, 1, 1)
+    assert (rows["NV"]["waiting"], rows["NV"]["available"]) == (0, 1)
+    assert (rows["TX"]["waiting"], rows["TX"]["available"]) == (1, 0)
+    assert data["totals"] == {"waiting": 2, "available": 2, "offers": 1}
+
+
+def test_it_reports_median_and_p90_wait_over_the_last_hour(client, engineer):
+    for seconds in (60, 120, 180, 240, 600):
+        provider = make_provider(states=("CA",), available=True)
+        _accept_after(make_visit(), provider, seconds)
+    client.force_login(engineer)
+    data = client.get(reverse("ops:live_queues_data")).json()
+    assert data["accepted"] == 5
+    assert 175 <= data["median_wait_s"] <= 185
+    assert 450 <= data["p90_wait_s"] <= 462  # interpolated: 240 + 0.6 * (600 - 240)
+    assert sum(bucket["n"] for bucket in data["buckets"]) == 5
+
+
+def test_it_renders_the_page_for_every_role_with_its_own_script(client, personas):
+    url = reverse("ops:live_queues")
+    for role, user in personas.items():
+        client.force_login(user)
+        response = client.get(url)
+        if role is None:
+            assert response.status_code == 403
+            assert client.get(reverse("ops:live_queues_data")).status_code == 403
+            continue
+        assert response.status_code == 200, role
+        html = response.content.decode()
+        assert "ops_console/js/live_queues.js" in html
+        assert "<script>" not in html  # no inline script: the page works under a strict CSP
+        assert not re.search(r'(src|href)="(https?:)?//', html)  # every asset is our own
+
+
+def test_it_answers_the_feed_with_a_constant_number_of_queries(client, lead):
+    client.force_login(lead)
+    url = reverse("ops:live_queues_data")
+    client.get(url)
+    with CaptureQueriesContext(connection) as few:
+        client.get(url)
+    for state in ("CA", "NY", "TX", "FL", "WA"):
+        make_provider(states=(state,), available=True)
+        make_visit(state=state)
+    with CaptureQueriesContext(connection) as more:
+        client.get(url)
+    assert len(few) == len(more) <= 6
