@@ -205,12 +205,25 @@ def _move(visit: Visit, to: str, *, actor: Actor, detail: str, provider: Provide
     return visit
 
 
+_MILESTONES = {
+    S.OFFERED: "offered_at",
+    S.ACCEPTED: "accepted_at",
+    S.IN_PROGRESS: "started_at",
+    S.COMPLETED: "ended_at",
+    S.FAILED: "ended_at",
+    S.EXPIRED: "ended_at",
+    S.CANCELLED: "cancelled_at",
+}
+
+
 def _record_event(visit: Visit, from_status: str, to: str, *, actor: Actor, detail: str, provider=None) -> VisitEvent:
+    # The event carries the same instant as the milestone it records (requested_at for a new visit).
+    milestone = "requested_at" if not from_status else _MILESTONES.get(to)
     return VisitEvent.objects.create(
         visit=visit,
         from_status=from_status,
         to_status=to,
-        at=timezone.now(),
+        at=(getattr(visit, milestone) if milestone else None) or timezone.now(),
         actor_kind=actor.kind,
         staff_user=actor.user,
         provider=provider or visit.provider,

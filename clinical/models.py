@@ -57,7 +57,7 @@ class Provider(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Dr. {self.first_name} {self.last_name} ({self.npi})"
+        return f"{self.first_name} {self.last_name} ({self.npi})"
 
     @property
     def full_name(self) -> str:

@@ -24,6 +24,12 @@ trap stop_all INT TERM EXIT
   --access-logfile - --graceful-timeout 5 &
 pids+=($!)
 
+# The routing worker and its hot standby (takes over within seconds if the leader dies).
+$PY manage.py run_router --name router-1 &
+pids+=($!)
+$PY manage.py run_router --name router-2 &
+pids+=($!)
+
 admin_path=$($PY -c "import os;os.environ.setdefault('DJANGO_SETTINGS_MODULE','ops_console.settings');import django;django.setup();from django.conf import settings;print(settings.OPS_ADMIN_PATH)")
 password=$($PY -c "import os;os.environ.setdefault('DJANGO_SETTINGS_MODULE','ops_console.settings');import django;django.setup();from django.conf import settings;print(settings.OPS_DEMO_PASSWORD)")
 cat <<MSG

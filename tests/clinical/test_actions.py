@@ -44,6 +44,10 @@ def test_it_walks_a_visit_from_request_to_completion(db):
         (S.ACCEPTED, S.CONNECTING), (S.CONNECTING, S.IN_PROGRESS), (S.IN_PROGRESS, S.COMPLETED),
     ]  # fmt: skip
     assert _availability(provider) == Availability.AVAILABLE
+    at = {e.to_status: e.at for e in visit.events.all()}
+    assert (at[S.WAITING], at[S.OFFERED], at[S.ACCEPTED], at[S.IN_PROGRESS], at[S.COMPLETED]) == (
+        visit.requested_at, visit.offered_at, visit.accepted_at, visit.started_at, visit.ended_at,
+    )  # fmt: skip
 
 
 def test_it_writes_history_with_the_actor_for_every_transition(db, lead):
