@@ -11,6 +11,7 @@ class OpsAdminSite(admin.AdminSite):
     site_title = "Ops Console"
     index_title = "Operations"
     index_template = "admin/ops_index.html"
+    site_url = None  # the console is the whole site: no "View site" link
 
     def get_urls(self):
         """Add the console's own pages (live queues) behind the admin's login."""
