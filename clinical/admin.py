@@ -97,6 +97,7 @@ class ProviderLicenseInline(admin.TabularInline):
 @admin.register(Provider, site=ops_site)
 class ProviderAdmin(OpsModelAdmin):
     form = ProviderForm
+    retained = True  # visits, timelines and history name the provider
     list_display = ["name", "npi", "specialty", "availability", "states_today", "is_active"]
     list_filter = ["availability", "is_active", "specialty"]
     search_fields = ["=npi", "^last_name", "^first_name", "=email", "=phone"]
@@ -129,10 +130,10 @@ class ProviderAdmin(OpsModelAdmin):
         return ", ".join(states) or "no state today"
 
     def save_model(self, request, obj, form, change):
-        actions.save_provider(obj, actor=self.actor(request), reason=self.change_reason(form, ""))
+        actions.save_provider(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
 
     def save_formset(self, request, form, formset, change):
-        reason = self.change_reason(form, "edited with provider")
+        reason = self.reason_given(form, "edited with provider")
         for license in formset.save(commit=False):
             actions.save_license(license, actor=self.actor(request), reason=reason)
 
@@ -170,6 +171,7 @@ class ExpiringFilter(admin.SimpleListFilter):
 @admin.register(ProviderLicense, site=ops_site)
 class ProviderLicenseAdmin(OpsModelAdmin):
     form = LicenseForm
+    retained = True  # licenses are records: suspend, revoke or let them expire instead
     list_display = [
         "provider",
         "state",
@@ -203,7 +205,7 @@ class ProviderLicenseAdmin(OpsModelAdmin):
         return obj.is_valid_on(timezone.localdate()) if obj.pk else None
 
     def save_model(self, request, obj, form, change):
-        actions.save_license(obj, actor=self.actor(request), reason=self.change_reason(form, ""))
+        actions.save_license(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
 
     @admin.action(description="Mark selected licenses verified by me", permissions=["change"])
     def mark_verified(self, request, queryset):
@@ -262,7 +264,7 @@ class PatientAdmin(OpsModelAdmin):
         if not rows:
             return "No visits yet."
         head = "<thead><tr><th>Visit</th><th>Requested</th><th>State</th><th>Status</th><th>Provider</th></tr></thead>"
-        return format_html('<table class="ops-inline-table">{}<tbody>{}</tbody></table>', format_html(head), rows)
+        return format_html('<table class="ops-inline-table">' + head + "<tbody>{}</tbody></table>", rows)
 
     @admin.display(description="support")
     def support_links(self, obj):
@@ -273,7 +275,7 @@ class PatientAdmin(OpsModelAdmin):
         return format_html('<a href="{}">Support cases</a> · <a href="{}">Open a support case</a>', cases, new)
 
     def save_model(self, request, obj, form, change):
-        actions.save_patient(obj, actor=self.actor(request), reason=self.change_reason(form, ""))
+        actions.save_patient(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
 
 
 # --- visits ---------------------------------------------------------------------------------
@@ -394,7 +396,7 @@ class VisitAdmin(OpsModelAdmin):
             ),
         )  # fmt: skip
         head = "<thead><tr><th>At</th><th>Change</th><th>By</th><th>Provider</th><th>Detail</th></tr></thead>"
-        return format_html('<table class="ops-inline-table">{}<tbody>{}</tbody></table>', format_html(head), rows)
+        return format_html('<table class="ops-inline-table">' + head + "<tbody>{}</tbody></table>", rows)
 
     @admin.display(description="support")
     def support_links(self, obj):
@@ -404,7 +406,7 @@ class VisitAdmin(OpsModelAdmin):
     def save_model(self, request, obj, form, change):
         actor = self.actor(request)
         if change:
-            actions.update_visit_details(obj, actor=actor, reason=self.change_reason(form, "details edited"))
+            actions.update_visit_details(obj, actor=actor, reason=self.reason_given(form, "details edited"))
         else:
             created = actions.request_visit(
                 patient=obj.patient, located_state=obj.located_state, reason=obj.reason,

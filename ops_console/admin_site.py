@@ -3,7 +3,8 @@
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
+from django.db.models import Prefetch, prefetch_related_objects
 
 
 class OpsAdminSite(admin.AdminSite):
@@ -53,6 +54,14 @@ class StaffUserAdmin(UserAdmin):
 @admin.register(Group, site=ops_site)
 class RoleGroupAdmin(GroupAdmin):
     """Roles are defined in ops_console/roles.py; the console only shows them."""
+
+    def get_object(self, request, object_id, from_field=None):
+        """Return the group with its permissions and their apps, listed read-only on its page."""
+        group = super().get_object(request, object_id, from_field)
+        if group is not None:
+            permissions = Permission.objects.select_related("content_type")
+            prefetch_related_objects([group], Prefetch("permissions", queryset=permissions))
+        return group
 
     def has_add_permission(self, request):
         return False

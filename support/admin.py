@@ -111,7 +111,7 @@ class SupportCaseAdmin(OpsModelAdmin):
 
     def save_model(self, request, obj, form, change):
         actions.save_case(
-            obj, actor=self.actor(request), reason=self.change_reason(form, ""),
+            obj, actor=self.actor(request), reason=self.reason_given(form, ""),
             note=form.cleaned_data.get("first_note", ""),
         )  # fmt: skip
 

@@ -1,0 +1,55 @@
+"""Console fixtures: a superuser, support records built through the actions, and a DB snapshot."""
+
+import pytest
+from django.apps import apps
+from django.contrib.auth import get_user_model
+from django.test import RequestFactory
+
+from ops_console.audit import Actor
+from support import actions as support_actions
+from support.models import SecurityEvent, SupportCase
+from tests.builders import SYSTEM
+from tests.conftest import PASSWORD
+
+# Rows that may change without anyone changing a record: sessions, and refusals being logged.
+_NOT_RECORDS = {"sessions.session"}
+
+
+@pytest.fixture
+def fast_passwords(settings):
+    """Hash passwords cheaply: these tests create a few users each and never test hashing."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def superuser(db):
+    return get_user_model().objects.create_superuser("root", "root@ops.example", PASSWORD)
+
+
+def make_case(*, patient=None, visit=None, notes: int = 0, actor: Actor = SYSTEM, **kwargs) -> SupportCase:
+    """Open a support case about a patient and/or visit, then append ``notes`` notes."""
+    case = support_actions.open_case(subject="Case about a visit", patient=patient, visit=visit, actor=actor, **kwargs)
+    for n in range(notes):
+        support_actions.add_note(case, body=f"Called the patient back ({n}).", actor=actor)
+    return case
+
+
+def make_security_event(*, path: str = "/admin/login/", user=None) -> SecurityEvent:
+    """Record an /admin/ probe as the console's probe view would."""
+    request = RequestFactory().get(path, REMOTE_ADDR="203.0.113.7", HTTP_USER_AGENT="curl/8.0")
+    if user is not None:
+        request.user = user
+    return support_actions.record_security_event(request, kind=SecurityEvent.Kind.ADMIN_PROBE)
+
+
+def database_snapshot() -> dict[str, list[dict]]:
+    """Return every row of every table that holds records, history or audit entries."""
+    snapshot = {}
+    for model in apps.get_models(include_auto_created=True):
+        if model._meta.label_lower in _NOT_RECORDS or not model._meta.managed:
+            continue
+        rows = model._default_manager.order_by("pk")
+        if model is SecurityEvent:
+            rows = rows.exclude(kind=SecurityEvent.Kind.PERMISSION_DENIED)
+        snapshot[model._meta.label_lower] = list(rows.values())
+    return snapshot
