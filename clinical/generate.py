@@ -1,0 +1,389 @@
+"""Large, internally consistent data for performance work (``manage.py generate_data``).
+
+Rows are streamed to PostgreSQL with ``COPY`` in chunks, with explicit ids so that timelines,
+history rows and cases can point at visits without a round trip. Generated records are marked
+by the ``generated.test`` e-mail domain of their patients and providers, so a second run tops up
+to the requested sizes instead of doubling them. Visits are all in final statuses (completed,
+cancelled, expired, failed): the router's live queues are left alone.
+"""
+
+import contextlib
+import csv
+import datetime as dt
+import io
+import json
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from clinical.models import Patient, Provider, ProviderLicense, Visit
+from clinical.reference import FIXTURES_DIR, SPECIALTY_CHOICES, states
+from clinical.validators import PUBLIC_ID_ALPHABET, format_mrn, make_npi
+from ops_console.audit import Actor, history_sql
+from support.models import SupportCase
+
+DOMAIN = "generated.test"
+CHUNK = 50_000
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Sizes:
+    patients: int = 100_000
+    providers: int = 5_000
+    visits: int = 1_000_000
+
+
+def _people() -> dict:
+    return json.loads((FIXTURES_DIR / "demo_people.json").read_text())
+
+
+def existing_counts() -> Sizes:
+    """Return how many generated patients, providers and visits the database already holds."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM clinical_patient WHERE email LIKE %s", [f"%@{DOMAIN}"])
+        patients = cursor.fetchone()[0]
+        cursor.execute("SELECT count(*) FROM clinical_provider WHERE email LIKE %s", [f"%@{DOMAIN}"])
+        providers = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT count(*) FROM clinical_visit v JOIN clinical_patient p ON p.id = v.patient_id "
+            "WHERE p.email LIKE %s",
+            [f"%@{DOMAIN}"],
+        )
+        visits = cursor.fetchone()[0]
+    return Sizes(patients, providers, visits)
+
+
+def _copy(table: str, columns: list[str], rows: Iterable[tuple]) -> int:
+    """COPY rows into ``table``; return how many."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    count = 0
+    for row in rows:
+        writer.writerow(["\\N" if value is None else value for value in row])
+        count += 1
+    buffer.seek(0)
+    with connection.cursor() as cursor:
+        cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+    return count
+
+
+def _next_ids(table: str, count: int) -> int:
+    """Reserve ``count`` ids from the table's sequence; return the first."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_get_serial_sequence('{table}', 'id')")
+        sequence = cursor.fetchone()[0]
+        cursor.execute("SELECT nextval(%s) FROM generate_series(1, %s)", [sequence, count])
+        ids = [row[0] for row in cursor.fetchall()]
+    return ids[0] if ids else 0
+
+
+VISIT_TABLES = ("clinical_visit", "clinical_visitevent", "clinical_historicalvisit")
+
+
+@contextlib.contextmanager
+def _without_secondary_indexes(tables: tuple[str, ...], progress: Progress):
+    """Drop the tables' indexes that back no constraint, and recreate them on exit."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = ANY(%s) "
+            "AND indexname NOT IN (SELECT conname FROM pg_constraint)",
+            [list(tables)],
+        )
+        indexes = cursor.fetchall()
+        for name, _ in indexes:
+            cursor.execute(f'DROP INDEX "{name}"')
+    yield
+    with connection.cursor() as cursor:
+        for done, (_, definition) in enumerate(indexes, start=1):
+            cursor.execute(definition)
+            progress("indexes", done, len(indexes))
+
+
+def _history_columns(model) -> list[str]:
+    return [f.column for f in model._meta.concrete_fields] + [
+        "history_date", "history_change_reason", "history_type", "history_actor", "history_actor_label",
+    ]  # fmt: skip
+
+
+class Generator:
+    """Builds the rows; ``run`` tops the database up to the requested sizes."""
+
+    def __init__(self, *, seed: int, progress: Progress):
+        self.rng = random.Random(seed)
+        self.progress = progress
+        self.people = _people()
+        self.codes = [row["code"] for row in states()]
+        self.weights = [row["population_2020"] for row in states()]
+        self.now = timezone.now()
+        self.today = timezone.localdate()
+
+    def run(self, wanted: Sizes) -> dict:
+        """Add what is missing; return the number of rows written per table."""
+        have = existing_counts()
+        written = {}
+        with transaction.atomic():
+            written["providers"] = self.providers(max(0, wanted.providers - have.providers))
+            written["patients"] = self.patients(max(0, wanted.patients - have.patients))
+        written.update(self.visits(max(0, wanted.visits - have.visits)))
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE clinical_visit, clinical_visitevent, clinical_patient, clinical_provider")
+        return written
+
+    # --- people ---------------------------------------------------------------------------
+
+    def _name(self) -> tuple[str, str]:
+        return self.rng.choice(self.people["first_names"]), self.rng.choice(self.people["last_names"])
+
+    def _state(self) -> str:
+        return self.rng.choices(self.codes, self.weights)[0]
+
+    def providers(self, count: int) -> int:
+        if not count:
+            return 0
+        first = _next_ids("clinical_provider", count)
+        taken = set(Provider.objects.values_list("npi", flat=True))
+        rows, licenses = [], []
+        for pid in range(first, first + count):
+            npi = self._npi(taken)
+            given, family = self._name()
+            rows.append((pid, given, family, npi, f"p{pid}@{DOMAIN}", f"+1{self.rng.randint(2012000000, 9899999999)}",
+                         self.rng.choice(SPECIALTY_CHOICES)[0], True, "offline", None, self.now))  # fmt: skip
+            licenses += self._licenses(pid)
+        columns = [f.column for f in Provider._meta.concrete_fields]
+        _copy("clinical_provider", columns, rows)
+        _copy("clinical_historicalprovider", _history_columns(Provider),
+              (row + (self.now, "generated", "+", "system", "generate_data") for row in rows))  # fmt: skip
+        first_license = _next_ids("clinical_providerlicense", len(licenses))
+        license_rows = [(first_license + i, *lic) for i, lic in enumerate(licenses)]
+        license_columns = [f.column for f in ProviderLicense._meta.concrete_fields]
+        _copy("clinical_providerlicense", license_columns, license_rows)
+        _copy("clinical_historicalproviderlicense", _history_columns(ProviderLicense),
+              (row + (self.now, "generated", "+", "system", "generate_data") for row in license_rows))  # fmt: skip
+        self.progress("providers", count, count)
+        return count
+
+    def _npi(self, taken: set[str]) -> str:
+        while True:
+            npi = make_npi(f"{self.rng.randint(100_000_000, 999_999_999)}")
+            if npi not in taken:
+                taken.add(npi)
+                return npi
+
+    def _licenses(self, provider_id: int) -> list[tuple]:
+        wanted = 1 + min(int(self.rng.expovariate(0.6)), 14)
+        chosen = set()
+        while len(chosen) < wanted:
+            chosen.add(self._state())
+        out = []
+        for state in sorted(chosen):
+            issued = self.today - dt.timedelta(days=self.rng.randint(30, 3000))
+            roll = self.rng.random()
+            status = "active" if roll < 0.9 else self.rng.choice(["expired", "suspended", "pending", "revoked"])
+            expires = self.today + dt.timedelta(days=self.rng.randint(-200, 900))
+            if expires <= issued:
+                expires = issued + dt.timedelta(days=365)
+            # Field order: ProviderLicense concrete fields after id.
+            number = f"{state}{self.rng.randint(100000, 999999)}"
+            kind = self.rng.choice(["MD", "MD", "DO", "NP", "PA"])
+            out.append((provider_id, state, number, kind, status, issued, expires, None, None, ""))
+        return out
+
+    def patients(self, count: int) -> int:
+        if not count:
+            return 0
+        first = _next_ids("clinical_patient", count)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT nextval('clinical_patient_mrn_seq') FROM generate_series(1, %s)", [count])
+            mrns = [format_mrn(row[0]) for row in cursor.fetchall()]
+        rows = [self._patient(pid, mrn) for pid, mrn in zip(range(first, first + count), mrns, strict=True)]
+        _copy("clinical_patient", [f.column for f in Patient._meta.concrete_fields], rows)
+        _copy("clinical_historicalpatient", _history_columns(Patient),
+              (row + (self.now, "generated", "+", "system", "generate_data") for row in rows))  # fmt: skip
+        self.progress("patients", count, count)
+        return count
+
+    def _patient(self, pid: int, mrn: str) -> tuple:
+        given, family = self._name()
+        state = self._state()
+        place = self.rng.choice(self.people["places"][state])
+        street = f"{self.rng.randint(1, 9999)} {self.rng.choice(self.people['street_names'])} St"
+        dob = self.today - dt.timedelta(days=self.rng.randint(365, 95 * 365))
+        phone = f"+1{place['area_code']}{self.rng.randint(2000000, 9999999)}"
+        email = f"{given.lower()}.{family.lower()}.{pid}@{DOMAIN}".replace(" ", "").replace("'", "")
+        zip_code = f"{place['zip']}{self.rng.randint(10, 99)}"
+        return (pid, mrn, given, family, dob, email, phone, street, "", place["city"], state, zip_code, self.now)
+
+    # --- visits ---------------------------------------------------------------------------
+
+    def visits(self, count: int) -> dict:
+        """Insert ``count`` finished visits with their timelines, history rows and routing cases.
+
+        Generated inside PostgreSQL (``INSERT … SELECT`` over ``generate_series``): at a million
+        rows, building them in Python would take longer than the database needs to write them.
+        """
+        written = {"visits": 0, "events": 0, "visit_history": 0, "cases": 0}
+        if not count:
+            return written
+        # One transaction: secondary indexes are dropped for the load and rebuilt at the end
+        # (much faster than maintaining them row by row); a failure leaves everything as it was.
+        with (
+            transaction.atomic(),
+            _without_secondary_indexes(VISIT_TABLES, self.progress),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no queue of deferred FK checks
+            self._prepare_lookups(cursor)
+            while written["visits"] < count:
+                size = min(CHUNK, count - written["visits"])
+                for key, value in self._visit_chunk(cursor, size).items():
+                    written[key] += value
+                self.progress("visits", written["visits"], count)
+        return written
+
+    def _prepare_lookups(self, cursor) -> None:
+        total = sum(self.weights)
+        edges, low = [], 0.0
+        for code, weight in zip(self.codes, self.weights, strict=True):
+            edges.append((code, low, low + weight / total))
+            low += weight / total
+        # Inside an outer transaction (tests) ON COMMIT has not happened yet: start clean.
+        cursor.execute("DROP TABLE IF EXISTS gen_states, gen_providers, gen_patients")
+        cursor.execute("CREATE TEMP TABLE gen_states (code text, lo float8, hi float8) ON COMMIT DROP")
+        cursor.executemany(
+            "INSERT INTO gen_states VALUES (%s, %s, %s)", edges[:-1] + [(edges[-1][0], edges[-1][1], 2.0)]
+        )
+        cursor.execute(
+            "CREATE TEMP TABLE gen_providers ON COMMIT DROP AS "
+            "SELECT l.state, array_agg(l.provider_id) AS ids FROM clinical_providerlicense l "
+            "JOIN clinical_provider p ON p.id = l.provider_id "
+            "WHERE l.status = 'active' AND p.email LIKE %s GROUP BY l.state",
+            [f"%@{DOMAIN}"],
+        )
+        cursor.execute(
+            "CREATE TEMP TABLE gen_patients ON COMMIT DROP AS "
+            "SELECT array_agg(id) AS ids FROM clinical_patient WHERE email LIKE %s",
+            [f"%@{DOMAIN}"],
+        )
+
+    def _visit_chunk(self, cursor, size: int) -> dict:
+        first = _reserve_ids(cursor, "clinical_visit", size)
+        params = {
+            "first": first, "last": first + size - 1, "now": self.now, "alphabet": PUBLIC_ID_ALPHABET,
+            "letters": len(PUBLIC_ID_ALPHABET),
+            "reasons": self.people["visit_reasons"],
+        }  # fmt: skip
+        cursor.execute(_VISITS_SQL, params)
+        visits = cursor.rowcount
+        cursor.execute(_EVENTS_SQL, params)
+        events = cursor.rowcount
+        sql, history_params = history_sql(Visit, actor=GENERATOR, reason="generated")
+        cursor.execute(_FIRST_HISTORY_SQL, params)
+        cursor.execute(sql.replace("clock_timestamp()", "coalesce(ended_at, cancelled_at)"),
+                       [*history_params, list(range(first, first + size))])  # fmt: skip
+        cases = self._cases(cursor, params)
+        return {"visits": visits, "events": events, "visit_history": 2 * visits, "cases": cases}
+
+    def _cases(self, cursor, params) -> int:
+        cursor.execute(_CASES_SQL, params)
+        ids = [row[0] for row in cursor.fetchall()]
+        if ids:
+            sql, history_params = history_sql(SupportCase, actor=GENERATOR, reason="generated")
+            cursor.execute(sql.replace("clock_timestamp()", "created_at"), [*history_params, ids])
+        return len(ids)
+
+
+GENERATOR = Actor.system("generate_data")
+
+
+def _reserve_ids(cursor, table: str, count: int) -> int:
+    """Move the table's id sequence past ``count`` ids and return the first of them."""
+    cursor.execute(f"SELECT pg_get_serial_sequence('{table}', 'id')")
+    sequence = cursor.fetchone()[0]
+    cursor.execute("SELECT setval(%s, nextval(%s) + %s - 1)", [sequence, sequence, count])
+    return cursor.fetchone()[0] - count + 1
+
+
+# Finished visits with consistent milestones: completed/failed went through offer, acceptance
+# and connection; cancelled ones were cancelled while waiting; expired ones waited 30 minutes.
+_VISITS_SQL = """
+WITH base AS (
+    SELECT g AS id, random() AS r_state, random() AS r_outcome, random() AS r_priority,
+           %(now)s - make_interval(secs => 3600 + random() * 365 * 86400) AS requested
+    FROM generate_series(%(first)s, %(last)s) AS g
+), placed AS (
+    SELECT b.*, s.code AS state, p.ids AS providers, gp.ids AS patients
+    FROM base b JOIN gen_states s ON b.r_state >= s.lo AND b.r_state < s.hi CROSS JOIN gen_patients gp
+    LEFT JOIN gen_providers p ON p.state = s.code
+), decided AS (
+    SELECT *,
+        CASE WHEN providers IS NULL THEN 'expired' WHEN r_outcome < 0.86 THEN 'completed'
+             WHEN r_outcome < 0.94 THEN 'cancelled' WHEN r_outcome < 0.97 THEN 'failed' ELSE 'expired' END AS outcome,
+        requested + make_interval(secs => 20 + random() * 580) AS offered
+    FROM placed
+), timed AS (
+    SELECT *, offered + make_interval(secs => 5 + random() * 55) AS accepted FROM decided
+), started AS (
+    SELECT *, accepted + make_interval(secs => 5 + random() * 85) AS began FROM timed
+)
+INSERT INTO clinical_visit (id, public_id, patient_id, located_state, reason, priority, status, provider_id,
+    requested_at, offered_at, accepted_at, started_at, ended_at, cancelled_at, offer_count)
+SELECT id,
+    %(letter)s || %(letter)s || %(letter)s || %(letter)s || '-' || %(letter)s || %(letter)s || %(letter)s || %(letter)s,
+    patients[1 + floor(random() * cardinality(patients))::int],
+    state,
+    (%(reasons)s::text[])[1 + floor(random() * cardinality(%(reasons)s::text[]))::int],
+    CASE WHEN r_priority < 0.85 THEN 0 WHEN r_priority < 0.97 THEN 1 ELSE 2 END,
+    outcome,
+    CASE WHEN outcome IN ('completed', 'failed') THEN providers[1 + floor(random() * cardinality(providers))::int] END,
+    requested,
+    CASE WHEN outcome IN ('completed', 'failed') THEN offered END,
+    CASE WHEN outcome IN ('completed', 'failed') THEN accepted END,
+    CASE WHEN outcome IN ('completed', 'failed') THEN began END,
+    CASE WHEN outcome IN ('completed', 'failed') THEN began + make_interval(secs => 300 + random() * 1500)
+         WHEN outcome = 'expired' THEN requested + interval '30 minutes' END,
+    CASE WHEN outcome = 'cancelled' THEN requested + make_interval(secs => 30 + random() * 870) END,
+    CASE WHEN outcome IN ('completed', 'failed') THEN 1 ELSE 0 END
+FROM started
+ON CONFLICT (public_id) DO NOTHING
+""".replace("%(letter)s", "substr(%(alphabet)s, 1 + floor(random() * %(letters)s)::int, 1)")
+
+_EVENTS_SQL = """
+INSERT INTO clinical_visitevent (visit_id, from_status, to_status, at, actor_kind, staff_user_id, provider_id, detail)
+SELECT v.id, e.from_status, e.to_status, e.at, e.actor, NULL, e.provider, e.detail
+FROM clinical_visit v CROSS JOIN LATERAL (VALUES
+    ('', 'waiting', v.requested_at, 'patient', NULL::bigint, 'requested'),
+    ('waiting', 'offered', v.offered_at, 'router', v.provider_id, 'offered'),
+    ('offered', 'accepted', v.accepted_at, 'provider', v.provider_id, 'accepted'),
+    ('accepted', 'in_progress', v.started_at, 'provider', v.provider_id, 'connected'),
+    ('in_progress', v.status, CASE WHEN v.status IN ('completed', 'failed') THEN v.ended_at END, 'provider',
+        v.provider_id, v.status),
+    ('waiting', 'cancelled', v.cancelled_at, 'patient', NULL, 'cancelled by the patient'),
+    ('waiting', 'expired', CASE WHEN v.status = 'expired' THEN v.ended_at END, 'router', NULL, 'waited too long')
+) AS e(from_status, to_status, at, actor, provider, detail)
+WHERE v.id BETWEEN %(first)s AND %(last)s AND e.at IS NOT NULL
+"""
+
+_FIRST_HISTORY_SQL = """
+INSERT INTO clinical_historicalvisit (id, public_id, patient_id, located_state, reason, priority, status,
+    provider_id, requested_at, offered_at, accepted_at, started_at, ended_at, cancelled_at, offer_count,
+    history_date, history_change_reason, history_type, history_user_id, history_actor, history_actor_label)
+SELECT id, public_id, patient_id, located_state, reason, priority, 'waiting', NULL, requested_at,
+    NULL, NULL, NULL, NULL, NULL, 0, requested_at, 'generated', '+', NULL, 'system', 'generate_data'
+FROM clinical_visit WHERE id BETWEEN %(first)s AND %(last)s
+"""
+
+_CASES_SQL = """
+INSERT INTO support_supportcase (subject, category, status, priority, patient_id, visit_id, assignee_id,
+    created_by_id, created_at, updated_at, resolved_at)
+SELECT 'Visit ' || public_id || ' expired after 30 min waiting in ' || located_state, 'routing',
+    CASE WHEN ended_at < %(now)s - interval '7 days' THEN 'closed' ELSE 'open' END, 2, patient_id, id, NULL,
+    NULL, ended_at, ended_at,
+    CASE WHEN ended_at < %(now)s - interval '7 days' THEN ended_at + interval '1 day' END
+FROM clinical_visit WHERE id BETWEEN %(first)s AND %(last)s AND status = 'expired' AND random() < 0.3
+RETURNING id
+"""

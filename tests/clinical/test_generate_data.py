@@ -1,0 +1,69 @@
+"""generate_data: large consistent data through COPY and INSERT … SELECT, topped up, never doubled."""
+
+from io import StringIO
+
+from django.core.management import call_command
+from django.db import connection
+
+from clinical.generate import DOMAIN, existing_counts
+from clinical.models import Patient, Provider, Visit, VisitEvent
+from support.models import SupportCase
+
+
+def _indexes():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename IN "
+            "('clinical_visit', 'clinical_visitevent', 'clinical_historicalvisit') ORDER BY 1"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _generate(**sizes):
+    out = StringIO()
+    args = [f"--{name}={value}" for name, value in sizes.items()]
+    call_command("generate_data", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_it_tops_up_to_the_requested_sizes_without_doubling(db):
+    indexes = _indexes()
+    _generate(patients=50, providers=20, visits=400)
+    counts = existing_counts()
+    assert (counts.patients, counts.providers, counts.visits) == (50, 20, 400)
+    assert "nothing" in _generate(patients=50, providers=20, visits=400)
+    _generate(patients=50, providers=20, visits=500)
+    assert existing_counts().visits == 500
+    assert _indexes() == indexes  # dropped for the load, all rebuilt
+
+
+def test_it_writes_consistent_timelines_and_history(db):
+    _generate(patients=40, providers=15, visits=300)
+    visits = Visit.objects.filter(patient__email__endswith=f"@{DOMAIN}")
+    assert set(visits.values_list("status", flat=True)) <= {"completed", "cancelled", "expired", "failed"}
+    for visit in visits.prefetch_related("events"):
+        chain = list(visit.events.all())
+        assert chain[0].from_status == "" and chain[0].to_status == "waiting"
+        assert chain[0].at == visit.requested_at
+        assert all(a.to_status == b.from_status for a, b in zip(chain, chain[1:], strict=False))
+        assert chain[-1].to_status == visit.status
+        if visit.status in ("completed", "failed"):
+            assert visit.provider_id and visit.provider.licenses.filter(state=visit.located_state).exists()
+            assert visit.requested_at < visit.offered_at < visit.accepted_at < visit.started_at < visit.ended_at
+        else:
+            assert visit.provider_id is None
+        history = list(visit.history.order_by("history_date"))
+        assert [h.status for h in history] == ["waiting", visit.status]
+        assert {h.history_actor for h in history} == {"system"}
+    assert Patient.history.filter(history_actor_label="generate_data").count() == 40
+    assert Provider.history.filter(history_actor_label="generate_data").count() == 15
+    for case in SupportCase.objects.filter(visit__in=visits):
+        assert case.visit.status == "expired" and case.history.count() == 1
+
+
+def test_it_leaves_public_ids_readable_and_unique(db):
+    _generate(patients=10, providers=5, visits=200)
+    ids = list(Visit.objects.values_list("public_id", flat=True))
+    assert len(ids) == len(set(ids))
+    assert all(len(i) == 9 and i[4] == "-" for i in ids)
+    assert VisitEvent.objects.filter(visit__public_id__in=ids).exists()
