@@ -6,6 +6,8 @@ from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, Permission
 from django.db.models import Prefetch, prefetch_related_objects
 
+from ops_console.roles import ROLES
+
 
 class OpsAdminSite(admin.AdminSite):
     site_header = "Ops Console"
@@ -49,6 +51,40 @@ class StaffUserAdmin(UserAdmin):
     def has_delete_permission(self, request, obj=None):
         # Users appear in audit records: deactivate them instead.
         return False
+
+    def has_change_permission(self, request, obj=None):
+        """Only a superuser changes a superuser's account."""
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def get_fieldsets(self, request, obj=None):
+        """Give staff who are not superusers a role picker, not superuser or per-user permissions."""
+        if request.user.is_superuser:
+            return super().get_fieldsets(request, obj)
+        if obj is None:
+            return [(None, {"fields": ["username", "password1", "password2"]}), ("Role", {"fields": ["groups"]})]
+        return [
+            (None, {"fields": ["username", "password"]}),
+            ("Personal info", {"fields": ["first_name", "last_name", "email"]}),
+            ("Access", {"fields": ["is_active", "is_staff", "groups"]}),
+            ("Dates", {"fields": ["last_login", "date_joined"]}),
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["last_login", "date_joined"] if obj is not None else []
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        """Offer only the console's role groups (roles are code: ops_console/roles.py)."""
+        if db_field.name == "groups":
+            kwargs["queryset"] = Group.objects.filter(name__in=ROLES).order_by("name")
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        """New accounts made in the console are staff accounts."""
+        if not change:
+            obj.is_staff = True
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(Group, site=ops_site)

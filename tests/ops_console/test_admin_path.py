@@ -38,3 +38,27 @@ def test_it_shows_security_events_to_leads_only(client, lead, support_agent, db)
     response = client.get(url)
     assert response.status_code == 200
     assert b"/admin/" in response.content
+
+
+def test_it_keeps_leads_from_granting_superuser_or_raw_permissions(client, lead, support_agent, db):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from ops_console import roles
+
+    boss = get_user_model().objects.create_superuser("root-user", "root@ops.example", "x-very-long-pass-99")
+    client.force_login(lead)
+    url = reverse("ops:auth_user_change", args=[support_agent.pk])
+    form = client.get(url).content.decode()
+    assert 'name="is_superuser"' not in form and 'name="user_permissions"' not in form
+    engineer_group = Group.objects.get(name=roles.ENGINEER)
+    response = client.post(url, {
+        "username": "support", "first_name": "", "last_name": "", "email": "support@ops.example",
+        "is_active": "on", "is_staff": "on", "groups": [engineer_group.pk], "is_superuser": "on",
+    })  # fmt: skip
+    assert response.status_code == 302
+    support_agent.refresh_from_db()
+    assert not support_agent.is_superuser
+    assert list(support_agent.groups.values_list("name", flat=True)) == [roles.ENGINEER]
+    assert client.get(reverse("ops:auth_user_change", args=[boss.pk])).status_code in (200, 403)
+    assert client.post(reverse("ops:auth_user_change", args=[boss.pk]), {"username": "x"}).status_code == 403
