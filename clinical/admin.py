@@ -98,7 +98,7 @@ class ProviderLicenseInline(admin.TabularInline):
 class ProviderAdmin(OpsModelAdmin):
     form = ProviderForm
     retained = True  # visits, timelines and history name the provider
-    list_display = ["name", "npi", "specialty", "availability", "states_today", "is_active"]
+    list_display = ["name", "npi", "specialty", "availability", "states_today", "visits_today", "is_active"]
     list_filter = ["availability", "is_active", "specialty"]
     search_fields = ["=npi", "^last_name", "^first_name", "=email", "=phone"]
     list_select_related = []  # no foreign keys on the row; licensed states come from one prefetch
@@ -121,6 +121,10 @@ class ProviderAdmin(OpsModelAdmin):
     @admin.display(description="name", ordering="last_name")
     def name(self, obj):
         return f"{obj.last_name}, {obj.first_name}"
+
+    @admin.display(description="visits today", ordering="visits_today")
+    def visits_today(self, obj):
+        return obj.visits_today
 
     @admin.display(description="can take patients from (today)")
     def states_today(self, obj):

@@ -2,7 +2,8 @@
 
 import datetime as dt
 
-from django.db.models import Count, Min, QuerySet
+from django.db.models import Count, Min, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from clinical.models import (
@@ -38,8 +39,19 @@ def events_for_list() -> QuerySet[VisitEvent]:
 
 
 def providers_for_list() -> QuerySet[Provider]:
-    """Return providers with nothing more to join (license states come from a prefetch when needed)."""
-    return Provider.objects.all()
+    """Return providers annotated with ``visits_today`` (requested since local midnight).
+
+    A correlated subquery, so only the rows on the page are counted (index: provider, -requested_at).
+    """
+    midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    today = (
+        Visit.objects.filter(provider=OuterRef("pk"), requested_at__gte=midnight)
+        .order_by()
+        .values("provider")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Provider.objects.annotate(visits_today=Coalesce(Subquery(today), 0))
 
 
 def licenses_for_list() -> QuerySet[ProviderLicense]:

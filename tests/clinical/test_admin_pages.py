@@ -1,0 +1,36 @@
+"""What the clinical console pages show: provider availability and visits today, waiting filters."""
+
+import datetime as dt
+
+from django.urls import reverse
+from django.utils import timezone
+
+from clinical import actions
+from clinical.models import Visit
+from ops_console.audit import Actor
+from tests.builders import make_provider, make_visit
+
+
+def test_it_lists_each_providers_availability_and_visits_today(client, support_agent):
+    busy = make_provider(states=("CA",), available=True, last_name="Busyton")
+    idle = make_provider(states=("CA",), last_name="Idleton")
+    for _ in range(2):
+        visit = actions.offer_visit(make_visit(), busy, actor=Actor.router())
+        actions.cancel_visit(visit, actor=Actor.patient_app())
+    yesterday = actions.offer_visit(make_visit(), busy, actor=Actor.router())
+    Visit.objects.filter(pk=yesterday.pk).update(requested_at=timezone.now() - dt.timedelta(days=2))
+    client.force_login(support_agent)
+    response = client.get(reverse("ops:clinical_provider_changelist") + "?o=6")
+    rows = {p.pk: p for p in response.context["cl"].result_list}
+    assert (rows[busy.pk].visits_today, rows[idle.pk].visits_today) == (2, 0)
+    html = response.content.decode()
+    assert "Reserved (offer out)" in html and "Offline" in html
+
+
+def test_it_filters_visits_waiting_longer_than_n_minutes(client, support_agent):
+    old = make_visit()
+    Visit.objects.filter(pk=old.pk).update(requested_at=timezone.now() - dt.timedelta(minutes=20))
+    make_visit()
+    client.force_login(support_agent)
+    response = client.get(reverse("ops:clinical_visit_changelist") + "?waiting_over=15")
+    assert [v.pk for v in response.context["cl"].result_list] == [old.pk]
