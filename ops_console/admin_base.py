@@ -53,7 +53,7 @@ class OpsModelAdmin(OpsAdminMixin, SimpleHistoryAdmin):
     """History-aware ModelAdmin whose writes go through the app's actions."""
 
     # Who acted when no staff user did: the router, a patient or provider app, the system.
-    history_list_display = ["history_actor", "history_actor_label"]
+    history_list_display = ["done_by"]  # not "actor": the admin has an actor() method
 
     # Not named ``change_reason``: the admin would take a method of the form field's name for a
     # read-only field and call it with the record, a 500 for every view-only user.

@@ -67,6 +67,13 @@ class AuditedHistoryModel(models.Model):
     class Meta:
         abstract = True
 
+    @property
+    def done_by(self) -> str:
+        """Return who acted, e.g. ``Router`` or ``System: seed_demo`` (shown on history pages)."""
+        label = self.history_actor_label
+        kind = self.get_history_actor_display()
+        return f"{kind}: {label}" if label and label.lower() != kind.lower() else kind
+
 
 def stamp(instance, actor: Actor, reason: str) -> None:
     """Attach the actor and reason that the next historical record of ``instance`` carries."""
