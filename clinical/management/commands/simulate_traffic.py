@@ -1,0 +1,115 @@
+import argparse
+import shutil
+import signal
+from contextlib import contextmanager
+
+from django.core.management.base import BaseCommand, CommandError
+
+from clinical import simulate
+
+SERVER_WAIT_SECONDS = 30.0
+
+
+def minutes_span(text: str) -> tuple[float, float]:
+    """Parse ``8-20`` (or ``5``) into a (low, high) span of minutes."""
+    low, _, high = text.partition("-")
+    try:
+        span = (float(low), float(high or low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected minutes as LOW-HIGH, e.g. 8-20, got {text!r}") from None
+    if not 0 <= span[0] <= span[1]:
+        raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {text!r}")
+    return span
+
+
+class Command(BaseCommand):
+    help = (
+        "Drive realistic patient and provider traffic through the JSON API (a running server and router "
+        "make the offers) with a live one-line summary, until Ctrl-C or --duration."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="where the console serves /api/v1/")
+        parser.add_argument("--rate", type=float, help="new visit requests per second (default 0.5; gentle 0.25)")
+        parser.add_argument(
+            "--providers", type=int, help="how many providers the simulation plays (default 40; gentle 60)"
+        )
+        parser.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+        parser.add_argument("--seed", type=int, help="seed for every random choice")
+        parser.add_argument(
+            "--cancel-rate",
+            type=float,
+            help="share of patients who give up if still waiting after 5-90 s (default 0.05)",
+        )
+        parser.add_argument("--speed", type=float, help="divides every delay: 2 runs twice as fast (default 1)")
+        parser.add_argument(
+            "--visit-minutes", type=minutes_span, metavar="LOW-HIGH", help="visit length (default 8-20; gentle 1-3)"
+        )
+        parser.add_argument(
+            "--all-states", action="store_true", default=None,
+            help="locate patients anywhere, also where no played provider is licensed (their visits expire)",
+        )  # fmt: skip
+        parser.add_argument("--gentle", action="store_true", help="the `make run` preset: low rate, short visits")
+
+    def handle(self, *args, duration=None, gentle=False, **options):
+        names = ("base_url", "rate", "providers", "seed", "cancel_rate", "speed", "visit_minutes", "all_states")
+        try:
+            config = simulate.config_for(gentle=gentle, **{name: options[name] for name in names})
+        except ValueError as error:  # "cancel_rate: 1.5 is not valid."
+            name, _, problem = str(error).partition(":")
+            raise CommandError(f"--{name.replace('_', '-')}:{problem}") from None
+        with simulate.session_for(config) as session:
+            if not session.mrns:
+                raise CommandError("There are no patients to simulate; run `manage.py seed_demo` first.")
+            sim = simulate.Simulation(config, session, on_summary=self._show, summary_every=self._every())
+            self._introduce(config, session)
+            with _stop_on_signals(sim):
+                answered = sim.wait_for_server(min(SERVER_WAIT_SECONDS, duration or SERVER_WAIT_SECONDS))
+                if not answered and not sim.stopping:
+                    self.stdout.write(f"{config.base_url} does not answer yet; carrying on, counting errors")
+                stats = sim.run(duration=duration)
+        if self.stdout.isatty():
+            self.stdout.write("")
+        for line in stats.report():
+            self.stdout.write(line)
+        self.stdout.write(f"revoked {session.revoked} simulation API clients")
+
+    def _introduce(self, config, session) -> None:
+        count = len(session.states)
+        where = f"the {count} state{'s' * (count != 1)} they practise in" if count else "every state"
+        self.stdout.write(
+            f"simulation {session.run_id}: {len(session.provider_tokens)} providers, {config.rate} requests/s "
+            f"from patients in {where}, against {config.base_url} (Ctrl-C stops)"
+        )
+        served = simulate.capacity(config)
+        if config.rate > served:
+            self.stdout.write(f"note: these providers finish about {served:.2f} visits/s, so the queue will grow")
+
+    def _every(self) -> float:
+        return 1.0 if self.stdout.isatty() else 5.0
+
+    def _show(self, stats) -> None:
+        """Refresh the summary in place on a terminal; print it as a plain line otherwise."""
+        if not self.stdout.isatty():
+            self.stdout.write(stats.line())
+            return
+        width = shutil.get_terminal_size().columns - 1
+        self.stdout.write(f"\r{stats.line()[:width]}\x1b[K", ending="")
+        self.stdout.flush()
+
+
+@contextmanager
+def _stop_on_signals(sim):
+    """Let SIGINT and SIGTERM stop the simulation cleanly; a second one interrupts at once."""
+
+    def stop(signum, frame):
+        if sim.stopping:
+            raise KeyboardInterrupt
+        sim.stopping = True
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

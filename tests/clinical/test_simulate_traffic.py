@@ -1,0 +1,269 @@
+"""simulate_traffic: its decisions with a seeded RNG, and a short run through a live server and router."""
+
+import random
+import statistics
+import threading
+import time
+from io import StringIO
+
+import pytest
+import redis
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connections
+from pytest_django.live_server_helper import LiveServer
+
+from clinical import actions, simulate
+from clinical.models import ApiClient, Availability, Provider, Visit, VisitEvent, VisitStatus
+from clinical.reference import states
+from clinical.routing.engine import RouterConfig
+from clinical.routing.worker import RoutingWorker
+from ops_console.audit import Actor
+from tests.builders import make_patient, make_provider, make_visit
+
+S = VisitStatus
+DRAWS = 20_000
+# Seconds instead of minutes, so a few seconds show every step of a visit.
+FAST = {
+    "rate": 5.0,
+    "cancel_rate": 0.15,
+    "visit_minutes": (0.01, 0.03),
+    "poll_seconds": (0.1, 0.2),
+    "think_seconds": (0.1, 0.3),
+    "connect_seconds": (0.1, 0.2),
+    "cancel_after_seconds": (0.2, 1.5),
+    "patient_poll_seconds": (0.3, 0.6),
+    "retry_seconds": (0.3, 0.6),
+    "shift_minutes": (0.03, 0.06),
+    "break_minutes": (0.005, 0.01),
+    "seed": 7,
+}
+
+
+def _behaviour(**options) -> simulate.Behaviour:
+    return simulate.Behaviour(simulate.SimConfig(**options), random.Random(2026))
+
+
+def _share(draws: list, value) -> float:
+    return draws.count(value) / len(draws)
+
+
+# --- decisions ------------------------------------------------------------------------------
+
+
+def test_it_locates_patients_by_state_population():
+    behaviour = _behaviour()
+    draws = [behaviour.state() for _ in range(DRAWS)]
+    population = {row["code"]: row["population_2020"] for row in states()}
+    assert _share(draws, "CA") == pytest.approx(population["CA"] / sum(population.values()), abs=0.01)
+    assert _share(draws, "TX") > _share(draws, "OH") > _share(draws, "WY")
+
+
+def test_it_locates_patients_only_where_the_played_providers_practise():
+    behaviour = _behaviour()
+    draws = [behaviour.state(["VT", "TX"]) for _ in range(2000)]
+    assert set(draws) == {"VT", "TX"}
+    assert _share(draws, "TX") > 0.95  # Texas has about 45 times Vermont's population
+
+
+def test_it_mixes_priorities_85_12_3():
+    behaviour = _behaviour()
+    draws = [behaviour.priority() for _ in range(DRAWS)]
+    assert _share(draws, "routine") == pytest.approx(0.85, abs=0.01)
+    assert _share(draws, "elevated") == pytest.approx(0.12, abs=0.01)
+    assert _share(draws, "urgent") == pytest.approx(0.03, abs=0.005)
+
+
+def test_it_answers_offers_85_accept_10_reject_5_ignore():
+    behaviour = _behaviour()
+    draws = [behaviour.answer() for _ in range(DRAWS)]
+    assert _share(draws, "accept") == pytest.approx(0.85, abs=0.01)
+    assert _share(draws, "reject") == pytest.approx(0.10, abs=0.01)
+    assert _share(draws, "ignore") == pytest.approx(0.05, abs=0.005)
+
+
+def test_it_cancels_and_fails_at_the_configured_rates():
+    behaviour = _behaviour(cancel_rate=0.2, fail_rate=0.02)
+    assert sum(behaviour.cancels() for _ in range(DRAWS)) / DRAWS == pytest.approx(0.2, abs=0.01)
+    assert sum(behaviour.fails() for _ in range(DRAWS)) / DRAWS == pytest.approx(0.02, abs=0.005)
+
+
+def test_it_draws_reasons_from_the_demo_fixture():
+    behaviour = _behaviour()
+    reasons = {behaviour.reason() for _ in range(500)}
+    assert reasons <= set(simulate.visit_reasons())
+    assert len(reasons) > 50
+
+
+def test_it_spaces_arrivals_at_the_requested_rate():
+    behaviour = _behaviour(rate=0.5)
+    assert statistics.mean(behaviour.arrival_gap() for _ in range(DRAWS)) == pytest.approx(2.0, rel=0.05)
+
+
+def test_it_divides_every_delay_by_speed_but_never_polls_too_fast():
+    normal, fast = _behaviour(), _behaviour(speed=4.0)
+    assert fast.minutes((8, 20)) == pytest.approx(normal.minutes((8, 20)) / 4)
+    assert 8 * 60 <= normal.minutes((8, 20)) <= 20 * 60
+    assert _behaviour(speed=1000.0).poll() == simulate.MIN_POLL_SECONDS
+
+
+def test_it_applies_the_gentle_preset_under_explicit_options():
+    config = simulate.config_for(gentle=True, rate=None, providers=12, visit_minutes=None)
+    assert (config.rate, config.visit_minutes, config.providers) == (0.25, (1.0, 3.0), 12)
+    assert simulate.config_for().visit_minutes == (8.0, 20.0)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("speed", 0), ("rate", -1), ("cancel_rate", 1.5), ("base_url", "ftp://x"), ("visit_minutes", (3, 1))],
+)
+def test_it_refuses_a_config_out_of_range(option, value):
+    with pytest.raises(ValueError, match=option):
+        simulate.SimConfig(**{option: value})
+
+
+def test_it_estimates_what_the_providers_can_serve():
+    slow = simulate.capacity(simulate.config_for())
+    gentle = simulate.capacity(simulate.config_for(gentle=True))
+    assert 0.01 < slow < 0.05
+    assert gentle > simulate.GENTLE["rate"]  # the gentle preset keeps up, so its queue drains
+    assert simulate.capacity(simulate.config_for(speed=2)) == pytest.approx(2 * slow)
+
+
+def test_it_runs_due_actions_in_order_and_survives_one_that_raises():
+    timeline, ran, errors = simulate.Timeline(), [], []
+    timeline.at(0.02, lambda: ran.append("second"))
+    timeline.at(0.0, lambda: 1 / 0)
+    timeline.at(0.01, lambda: ran.append("first"))
+    deadline = time.monotonic() + 1
+    while len(ran) < 2 and time.monotonic() < deadline:
+        timeline.run_next(on_error=errors.append)
+    assert ran == ["first", "second"]
+    assert [type(error) for error in errors] == [ZeroDivisionError]
+
+
+def test_it_shows_every_count_on_one_line():
+    stats = simulate.Stats(requested=12, offers=9, accepted=7, conflicts=2, offer_seconds=[1.0, 2.0, 9.0])
+    line = stats.line()
+    assert "\n" not in line
+    for part in ("requested 12", "offers 9", "acc 7", "409 2", "err 0", "p50 offer 2.0s"):
+        assert part in line
+    assert simulate.Stats().line().endswith("p50 offer -")
+
+
+# --- choosing whom to play ------------------------------------------------------------------
+
+
+def test_it_plays_active_licensed_providers_those_not_in_a_visit_first(db):
+    free = make_provider(states=("CA",))
+    busy = make_provider(states=("CA",), available=True)
+    actions.offer_visit(make_visit(state="CA"), busy, actor=Actor.router())
+    make_provider(states=())  # no license
+    make_provider(states=("CA",), status="suspended")
+    inactive = make_provider(states=("CA",))
+    inactive.is_active = False
+    actions.save_provider(inactive, actor=Actor.system("tests"))
+    rng = random.Random(1)
+    assert simulate.providers_to_play(2, rng) == [free, busy]
+    assert simulate.providers_to_play(1, rng) == [free]
+
+
+# --- through the API ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def http_server(transactional_db):
+    """Serve the console over plain HTTP in a thread, as pytest-django's ``live_server`` does.
+
+    The session-wide ``live_server`` loads its middleware before the per-test settings turn the
+    HTTPS redirect off, so it would answer every API call with a redirect to https://.
+    """
+    server = LiveServer("localhost:0")
+    yield server
+    server.stop()
+
+
+def _route_in_background(redis_client, until: float) -> threading.Thread:
+    """Run a router with a 1 s offer timeout, so ignored offers come back quickly."""
+    worker = RoutingWorker(redis_client, config=RouterConfig(offer_timeout=1), name="t")
+
+    def run():
+        try:
+            while time.monotonic() < until:
+                try:
+                    worker.run(until=until)
+                except redis.ResponseError:
+                    # Another run flushed the shared test Redis under a blocking read, which the
+                    # worker does not survive yet ("UNBLOCKED the stream key no longer exists").
+                    continue
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_it_drives_visits_through_the_live_api_and_router(http_server, redis_client):
+    providers = [make_provider(states=("CA",)) for _ in range(4)]
+    for _ in range(10):
+        make_patient()
+    config = simulate.SimConfig(base_url=http_server.url, providers=5, **FAST)
+    router = _route_in_background(redis_client, until=time.monotonic() + 8)
+    with simulate.session_for(config) as session:
+        stolen = ApiClient.objects.get(name__startswith="sim-provider-", provider=providers[0])
+        actions.revoke_api_client(stolen, actor=Actor.system("tests"))  # that provider's app now gets 401s
+        stats = simulate.Simulation(config, session).run(duration=6)
+    router.join()
+
+    assert session.states == ["CA"]
+    requested = Visit.objects.filter(events__to_status=S.WAITING, events__actor_kind="patient").distinct()
+    assert requested.count() == stats.requested > 10
+    assert Provider.history.filter(history_actor="provider", availability=Availability.AVAILABLE).exists()
+    assert VisitEvent.objects.filter(to_status=S.OFFERED, actor_kind="router").exists()
+    assert stats.offers > 0 and stats.accepted > 0 and stats.completed > 0
+    completed = VisitEvent.objects.filter(to_status=S.COMPLETED, actor_kind="provider").count()
+    assert stats.completed <= completed <= stats.completed + stats.finished_at_stop
+    assert stats.signed_off == 3 and not Provider.objects.exclude(availability=Availability.OFFLINE).exists()
+    assert stats.errors == stats.error_kinds["401"] > 0  # counted, not raised; nothing else went wrong
+    assert stats.offer_seconds and stats.p50() > 0
+    assert not ApiClient.objects.filter(name__startswith="sim-", is_active=True).exists()
+    assert ApiClient.objects.filter(name__startswith="sim-").count() == session.revoked == 5
+
+
+def test_it_reports_a_redirect_to_https_instead_of_following_it(transactional_db, settings):
+    settings.SECURE_SSL_REDIRECT = True  # as the console serves with OPS_HTTPS=1
+    server = LiveServer("localhost:0")
+    try:
+        stats = simulate.Stats()
+        reply = simulate.Api(server.url, timeout=5, stats=stats).get("visits/AAAA-BBBB", "opc_x_y")
+    finally:
+        server.stop()
+    assert reply.status == 301
+    assert stats.error_kinds == {"301": 1}
+    assert "redirected to https://" in stats.last_error
+
+
+def test_it_counts_errors_and_revokes_its_clients_when_the_server_is_down(transactional_db):
+    make_provider(states=("NY",))
+    make_patient()
+    out = StringIO()
+    call_command(
+        "simulate_traffic", "--base-url", "http://127.0.0.1:9", "--duration", "1", "--rate", "5", "--speed", "20",
+        stdout=out,
+    )  # fmt: skip
+    output = out.getvalue()
+    assert "1 providers, 5.0 requests/s from patients in the 1 state they practise in" in output
+    assert "0 visits requested" in output
+    assert "errors: " in output and "no answer" in output
+    assert "revoked 2 simulation API clients" in output
+    assert not ApiClient.objects.filter(is_active=True).exists()
+
+
+def test_it_refuses_bad_options(db):
+    with pytest.raises(CommandError, match="--speed"):
+        call_command("simulate_traffic", "--speed", "0", stdout=StringIO())
+    with pytest.raises(CommandError, match="LOW-HIGH"):
+        call_command("simulate_traffic", "--visit-minutes", "soon", stdout=StringIO())
+    with pytest.raises(CommandError, match="seed_demo"):
+        call_command("simulate_traffic", "--duration", "1", stdout=StringIO())
