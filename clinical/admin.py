@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from clinical import actions, selectors
+from clinical.import_admin import LicenseImportExportMixin, ProviderExportMixin
 from clinical.models import (
     LicenseStatus,
     Patient,
@@ -95,12 +96,13 @@ class ProviderLicenseInline(admin.TabularInline):
 
 
 @admin.register(Provider, site=ops_site)
-class ProviderAdmin(OpsModelAdmin):
+class ProviderAdmin(ProviderExportMixin, OpsModelAdmin):
     form = ProviderForm
     retained = True  # visits, timelines and history name the provider
     list_display = ["name", "npi", "specialty", "availability", "states_today", "visits_today", "is_active"]
     list_filter = ["availability", "is_active", "specialty"]
     search_fields = ["=npi", "^last_name", "^first_name", "=email", "=phone"]
+    search_document = "provider"  # names with typos, phone in any format, NPI, license number
     list_select_related = []  # no foreign keys on the row; licensed states come from one prefetch
     ordering = ["last_name", "first_name", "id"]
     readonly_fields = ["availability", "available_since", "states_today", "created_at"]
@@ -173,7 +175,7 @@ class ExpiringFilter(admin.SimpleListFilter):
 
 
 @admin.register(ProviderLicense, site=ops_site)
-class ProviderLicenseAdmin(OpsModelAdmin):
+class ProviderLicenseAdmin(LicenseImportExportMixin, OpsModelAdmin):
     form = LicenseForm
     retained = True  # licenses are records: suspend, revoke or let them expire instead
     list_display = [
@@ -189,6 +191,7 @@ class ProviderLicenseAdmin(OpsModelAdmin):
     ]
     list_filter = ["status", "license_type", ExpiringFilter, "state"]
     search_fields = ["=license_number", "=provider__npi", "^provider__last_name"]
+    search_document, search_path = "provider", "provider"  # the licenses of the providers found
     list_select_related = ["provider", "verified_by"]
     autocomplete_fields = ["provider"]
     ordering = ["state", "provider_id", "id"]
@@ -237,6 +240,7 @@ class PatientAdmin(OpsModelAdmin):
     list_display = ["mrn", "name", "date_of_birth", "phone", "city", "state"]
     list_filter = ["state"]
     search_fields = ["=mrn", "^last_name", "^first_name", "=phone", "=email"]
+    search_document = "patient"  # names with typos, name + date of birth, phone in any format, MRN
     list_select_related = []  # the patient row carries everything listed
     ordering = ["last_name", "first_name", "id"]
     readonly_fields = ["mrn", "created_at", "recent_visits", "support_links"]
@@ -341,6 +345,7 @@ class VisitAdmin(OpsModelAdmin):
     ]
     list_filter = ["status", "priority", RequestedFilter, WaitingLongerFilter, "located_state"]
     search_fields = ["=public_id", "=patient__mrn", "^patient__last_name", "=provider__npi"]
+    search_document = "visit"  # visit id, or the patient or provider by name, phone, MRN, NPI
     list_select_related = ["patient", "provider"]
     autocomplete_fields = ["patient"]
     ordering = ["-requested_at", "-id"]
@@ -436,6 +441,7 @@ class VisitEventAdmin(ReadOnlyAdmin):
     list_display = ["at", "visit", "from_status", "to_status", "actor_kind", "staff_user", "provider", "detail"]
     list_filter = ["to_status", "actor_kind"]
     search_fields = ["=visit__public_id"]
+    search_document, search_path = "visit", "visit"  # the timelines of the visits found
     list_select_related = ["visit", "staff_user", "provider"]
     ordering = ["-at", "-id"]
 

@@ -3,11 +3,14 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpResponseRedirect
 from simple_history.admin import SimpleHistoryAdmin
 
 from ops_console.audit import Actor
 from ops_console.errors import ActionError
+from search import changelist as search_changelist
+from search import outbox as search_outbox
 
 
 class ChangeReasonForm(forms.ModelForm):
@@ -31,10 +34,37 @@ class OpsAdminMixin:
     retained = False
     show_full_result_count = False
     list_per_page = 50
+    # The search document this changelist's search box (and autocomplete) looks in: "patient",
+    # "provider", "visit" or "case" (search.documents), with ``search_path`` the foreign key to it
+    # when rows are found through a related record. Without one, ``search_fields`` apply as usual.
+    search_document: str | None = None
+    search_path = ""
 
     def has_delete_permission(self, request, obj=None):
         """Return False for retained records, whatever the user's permissions."""
         return not self.retained and super().has_delete_permission(request, obj)
+
+    def get_search_results(self, request, queryset, search_term):
+        """Search through the search backend (relevance, typos, phone formats) when configured."""
+        if self.search_document and search_term.strip():
+            return search_changelist.search_results(self, request, queryset, search_term)
+        return super().get_search_results(request, queryset, search_term)
+
+    def get_changelist(self, request, **kwargs):
+        """Return the changelist that lists search results by relevance and records each search."""
+        return search_changelist.SearchChangeList
+
+    def delete_model(self, request, obj):
+        """Delete the record; its search document goes with it (outbox row in the same transaction)."""
+        with transaction.atomic():
+            search_outbox.record_rows(type(obj).objects.filter(pk=obj.pk))
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        """Delete the records; their search documents go with them (outbox rows in the same transaction)."""
+        with transaction.atomic():
+            search_outbox.record_rows(queryset)
+            super().delete_queryset(request, queryset)
 
     def actor(self, request) -> Actor:
         """Return the actor for the signed-in user."""

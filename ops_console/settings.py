@@ -58,6 +58,27 @@ ROUTING_REBUILD_SECONDS = env_int("ROUTING_REBUILD_SECONDS", 60, minimum=5)
 ROUTING_LEASE_SECONDS = env_int("ROUTING_LEASE_SECONDS", 5, minimum=2)
 ROUTING_BATCH_SIZE = env_int("ROUTING_BATCH_SIZE", 200, minimum=1)
 
+# License import (clinical/imports.py): see README.md#license-import-and-export.
+IMPORT_MAX_MB = env_int("IMPORT_MAX_MB", 20, minimum=1)
+IMPORT_MAX_ROWS = env_int("IMPORT_MAX_ROWS", 100_000, minimum=1)
+IMPORT_PREVIEW_MINUTES = env_int("IMPORT_PREVIEW_MINUTES", 30, minimum=1)
+IMPORT_BACKGROUND_BYTES = env_int("IMPORT_BACKGROUND_BYTES", 256 * 1024, minimum=0)
+
+# Search (search/): see README.md#search. PostgreSQL unless Elasticsearch is configured.
+if ELASTICSEARCH_URL and not ELASTICSEARCH_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"ELASTICSEARCH_URL must be an http(s):// URL, got {ELASTICSEARCH_URL!r}.")
+SEARCH_BACKEND = env_choice(
+    "SEARCH_BACKEND", "elasticsearch" if ELASTICSEARCH_URL else "postgres", ("postgres", "elasticsearch")
+)
+if SEARCH_BACKEND == "elasticsearch" and not ELASTICSEARCH_URL:
+    raise ImproperlyConfigured("SEARCH_BACKEND=elasticsearch needs ELASTICSEARCH_URL.")
+SEARCH_INDEX_PREFIX = env_str("SEARCH_INDEX_PREFIX", "ops")
+SEARCH_ES_TIMEOUT = env_int("SEARCH_ES_TIMEOUT", 5, minimum=1)
+SEARCH_MAX_HITS = env_int("SEARCH_MAX_HITS", 1000, minimum=10)
+SEARCH_WORKER_BATCH_SIZE = env_int("SEARCH_WORKER_BATCH_SIZE", 500, minimum=1)
+SEARCH_WORKER_POLL_SECONDS = env_int("SEARCH_WORKER_POLL_SECONDS", 1, minimum=1)
+SEARCH_RETRY_MAX_SECONDS = env_int("SEARCH_RETRY_MAX_SECONDS", 300, minimum=1)
+
 INSTALLED_APPS = [
     "ops_console.apps.OpsConsoleConfig",
     "clinical.apps.ClinicalConfig",

@@ -89,6 +89,7 @@ class SupportCaseAdmin(OpsModelAdmin):
     list_display = ["id", "subject", "status", "priority", "category", "patient", "visit", "assignee", "created_at"]
     list_filter = ["status", "priority", "category", MyCasesFilter]
     search_fields = ["subject", "=patient__mrn", "=visit__public_id"]
+    search_document = "case"  # case number, subject words, visit id, or the patient
     list_select_related = ["patient", "visit", "assignee", "created_by"]
     autocomplete_fields = ["patient", "visit"]
     ordering = ["-created_at", "-id"]

@@ -1,0 +1,252 @@
+"""The default backend: PostgreSQL full-text and trigram search over the live tables.
+
+Nothing to keep in sync: the conditions run against the rows themselves, through the
+expression indexes of migration ``search.0002`` (names by trigram similarity and word
+prefixes, e-mails lower-cased, license numbers without punctuation) and the unique and plain
+indexes the tables already have (MRN, NPI, visit id, phone, date of birth). Each search is one
+SQL statement: the changelist's own query, narrowed and annotated with ``search_score``.
+"""
+
+from django.conf import settings
+from django.contrib.postgres.lookups import TrigramSimilar
+from django.contrib.postgres.search import SearchQuery as TsQuery
+from django.contrib.postgres.search import SearchVectorExact, SearchVectorField, TrigramSimilarity
+from django.db.models import BooleanField, Case, F, FloatField, Func, Q, QuerySet, Subquery, TextField, Value, When
+from django.db.models.functions import Coalesce, Greatest, Lower
+from django.db.models.lookups import Exact
+
+from clinical.models import Patient, Provider, ProviderLicense, Visit
+from search.documents import DocumentType
+from search.query import SearchQuery
+
+EXACT = 10.0  # an identifier (MRN, phone, visit id...) outranks any name
+WORD_BONUS = 0.5  # every typed word starts (or is) a word of the name
+# Most patients or providers a visit or case search follows: bounds the work of a one-letter
+# name, far more than anyone reads.
+MAX_PEOPLE = 500
+
+
+class PersonName(Func):
+    """``search_person_name(first, last)``: the lower-cased full name the trigram indexes hold."""
+
+    function = "search_person_name"
+    output_field = TextField()
+
+
+class NameVector(Func):
+    """``search_name_vector(first, last)``: the name's words, as the full-text indexes hold them."""
+
+    function = "search_name_vector"
+    output_field = SearchVectorField()
+
+
+class SubjectVector(Func):
+    function = "search_subject_vector"
+    output_field = SearchVectorField()
+
+
+class LicenseKey(Func):
+    function = "search_license_key"
+    output_field = TextField()
+
+
+class AnyOf(Func):
+    """``column = ANY(ARRAY(subquery))``.
+
+    Unlike ``IN (subquery)``, this stays an index condition inside an OR, so a search on a
+    million visits reads only the visits of the few people who matched.
+    """
+
+    template = "%(expressions)s)"
+    arg_joiner = " = ANY(ARRAY"
+    output_field = BooleanField()
+
+
+class RankIn(Func):
+    """``-array_position(ARRAY(subquery), column)``: higher for rows whose id comes first."""
+
+    template = "-array_position(ARRAY%(expressions)s)"
+    output_field = FloatField()
+
+
+def _if(condition, weight: float) -> Case:
+    return Case(When(condition, then=Value(weight)), default=Value(0.0), output_field=FloatField())
+
+
+def _tsquery(words: tuple[str, ...], *, prefix: bool, config: str = "simple") -> TsQuery:
+    # Words are letters only (search.query), so they cannot carry tsquery syntax.
+    return TsQuery(" & ".join(f"{word}:*" if prefix else word for word in words), search_type="raw", config=config)
+
+
+def _sum(parts: list) -> object:
+    total = Value(0.0, output_field=FloatField())
+    for part in parts:
+        total = total + part
+    return total
+
+
+class People:
+    """The conditions and score of a patient or provider search, on the row or through a foreign key."""
+
+    def __init__(self, query: SearchQuery, *, providers: bool = False, prefix: str = ""):
+        self.query, self.providers, self.prefix = query, providers, prefix
+
+    def _f(self, name: str) -> F:
+        return F(self.prefix + name)
+
+    def _identifiers(self) -> list:
+        q, f = self.query, self._f
+        found = []
+        if q.phone:
+            found.append(Q(**{self.prefix + "phone": q.phone}))
+        if q.email:
+            found.append(Exact(Lower(f("email")), q.email))
+        if self.providers:
+            if q.npi:
+                found.append(Q(**{self.prefix + "npi": q.npi}))
+            if q.license:
+                holders = ProviderLicense.objects.filter(Exact(LicenseKey("license_number"), q.license))
+                found.append(AnyOf(f("id"), Subquery(holders.values("provider_id"))))
+        elif q.mrn:
+            found.append(Q(**{self.prefix + "mrn": q.mrn}))
+        return found
+
+    def _name(self) -> PersonName:
+        return PersonName(self._f("first_name"), self._f("last_name"))
+
+    def _name_matches(self) -> Q | None:
+        if not self.query.words:
+            return None
+        vector = NameVector(self._f("first_name"), self._f("last_name"))
+        return Q(TrigramSimilar(self._name(), self.query.text)) | Q(
+            SearchVectorExact(vector, _tsquery(self.query.words, prefix=True))
+        )
+
+    def _person(self) -> Q | None:
+        """Return the name and date-of-birth condition: both must hold when both were typed."""
+        q = self.query
+        if self.providers and q.dob:
+            return None  # a date of birth means a patient is wanted
+        dob = Q(**{self.prefix + "date_of_birth": q.dob}) if q.dob else None
+        parts = [part for part in (self._name_matches(), dob) if part is not None]
+        if not parts:
+            return None
+        return parts[0] & parts[1] if len(parts) == 2 else parts[0]
+
+    def where(self) -> Q | None:
+        """Return the condition a matching row meets, or None when the input cannot match one."""
+        parts = [Q(part) for part in self._identifiers()]
+        if (person := self._person()) is not None:
+            parts.append(person)
+        if not parts:
+            return None
+        condition = parts[0]
+        for part in parts[1:]:
+            condition |= part
+        return condition
+
+    def score(self):
+        """Return the relevance: exact identifiers first, then name similarity and whole-word bonuses."""
+        parts = [_if(condition, EXACT) for condition in self._identifiers()]
+        if self.query.words and self._person() is not None:
+            vector = NameVector(self._f("first_name"), self._f("last_name"))
+            parts += [
+                TrigramSimilarity(self._name(), self.query.text),
+                _if(SearchVectorExact(vector, _tsquery(self.query.words, prefix=True)), WORD_BONUS),
+                _if(SearchVectorExact(vector, _tsquery(self.query.words, prefix=False)), WORD_BONUS),
+            ]
+        return _sum(parts)
+
+    def ids(self, model) -> Subquery | None:
+        """Return the ids of the best-matching rows of ``model``, best first, for ``AnyOf``."""
+        where = self.where()
+        if where is None:
+            return None
+        best = model.objects.filter(where).annotate(s=self.score()).order_by("-s", "pk")
+        return Subquery(best.values("pk")[:MAX_PEOPLE])
+
+
+def _any(parts: list) -> Q | None:
+    parts = [Q(part) if not isinstance(part, Q) else part for part in parts if part is not None]
+    if not parts:
+        return None
+    condition = parts[0]
+    for part in parts[1:]:
+        condition |= part
+    return condition
+
+
+def _patients(query: SearchQuery) -> tuple[Q | None, object]:
+    people = People(query)
+    return people.where(), people.score()
+
+
+def _providers(query: SearchQuery) -> tuple[Q | None, object]:
+    people = People(query, providers=True)
+    return people.where(), people.score()
+
+
+def _visits(query: SearchQuery) -> tuple[Q | None, object]:
+    patients, providers = People(query), People(query, providers=True)
+    patient_ids, provider_ids = patients.ids(Patient), providers.ids(Provider)
+    own = Q(public_id=query.public_id) if query.public_id else None
+    where = _any([
+        own,
+        AnyOf(F("patient_id"), patient_ids) if patient_ids is not None else None,
+        AnyOf(F("provider_id"), provider_ids) if provider_ids is not None else None,
+    ])  # fmt: skip
+    people_score = Greatest(
+        Coalesce(People(query, prefix="patient__").score(), 0.0),
+        Coalesce(People(query, providers=True, prefix="provider__").score(), 0.0),
+    )
+    return where, _sum([_if(own, EXACT), people_score] if own is not None else [people_score])
+
+
+def _cases(query: SearchQuery) -> tuple[Q | None, object]:
+    patient_ids = People(query).ids(Patient)
+    about_visit = (
+        AnyOf(F("visit_id"), Subquery(Visit.objects.filter(public_id=query.public_id).values("pk")))
+        if query.public_id
+        else None
+    )
+    number = Q(pk=query.case_id) if query.case_id else None
+    subject = SearchVectorExact(SubjectVector(F("subject")), _tsquery(query.words, prefix=True, config="english"))
+    where = _any([
+        number, about_visit, subject if query.words else None,
+        AnyOf(F("patient_id"), patient_ids) if patient_ids is not None else None,
+    ])  # fmt: skip
+    score = [Coalesce(People(query, prefix="patient__").score(), 0.0)]
+    score += [_if(part, EXACT) for part in (number, about_visit) if part is not None]
+    if query.words:
+        score.append(_if(subject, WORD_BONUS))
+    return where, _sum(score)
+
+
+CONDITIONS = {"patient": _patients, "provider": _providers, "visit": _visits, "case": _cases}
+
+
+class PostgresBackend:
+    """Search the tables themselves; nothing to index, never stale."""
+
+    name = "postgres"
+
+    def filter(self, queryset: QuerySet, query: SearchQuery, *, document: DocumentType, path: str = "") -> QuerySet:
+        """Return ``queryset`` narrowed to the rows matching ``query``, annotated with ``search_score``.
+
+        With ``path`` (a foreign key to ``document``'s model, e.g. a license's ``provider``),
+        return the rows whose related record matches, ranked by that record's relevance.
+        """
+        if path:
+            return self._through(queryset, query, document=document, path=path)
+        where, score = CONDITIONS[document.name](query) if not query.is_empty else (None, None)
+        if where is None:
+            return queryset.none().annotate(search_score=Value(0.0, output_field=FloatField()))
+        return queryset.filter(where).annotate(search_score=score)
+
+    def _through(self, queryset: QuerySet, query: SearchQuery, *, document: DocumentType, path: str) -> QuerySet:
+        related = self.filter(document.model.objects.all(), query, document=document)
+        if related.query.is_empty():
+            return queryset.none().annotate(search_score=Value(0.0, output_field=FloatField()))
+        best = Subquery(related.order_by("-search_score", "-pk").values("pk")[: settings.SEARCH_MAX_HITS])
+        column = F(f"{path}_id")
+        return queryset.filter(AnyOf(column, best)).annotate(search_score=RankIn(best, column))

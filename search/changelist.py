@@ -1,0 +1,42 @@
+"""The console's search boxes, through the search backend (see ``OpsAdminMixin.get_search_results``).
+
+A ModelAdmin opts in with ``search_document`` (and ``search_path`` when its rows are found
+through a related record, e.g. licenses through their provider). The search narrows the
+changelist's own queryset, so list filters and permissions still apply; rows are unique (no
+joins, so no DISTINCT) and come in relevance order unless the user sorts by a column.
+"""
+
+from django.contrib.admin.views.main import ORDER_VAR, ChangeList
+
+from search import selectors
+from search.access import record_search
+from search.query import parse
+
+
+def search_results(model_admin, request, queryset, term: str):
+    """Return ``(queryset, may_have_duplicates)`` for the admin's search box and autocomplete."""
+    found = selectors.search(
+        queryset, parse(term), document=model_admin.search_document, path=model_admin.search_path or ""
+    )
+    match = getattr(request, "resolver_match", None)
+    if match is not None and match.url_name == "autocomplete":
+        record_search(request, terms=term, source=f"{model_admin.opts.label_lower} autocomplete")
+    return found, False
+
+
+class SearchChangeList(ChangeList):
+    """A changelist that lists search results by relevance and records the search."""
+
+    def get_ordering(self, request, queryset):
+        """Order by relevance first while searching, unless the user sorts by a column."""
+        ordering = super().get_ordering(request, queryset)
+        if "search_score" in queryset.query.annotations and ORDER_VAR not in self.params:
+            return ["-search_score", *(part for part in ordering if part != "-search_score")]
+        return ordering
+
+    def get_results(self, request):
+        """Load the page; record a search together with the rows it showed."""
+        super().get_results(request)
+        if self.query.strip() and getattr(self.model_admin, "search_document", None):
+            shown = list(self.result_list)  # evaluated once: the template reuses these rows
+            record_search(request, terms=self.query, source=f"{self.opts.label_lower} list", results=shown)

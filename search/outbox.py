@@ -1,0 +1,57 @@
+"""The transactional outbox: every write records which searchable rows changed, in its own transaction.
+
+Actions call ``record`` next to the write, so the entry commits or rolls back with the change:
+a rolled-back record is never indexed and a committed one is never missed, whether or not
+Elasticsearch is up. ``search_worker`` drains the entries (``search.worker``).
+"""
+
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import connection
+
+from search.documents import BY_LABEL
+
+_INSERT = (
+    "INSERT INTO search_outboxentry (label, object_id, created_at, available_at, attempts, last_error) "
+    "SELECT %s, id, now(), now(), 0, '' FROM unnest(%s::bigint[]) AS id"
+)
+_INSERT_EMBEDDING = (
+    "INSERT INTO search_outboxentry (label, object_id, created_at, available_at, attempts, last_error) "
+    'SELECT %s, id, now(), now(), 0, \'\' FROM "{table}" WHERE "{column}" = ANY(%s::bigint[])'
+)
+
+
+def enabled() -> bool:
+    """Return True when changes are indexed into Elasticsearch (the PostgreSQL backend needs no outbox)."""
+    return bool(settings.ELASTICSEARCH_URL)
+
+
+def record(label: str, ids: Iterable[int | None], *, embedded: bool = False) -> None:
+    """Record that the ``label`` rows with these ids changed, in the caller's transaction.
+
+    With ``embedded``, also record the documents that copy fields of these rows (a patient's
+    visits and cases carry the patient's name): pass it when names or identifiers may have changed.
+    """
+    ids = sorted({pk for pk in ids if pk is not None})
+    if not ids or not enabled():
+        return
+    doc = BY_LABEL[label]  # KeyError: not a searchable model, a bug in the caller
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT, [label, ids])
+        for other, column in doc.embedded_in if embedded else ():
+            # Table and column names come from the document registry, never from input.
+            table = BY_LABEL[other].model._meta.db_table
+            cursor.execute(_INSERT_EMBEDDING.format(table=table, column=column), [other, ids])
+
+
+def record_instance(obj, *, embedded: bool = False) -> None:
+    """Record that one searchable row changed."""
+    record(obj._meta.label_lower, [obj.pk], embedded=embedded)
+
+
+def record_rows(queryset) -> None:
+    """Record the rows of ``queryset`` when its model is searchable (e.g. just before deleting them)."""
+    label = queryset.model._meta.label_lower
+    if label in BY_LABEL and enabled():
+        record(label, queryset.values_list("pk", flat=True))

@@ -1,0 +1,66 @@
+"""Reads through the search backend: a changelist's rows, and the global search page's sections."""
+
+from dataclasses import dataclass, field
+
+from django.db.models import Prefetch, QuerySet
+
+from clinical.models import Patient, Provider, ProviderLicense, Visit
+from search.backends import get_backend
+from search.documents import DOCUMENTS
+from search.explain import matched_fields
+from search.query import SearchQuery
+from support.models import SupportCase
+
+
+def search(queryset: QuerySet, query: SearchQuery, *, document: str, path: str = "") -> QuerySet:
+    """Return the rows of ``queryset`` matching ``query``, most relevant first, then in their usual order."""
+    found = get_backend().filter(queryset, query, document=DOCUMENTS[document], path=path)
+    return found.order_by("-search_score", *(queryset.query.order_by or queryset.model._meta.ordering))
+
+
+@dataclass(frozen=True)
+class Section:
+    """One type of record on the global search page."""
+
+    document: str
+    title: str
+    permission: str
+    rows: object  # () -> QuerySet, with what the page and ``matched_fields`` read joined
+
+
+def _providers() -> QuerySet:
+    licenses = ProviderLicense.objects.only("provider_id", "license_number").order_by("id")
+    return Provider.objects.prefetch_related(Prefetch("licenses", licenses))
+
+
+SECTIONS = (
+    Section("patient", "Patients", "clinical.view_patient", Patient.objects.all),
+    Section("provider", "Providers", "clinical.view_provider", _providers),
+    Section("visit", "Visits", "clinical.view_visit", lambda: Visit.objects.select_related("patient", "provider")),
+    Section("case", "Support cases", "support.view_supportcase",
+            lambda: SupportCase.objects.select_related("patient", "visit")),
+)  # fmt: skip
+
+
+@dataclass
+class Found:
+    """The rows of one section, each with the fields that matched."""
+
+    section: Section
+    rows: list = field(default_factory=list)  # (obj, matched field labels)
+    more: bool = False
+
+
+def visible_sections(user) -> list[Section]:
+    """Return the sections ``user`` may see."""
+    return [section for section in SECTIONS if user.has_perm(section.permission)]
+
+
+def global_search(user, query: SearchQuery, *, per_section: int = 10) -> list[Found]:
+    """Return, per type of record the user may view, the best matches and why each matched."""
+    results = []
+    for section in visible_sections(user):
+        rows = list(search(section.rows(), query, document=section.document)[: per_section + 1])
+        found = [(obj, matched_fields(section.document, obj, query)) for obj in rows[:per_section]]
+        results.append(Found(section, found, more=len(rows) > per_section))
+    return results
