@@ -1,5 +1,7 @@
 """Shared fixtures: named personas, one per role, and a clean Redis database per test."""
 
+import os
+
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -10,9 +12,12 @@ from ops_console.redis import get_redis
 
 PASSWORD = "correct-horse-battery-staple-42"
 
-# Tests use their own Redis database so they never touch the running console's data.
-settings.REDIS_URL = "redis://127.0.0.1:6379/15"
+# Tests use their own Redis database so they never touch the running console's data
+# (OPS_TEST_REDIS_DB lets concurrent test runs on one machine keep apart).
+settings.REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('OPS_TEST_REDIS_DB', '15')}"
 get_redis.cache_clear()
+# Plain HTTP for servers started once per session (live_server), as for the test client below.
+settings.SECURE_SSL_REDIRECT = False
 
 
 @pytest.fixture(autouse=True)

@@ -53,8 +53,9 @@ class RoutingWorker:
             while not self.stopping and (until is None or time.monotonic() < until):
                 try:
                     self.step()
-                except redis.ConnectionError as error:
-                    logger.warning("router: Redis unavailable (%s); retrying", error)
+                except redis.RedisError as error:
+                    # Redis is disposable: whatever it lost, the next round rebuilds from PostgreSQL.
+                    logger.warning("router: Redis error (%s); retrying", error)
                     self.leading = False
                     time.sleep(1)
         finally:
@@ -112,7 +113,8 @@ class RoutingWorker:
                 self._drain_pending = bool(pending and pending[0][1])
             fresh = self.r.xreadgroup(GROUP, CONSUMER, {ROUTING_STREAM: ">"}, count=500, block=block_ms)
         except redis.ResponseError as error:
-            if "NOGROUP" not in str(error):
+            # NOGROUP: the stream or group is gone; UNBLOCKED: it vanished while we were blocked on it.
+            if "NOGROUP" not in str(error) and "UNBLOCKED" not in str(error):
                 raise
             logger.warning("router: event stream lost (Redis flushed?); rebuilding from PostgreSQL")
             self._take_over()

@@ -8,26 +8,34 @@ PORT=${PORT:-8000}
 # Local production-grade serving: debug off, but plain HTTP on loopback.
 export DJANGO_DEBUG=${DJANGO_DEBUG:-0} OPS_HTTPS=${OPS_HTTPS:-0}
 PY=.venv/bin/python
+SIMULATE=${SIMULATE:-1}
+mkdir -p .run
 pids=()
+sim_pid=""
 
 stop_all() {
   trap - INT TERM EXIT
   echo
   echo "Stopping Ops Console..."
+  # The simulation first, while the web server still answers: it withdraws its waiting visits.
+  if [ -n "$sim_pid" ]; then kill -INT "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null; fi
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
   wait 2>/dev/null
   ops_console/bin/stop-started-services.sh
 }
 trap stop_all INT TERM EXIT
 
-.venv/bin/gunicorn ops_console.wsgi --bind "$HOST:$PORT" --workers "${WEB_CONCURRENCY:-3}" \
-  --access-logfile - --graceful-timeout 5 &
+# Each process runs in its own session, so Ctrl-C reaches only this script, which then stops
+# them in order (the simulation first, while the web server still answers).
+# Access log to a file: the simulation's one-line summary owns the terminal.
+setsid .venv/bin/gunicorn ops_console.wsgi --bind "$HOST:$PORT" --workers "${WEB_CONCURRENCY:-3}" \
+  --access-logfile .run/access.log --graceful-timeout 5 &
 pids+=($!)
 
 # The routing worker and its hot standby (takes over within seconds if the leader dies).
-$PY manage.py run_router --name router-1 &
+setsid $PY manage.py run_router --name router-1 &
 pids+=($!)
-$PY manage.py run_router --name router-2 &
+setsid $PY manage.py run_router --name router-2 &
 pids+=($!)
 
 admin_path=$($PY -c "import os;os.environ.setdefault('DJANGO_SETTINGS_MODULE','ops_console.settings');import django;django.setup();from django.conf import settings;print(settings.OPS_ADMIN_PATH)")
@@ -43,6 +51,11 @@ cat <<MSG
     lead      Ops lead       (everything but deleting records)
 
   Ctrl-C stops everything this command started.
+  Web access log: .run/access.log$( [ "$SIMULATE" = 1 ] && echo "; a gentle traffic simulation runs (SIMULATE=0 turns it off)")
 
 MSG
+if [ "$SIMULATE" = 1 ]; then
+  setsid $PY manage.py simulate_traffic --gentle --base-url "http://$HOST:$PORT" &
+  sim_pid=$!
+fi
 wait -n "${pids[@]}"
