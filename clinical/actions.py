@@ -28,6 +28,7 @@ from clinical.validators import format_mrn
 from ops_console.audit import Actor, history_sql, stamp
 from ops_console.errors import ActionError, IllegalTransition
 from ops_console.errors import full_clean_or_raise as _full_clean
+from search import outbox as search_outbox
 
 S = VisitStatus
 
@@ -64,6 +65,7 @@ def save_patient(patient: Patient, *, actor: Actor, reason: str = "") -> Patient
     _full_clean(patient)
     stamp(patient, actor, reason or ("registered" if creating else "edited"))
     patient.save()
+    search_outbox.record_instance(patient, embedded=True)
     return patient
 
 
@@ -84,6 +86,7 @@ def save_provider(provider: Provider, *, actor: Actor, reason: str = "") -> Prov
     _full_clean(provider)
     stamp(provider, actor, reason or ("created" if creating else "edited"))
     provider.save()
+    search_outbox.record_instance(provider, embedded=True)
     events.publish_on_commit("provider_changed", actor=actor.kind, provider=provider.pk)
     return provider
 
@@ -92,11 +95,14 @@ def save_provider(provider: Provider, *, actor: Actor, reason: str = "") -> Prov
 def save_license(license: ProviderLicense, *, actor: Actor, reason: str = "") -> ProviderLicense:
     """Validate and save a license; the router re-checks eligibility, including offers already out."""
     creating = license.pk is None
+    previous = None  # the provider whose search document listed the license until now
     if not creating:
-        ProviderLicense.objects.select_for_update().filter(pk=license.pk).exists()
+        locked = ProviderLicense.objects.select_for_update().filter(pk=license.pk)
+        previous = locked.values_list("provider_id", flat=True).first()
     _full_clean(license, validate_constraints=True)
     stamp(license, actor, reason or ("added" if creating else "edited"))
     license.save()
+    search_outbox.record("clinical.provider", [license.provider_id, previous])
     events.publish_on_commit("license_changed", actor=actor.kind, provider=license.provider_id, state=license.state)
     return license
 
@@ -138,6 +144,7 @@ def _set_availability(provider: Provider, target: str, *, actor: Actor, reason: 
         provider.available_since = None
     stamp(provider, actor, reason)
     provider.save(update_fields=["availability", "available_since"])
+    search_outbox.record_instance(provider)
     events.publish_on_commit("provider_availability", actor=actor.kind, provider=provider.pk, availability=target)
 
 
@@ -153,6 +160,7 @@ def request_visit(
     _full_clean(visit, exclude=["public_id"])
     stamp(visit, actor, "requested")
     visit.save()
+    search_outbox.record_instance(visit)
     _record_event(visit, "", S.WAITING, actor=actor, detail="requested")
     events.publish_on_commit(
         "visit_waiting",
@@ -193,6 +201,7 @@ def _move(visit: Visit, to: str, *, actor: Actor, detail: str, provider: Provide
     visit.status = to
     stamp(visit, actor, detail or f"{from_status} → {to}")
     visit.save()
+    search_outbox.record_instance(visit)
     _record_event(visit, from_status, to, actor=actor, detail=detail, provider=provider)
     events.publish_on_commit(
         "visit_status",
@@ -303,6 +312,8 @@ def _write_offer_trail(cursor, applied, *, now, actor: Actor) -> None:
     cursor.execute(sql, [*params, providers])
     user = actor.user.pk if actor.user is not None else None
     cursor.execute(_OFFER_EVENTS_SQL, {"now": now, "actor": actor.kind, "user": user, "visits": visits})
+    search_outbox.record("clinical.visit", visits)
+    search_outbox.record("clinical.provider", providers)
     events.publish_many_on_commit(
         [
             events.event("visit_status", actor=actor.kind, visit=v, status=S.OFFERED, state=state, provider=p)
@@ -468,6 +479,7 @@ def update_visit_details(visit: Visit, *, actor: Actor, reason: str = "") -> Vis
     _full_clean(current, exclude=["public_id"])
     stamp(current, actor, reason or "details edited")
     current.save(update_fields=["reason", "priority"])
+    search_outbox.record_instance(current)
     if current.status == S.WAITING:
         events.publish_on_commit(
             "visit_waiting",
@@ -487,6 +499,7 @@ def verify_license(license: ProviderLicense, *, actor: Actor) -> ProviderLicense
     license.verified_by, license.verified_at = actor.user, timezone.now()
     stamp(license, actor, "verified against the state board")
     license.save(update_fields=["verified_by", "verified_at"])
+    search_outbox.record("clinical.provider", [license.provider_id])
     return license
 
 

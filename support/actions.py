@@ -6,6 +6,7 @@ from django.utils import timezone
 from ops_console.audit import Actor, stamp
 from ops_console.errors import ActionError
 from ops_console.errors import full_clean_or_raise as _full_clean
+from search import outbox as search_outbox
 from support.models import OPEN_CASE_STATUSES, CaseNote, CaseStatus, SecurityEvent, SupportCase
 
 
@@ -47,6 +48,7 @@ def save_case(case: SupportCase, *, actor: Actor, reason: str = "", note: str = 
     _full_clean(case)
     stamp(case, actor, reason or ("opened" if case._state.adding else "edited"))
     case.save()
+    search_outbox.record_instance(case)
     if note.strip():
         add_note(case, body=note, actor=actor)
     return case
