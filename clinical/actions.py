@@ -8,7 +8,7 @@ in that order), refuses an illegal change with an ``ActionError`` naming the fie
 import hashlib
 import secrets
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from clinical import events
@@ -115,6 +115,101 @@ def change_license_status(license: ProviderLicense, status: str, *, actor: Actor
         raise ActionError("Give a reason for changing a license's status.", field="reason")
     license.status = status
     return save_license(license, actor=actor, reason=reason)
+
+
+# The license values a spreadsheet import sets (clinical.imports); verification stays as it was.
+LICENSE_IMPORT_FIELDS = ("state", "license_number", "license_type", "status", "issued_on", "expires_on", "notes")
+_IMPORT_COLUMNS = ", ".join(LICENSE_IMPORT_FIELDS)
+_IMPORT_TYPES = "varchar[], varchar[], varchar[], varchar[], date[], date[], text[]"
+
+_LOCK_LICENSES_SQL = f"""
+SELECT id, {_IMPORT_COLUMNS} FROM clinical_providerlicense WHERE id = ANY(%s) ORDER BY id FOR UPDATE
+"""  # noqa: S608 (column names are constants)
+
+_UPDATE_LICENSES_SQL = f"""
+UPDATE clinical_providerlicense l
+SET {", ".join(f"{name} = u.{name}" for name in LICENSE_IMPORT_FIELDS)}
+FROM unnest(%s::bigint[], {", ".join(f"%s::{t}" for t in _IMPORT_TYPES.split(", "))})
+     AS u(id, {_IMPORT_COLUMNS})
+WHERE l.id = u.id
+"""  # noqa: S608
+
+_INSERT_LICENSES_SQL = f"""
+INSERT INTO clinical_providerlicense (provider_id, {_IMPORT_COLUMNS})
+SELECT * FROM unnest(%s::bigint[], {", ".join(f"%s::{t}" for t in _IMPORT_TYPES.split(", "))})
+RETURNING id
+"""  # noqa: S608
+
+_LICENSE_CONSTRAINT_ERRORS = {
+    "clinical_providerlicense_one_active_per_state": "A provider would hold two active licenses in one state.",
+    "clinical_providerlicense_expires_after_issued": "A license would expire on or before its issue date.",
+}
+
+
+def import_licenses(
+    *, new: list[ProviderLicense], changed: list[ProviderLicense], expected: dict[int, tuple], actor: Actor, reason: str
+) -> list[int]:
+    """Write a checked license file in one transaction, or nothing; return the ids of the new licenses.
+
+    ``expected`` holds, for every license on record that the file names, its values
+    (``LICENSE_IMPORT_FIELDS``) when the file was checked: if any changed since, refuse. Set-based,
+    so 50,000 rows take seconds: a history record per written license (``reason``, ``actor``), one
+    routing event per provider and state on commit, and the providers' search outbox rows.
+    """
+    try:
+        return _import_licenses(new, changed, expected, actor=actor, reason=reason)
+    except IntegrityError as error:
+        constraint = getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)
+        message = _LICENSE_CONSTRAINT_ERRORS.get(constraint, f"The database refused the file: {error}")
+        raise ActionError(message) from None
+
+
+@transaction.atomic
+def _import_licenses(new, changed, expected, *, actor: Actor, reason: str) -> list[int]:
+    with connection.cursor() as cursor:
+        _check_licenses_unchanged(cursor, expected)
+        # Deactivations first: the one-active-per-state index is checked row by row.
+        for batch in (
+            [lic for lic in changed if lic.status != LicenseStatus.ACTIVE],
+            [lic for lic in changed if lic.status == LicenseStatus.ACTIVE],
+        ):
+            if batch:
+                cursor.execute(_UPDATE_LICENSES_SQL, [[lic.pk for lic in batch], *_license_columns(batch)])
+        created = []
+        if new:
+            cursor.execute(_INSERT_LICENSES_SQL, [[lic.provider_id for lic in new], *_license_columns(new)])
+            created = [row[0] for row in cursor.fetchall()]
+        _write_license_trail(cursor, [lic.pk for lic in changed], created, actor=actor, reason=reason)
+    places = sorted({(lic.provider_id, lic.state) for lic in (*new, *changed)})
+    events.publish_many_on_commit(
+        [events.event("license_changed", actor=actor.kind, provider=p, state=s) for p, s in places]
+    )
+    search_outbox.record("clinical.provider", [p for p, _ in places])
+    return created
+
+
+def _check_licenses_unchanged(cursor, expected: dict[int, tuple]) -> None:
+    cursor.execute(_LOCK_LICENSES_SQL, [sorted(expected)])
+    current = {row[0]: tuple(row[1:]) for row in cursor.fetchall()}
+    stale = sorted(pk for pk, values in expected.items() if current.get(pk) != values)
+    if stale:
+        raise IllegalTransition(
+            f"{len(stale)} license(s) in the file changed since it was checked (e.g. id {stale[0]}); "
+            "check the file again before importing it."
+        )
+
+
+def _license_columns(licenses: list[ProviderLicense]) -> list[list]:
+    return [[getattr(lic, name) for lic in licenses] for name in LICENSE_IMPORT_FIELDS]
+
+
+def _write_license_trail(cursor, changed: list[int], created: list[int], *, actor: Actor, reason: str) -> None:
+    sql, params = history_sql(ProviderLicense, actor=actor, reason=reason)
+    if changed:
+        cursor.execute(sql, [*params, changed])
+    if created:
+        params[1] = "+"  # history_type: these rows were created, not changed
+        cursor.execute(sql, [*params, created])
 
 
 @transaction.atomic
@@ -535,3 +630,14 @@ def revoke_api_client(client: ApiClient, *, actor: Actor, reason: str = "") -> A
 def hash_token(token: str) -> str:
     """Return the stored form of a token (tokens are long random strings, so SHA-256 suffices)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+@transaction.atomic
+def update_api_client(client: ApiClient, *, actor: Actor, reason: str = "") -> ApiClient:
+    """Save a client's name or active flag (its scope, provider and token never change)."""
+    current = ApiClient.objects.select_for_update().get(pk=client.pk)
+    current.name, current.is_active = client.name, client.is_active
+    _full_clean(current)
+    stamp(current, actor, reason or ("edited" if current.is_active else "revoked"))
+    current.save(update_fields=["name", "is_active"])
+    return current

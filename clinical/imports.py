@@ -1,0 +1,464 @@
+"""License import: read a spreadsheet, check every row against the database, preview, then apply.
+
+``check_license_file`` reads a CSV or XLSX file held in memory (never written to disk), matches
+its columns to ``ProviderLicenseResource``, cleans every cell with the column's widget, and
+checks the rows together: providers by NPI, duplicate rows, one active license per provider and
+state. It returns a ``Preview`` (counts, per-row changes and errors with the file's line
+numbers and the column at fault) and a plan. ``apply_license_plan`` writes the plan through
+``clinical.actions.import_licenses``, in one transaction, or writes nothing.
+
+Line numbers are what the person sees: the physical line in a CSV file, the row in a sheet.
+"""
+
+import codecs
+import csv
+import datetime as dt
+import io
+import logging
+import re
+import zipfile
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+from django.db import connection
+
+from clinical import actions
+from clinical.models import LicenseStatus, ProviderLicense
+from clinical.resources import ProviderLicenseResource
+from ops_console.audit import Actor
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("ops_console.access")
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+FIELDS = actions.LICENSE_IMPORT_FIELDS  # the license values a file sets, in plan order
+DATE_FIELDS = ("issued_on", "expires_on")
+BLANK_RUN_LIMIT = 1000  # consecutive blank sheet rows after which the data is taken to have ended
+PROGRESS_EVERY = 2000
+
+
+class FileError(Exception):
+    """The file as a whole cannot be imported (unreadable, no header, columns missing, too long)."""
+
+
+def _no_progress(phase: str, done: int, total: int) -> None:
+    return None
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    """A file's heading row and data rows, each data row with its line number."""
+
+    headers: list[str]
+    rows: list[tuple[int, list]]
+    source: str  # how it was read, e.g. "CSV, UTF-8 with BOM" or "XLSX, sheet Licenses"
+    blank_rows: int = 0
+
+
+def read_table(data: bytes, file_name: str, *, max_rows: int) -> Table:
+    """Read a CSV or XLSX file's bytes into a ``Table``; raise ``FileError`` when that is impossible."""
+    if data.startswith(b"PK\x03\x04"):
+        return _read_xlsx(data, max_rows=max_rows)
+    if file_name.lower().endswith((".xls", ".xlsx", ".xlsm", ".ods")):
+        raise FileError("This is not a readable .xlsx workbook; save it as .xlsx or CSV and upload it again.")
+    return _read_csv(data, max_rows=max_rows)
+
+
+def _decode(data: bytes) -> tuple[str, str]:
+    """Return the text and the encoding it was read with: UTF-8 (BOM or not), UTF-16, or Windows Latin-1."""
+    if data.startswith(codecs.BOM_UTF8):
+        try:
+            return data[len(codecs.BOM_UTF8) :].decode("utf-8"), "UTF-8 with BOM"
+        except UnicodeDecodeError as error:
+            message = f"The file says it is UTF-8 but byte {error.start} is not; save it again as UTF-8."
+            raise FileError(message) from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16"), "UTF-16"
+    try:
+        return data.decode("utf-8"), "UTF-8"
+    except UnicodeDecodeError:
+        pass
+    # Excel on Windows saves "CSV" in Windows-1252, a superset of Latin-1's printable characters.
+    try:
+        return data.decode("cp1252"), "Latin-1 (Windows-1252)"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "Latin-1"
+
+
+def _read_csv(data: bytes, *, max_rows: int) -> Table:
+    text, encoding = _decode(data)
+    if "\x00" in text:
+        raise FileError("The file contains NUL bytes: it is not a CSV file. Upload a .csv or .xlsx file.")
+    first_line = text.split("\n", 1)[0]
+    try:
+        dialect = csv.Sniffer().sniff(first_line, delimiters=",;\t|")
+        delimiter = dialect.delimiter
+    except csv.Error:
+        delimiter = ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    numbered = _numbered_csv_rows(reader)
+    table = _table(numbered, source=f"CSV, {encoding}", max_rows=max_rows)
+    return table
+
+
+def _numbered_csv_rows(reader) -> Iterator[tuple[int, list]]:
+    line = 1
+    try:
+        for cells in reader:
+            yield line, cells
+            line = reader.line_num + 1
+    except csv.Error as error:
+        raise FileError(f"Line {line}: the file is not valid CSV ({error}).") from None
+
+
+def _read_xlsx(data: bytes, *, max_rows: int) -> Table:
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:
+        raise FileError(f"This is not a readable .xlsx workbook ({error}).") from None
+    try:
+        sheet = book.active
+        rows = enumerate(sheet.iter_rows(values_only=True), start=1)
+        return _table(rows, source=f"XLSX, sheet {sheet.title!r}", max_rows=max_rows)
+    finally:
+        book.close()
+
+
+def _is_blank(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _table(numbered_rows, *, source: str, max_rows: int) -> Table:
+    """Take the first non-blank row as the heading and the rest as data, skipping blank rows."""
+    headers, rows, blank, blank_run = None, [], 0, 0
+    for line, cells in numbered_rows:
+        if all(_is_blank(cell) for cell in cells):
+            blank, blank_run = blank + 1, blank_run + 1
+            if blank_run >= BLANK_RUN_LIMIT:
+                break  # sheets formatted down to row 1,048,576: the data ended long ago
+            continue
+        blank_run = 0
+        if headers is None:
+            headers = ["" if cell is None else str(cell).strip() for cell in cells]
+            continue
+        if len(rows) == max_rows:
+            raise FileError(f"The file has more than {max_rows:,} rows; split it into smaller files.")
+        rows.append((line, list(cells)))
+    if headers is None:
+        raise FileError("The file is empty.")
+    return Table(headers=headers, rows=rows, source=source, blank_rows=blank)
+
+
+# --- columns ---------------------------------------------------------------------------------
+
+
+def _column_key(heading: str) -> str:
+    """Return a heading as it is compared: case, spaces, underscores, hyphens and dots ignored."""
+    return re.sub(r"[\s_\-.]+", "", heading.replace("\ufeff", "")).casefold()
+
+
+def match_columns(headers: list[str], resource: ProviderLicenseResource) -> tuple[dict[str, int], list[str]]:
+    """Return {field name: column index} and the headings the import ignores.
+
+    Raise ``FileError`` naming the required columns the file lacks, or two columns for one field.
+    """
+    wanted = {}
+    for name in (*resource.required_columns, *resource.optional_columns):
+        names = (name, resource.fields[name].column_name, *resource.column_aliases.get(name, ()))
+        wanted.update({_column_key(alias): name for alias in names})
+    columns, ignored = {}, []
+    for index, heading in enumerate(headers):
+        name = wanted.get(_column_key(heading))
+        if name is None:
+            ignored += [heading] if heading else []
+        elif name in columns:
+            first = headers[columns[name]]
+            raise FileError(f"Columns {first!r} and {heading!r} both give the {_label(resource, name)}; keep one.")
+        else:
+            columns[name] = index
+    missing = [_label(resource, name) for name in resource.required_columns if name not in columns]
+    if missing:
+        raise FileError(
+            f"The file has no column for: {', '.join(missing)}. Its columns are: "
+            f"{', '.join(repr(h) for h in headers if h) or 'none'}."
+        )
+    return columns, ignored
+
+
+def _label(resource: ProviderLicenseResource, name: str) -> str:
+    return resource.fields[name].column_name
+
+
+# --- checking --------------------------------------------------------------------------------
+
+
+@dataclass
+class RowResult:
+    """One data row's outcome: ``new``, ``updated``, ``unchanged`` or ``error``."""
+
+    line: int
+    outcome: str
+    key: str
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (column heading, message)
+    changes: list[tuple[str, str, str]] = field(default_factory=list)  # (column heading, before, after)
+
+
+@dataclass
+class Preview:
+    """What confirming the file would do, and why it cannot when it has errors."""
+
+    file_name: str
+    source: str
+    rows: int
+    blank_rows: int
+    ignored_columns: list[str]
+    counts: dict[str, int]
+    results: list[RowResult]  # every row except the unchanged ones, in file order
+    plan: dict  # for apply_license_plan: JSON-ready
+
+    @property
+    def has_errors(self) -> bool:
+        return self.counts["error"] > 0
+
+    def to_json(self) -> dict:
+        """Return the preview without its plan, for storing and showing."""
+        data = asdict(self)
+        data.pop("plan")
+        return data
+
+
+@dataclass
+class _Row:
+    line: int
+    values: dict
+    errors: list[tuple[str, str]]
+    provider_id: int | None = None
+    existing: tuple | None = None  # (id, *FIELDS) of the license it updates
+
+
+def check_license_file(data: bytes, file_name: str, *, max_rows: int, progress: Progress = _no_progress) -> Preview:
+    """Read and check a license file without writing anything; return its ``Preview``."""
+    progress("reading", 0, 0)
+    table = read_table(data, file_name, max_rows=max_rows)
+    resource = ProviderLicenseResource()
+    columns, ignored = match_columns(table.headers, resource)
+    if not table.rows:
+        raise FileError("The file has a heading row but no licenses below it.")
+    headings = {name: table.headers[index] for name, index in columns.items()}
+    rows = [_clean_row(line, cells, columns, resource, headings) for line, cells in _counted(table.rows, progress)]
+    progress("matching", len(rows), len(rows))
+    _match_providers(rows, headings)
+    licenses = _match_licenses(rows, set(columns))
+    _check_duplicates(rows, headings)
+    _check_one_active_per_state(rows, licenses, headings)
+    return _preview(rows, table, file_name, ignored, headings)
+
+
+def _counted(rows: list, progress: Progress) -> Iterator:
+    for done, row in enumerate(rows):
+        if done % PROGRESS_EVERY == 0:
+            progress("checking", done, len(rows))
+        yield row
+
+
+def _clean_row(line: int, cells: list, columns: dict[str, int], resource, headings: dict[str, str]) -> _Row:
+    values, errors = {}, []
+    for name, index in columns.items():
+        raw = cells[index] if index < len(cells) else None
+        if _is_blank(raw):
+            if name in resource.required_columns:
+                errors.append((headings[name], "is required"))
+            values[name] = None if name in DATE_FIELDS else ""
+            continue
+        try:
+            values[name] = resource.fields[name].widget.clean(raw)
+        except ValueError as error:
+            errors.append((headings[name], str(error)))
+    issued, expires = values.get("issued_on"), values.get("expires_on")
+    if issued and expires and expires <= issued:
+        errors.append((headings["expires_on"], f"{expires} is not after the issue date {issued}"))
+    return _Row(line, values, errors)
+
+
+def _match_providers(rows: list[_Row], headings: dict[str, str]) -> None:
+    npis = sorted({row.values["npi"] for row in rows if row.values.get("npi")})
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT npi, id FROM clinical_provider WHERE npi = ANY(%s)", [npis])
+        providers = dict(cursor.fetchall())
+    for row in rows:
+        npi = row.values.get("npi")
+        row.provider_id = providers.get(npi)
+        if npi and row.provider_id is None:
+            row.errors.append((headings["npi"], f"no provider has NPI {npi}; add the provider first"))
+
+
+def _license_key(provider, state, number) -> tuple:
+    return provider, state, (number or "").casefold()
+
+
+def _existing_licenses(provider_ids: list[int]) -> list[tuple]:
+    """Return (id, provider_id, *FIELDS) of every license these providers hold."""
+    columns = ", ".join(FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, provider_id, {columns} FROM clinical_providerlicense WHERE provider_id = ANY(%s)",  # noqa: S608 (column names are constants)
+            [provider_ids],
+        )
+        return cursor.fetchall()
+
+
+def _match_licenses(rows: list[_Row], present: set[str]) -> list[tuple]:
+    """Attach to each row the license it updates (same provider, state and number), if any.
+
+    Optional columns the file lacks keep the license's values; a new license gets the defaults.
+    Return the licenses on record of the file's providers.
+    """
+    licenses = _existing_licenses(sorted({row.provider_id for row in rows if row.provider_id}))
+    by_key = {_license_key(lic[1], lic[2], lic[3]): lic for lic in licenses}
+    for row in rows:
+        found = by_key.get(_license_key(row.provider_id, row.values.get("state"), row.values.get("license_number")))
+        if found and row.provider_id:
+            row.existing = (found[0], *found[2:])
+        for name in FIELDS:
+            if name not in present:
+                row.values[name] = row.existing[1 + FIELDS.index(name)] if row.existing else _default(name)
+    return licenses
+
+
+def _default(name: str):
+    return ProviderLicense._meta.get_field(name).get_default()
+
+
+def _check_duplicates(rows: list[_Row], headings: dict[str, str]) -> None:
+    first_line = {}
+    for row in rows:
+        if not all(row.values.get(name) for name in ("npi", "state", "license_number")):
+            continue
+        key = _license_key(row.values["npi"], row.values["state"], row.values["license_number"])
+        if key in first_line:
+            row.errors.append(
+                (headings["license_number"], f"repeats line {first_line[key]} (same NPI, state and license number)")
+            )
+        else:
+            first_line[key] = row.line
+
+
+def _check_one_active_per_state(rows: list[_Row], licenses: list[tuple], headings: dict[str, str]) -> None:
+    """Refuse rows that would leave a provider two active licenses in one state, counting those on record."""
+    active = defaultdict(list)  # (provider, state) -> what would be active there
+    candidates = [row for row in rows if row.provider_id and not row.errors]
+    named = {row.existing[0] for row in rows if row.existing}  # licenses on record that the file sets
+    for row in candidates:
+        if row.values["status"] == LicenseStatus.ACTIVE:
+            active[row.provider_id, row.values["state"]].append(f"line {row.line}")
+    for lic in licenses:
+        if lic[0] not in named and lic[5] == LicenseStatus.ACTIVE:
+            active[lic[1], lic[2]].append(f"license {lic[3]} on record")
+    for row in candidates:
+        place = (row.provider_id, row.values["state"])
+        if row.values["status"] == LicenseStatus.ACTIVE and len(active[place]) > 1:
+            others = ", ".join(what for what in active[place] if what != f"line {row.line}")
+            message = f"a second active license in {place[1]} for this provider ({others})"
+            row.errors.append((headings["status"], message))
+
+
+# --- preview and plan ------------------------------------------------------------------------
+
+
+def _preview(rows: list[_Row], table: Table, file_name: str, ignored: list[str], headings: dict[str, str]) -> Preview:
+    counts = {"new": 0, "updated": 0, "unchanged": 0, "error": 0}
+    results, plan = [], {"new": [], "changed": [], "expected": []}
+    labels = {name: headings.get(name) or ProviderLicenseResource.fields[name].column_name for name in FIELDS}
+    for row in rows:
+        result = _result(row, labels)
+        counts[result.outcome] += 1
+        if result.outcome != "unchanged":
+            results.append(result)
+        _add_to_plan(plan, row, result.outcome)
+    return Preview(
+        file_name=file_name, source=table.source, rows=len(rows), blank_rows=table.blank_rows,
+        ignored_columns=ignored, counts=counts, results=results, plan=plan,
+    )  # fmt: skip
+
+
+def _key(row: _Row) -> str:
+    return " ".join(str(row.values.get(name) or "?") for name in ("npi", "state", "license_number"))
+
+
+def _result(row: _Row, labels: dict[str, str]) -> RowResult:
+    if row.errors:
+        return RowResult(row.line, "error", _key(row), errors=row.errors)
+    after = [row.values[name] for name in FIELDS]
+    if row.existing is None:
+        changes = [(labels[name], "", _shown(value)) for name, value in zip(FIELDS, after, strict=True)]
+        return RowResult(row.line, "new", _key(row), changes=changes)
+    before = row.existing[1:]
+    changes = [
+        (labels[name], _shown(old), _shown(new))
+        for name, old, new in zip(FIELDS, before, after, strict=True)
+        if old != new
+    ]
+    return RowResult(row.line, "updated" if changes else "unchanged", _key(row), changes=changes)
+
+
+def _shown(value) -> str:
+    return "" if value is None else str(value)
+
+
+def _json_values(values) -> list:
+    return [value.isoformat() if isinstance(value, dt.date) else value for value in values]
+
+
+def _add_to_plan(plan: dict, row: _Row, outcome: str) -> None:
+    if outcome == "error":
+        return
+    after = _json_values(row.values[name] for name in FIELDS)
+    if outcome == "new":
+        plan["new"].append([row.provider_id, *after])
+    elif outcome in ("updated", "unchanged"):
+        plan["expected"].append([row.existing[0], *_json_values(row.existing[1:])])
+        if outcome == "updated":
+            plan["changed"].append([row.existing[0], row.provider_id, *after])
+
+
+# --- applying --------------------------------------------------------------------------------
+
+
+def _values(raw: list) -> dict:
+    values = dict(zip(FIELDS, raw, strict=True))
+    for name in DATE_FIELDS:
+        values[name] = dt.date.fromisoformat(values[name]) if values[name] else None
+    return values
+
+
+def apply_license_plan(plan: dict, *, actor: Actor, file_name: str) -> dict[str, int]:
+    """Write a checked file's plan in one transaction with history reason "import <file name>".
+
+    Raise ``ActionError`` (nothing written) if a license the file names changed since the check.
+    """
+    new = [ProviderLicense(provider_id=provider_id, **_values(raw)) for provider_id, *raw in plan["new"]]
+    changed = [ProviderLicense(pk=pk, provider_id=provider, **_values(raw)) for pk, provider, *raw in plan["changed"]]
+    expected = {pk: tuple(_values(raw).values()) for pk, *raw in plan["expected"]}
+    actions.import_licenses(new=new, changed=changed, expected=expected, actor=actor, reason=f"import {file_name}")
+    return {"new": len(new), "updated": len(changed), "unchanged": len(expected) - len(changed)}
+
+
+# --- exports ---------------------------------------------------------------------------------
+
+
+def record_export_access(request, *, model, rows: int, file_format: str) -> None:
+    """Record that the signed-in user exported ``rows`` records of ``model``, with the filters used.
+
+    The one place exports are recorded: the PHI access log (issue 5) extends it to a stored row.
+    """
+    access_logger.info(
+        "export user=%s model=%s rows=%d format=%s query=%r ip=%s",
+        request.user.get_username(), model._meta.label_lower, rows, file_format,
+        request.META.get("QUERY_STRING", ""), request.META.get("REMOTE_ADDR", ""),
+    )  # fmt: skip
