@@ -5,6 +5,7 @@ import datetime as dt
 from django import forms
 from django.contrib import admin
 from django.db.models import Prefetch
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -12,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 from clinical import actions, selectors
 from clinical.import_admin import LicenseImportExportMixin, ProviderExportMixin
 from clinical.models import (
+    ApiClient,
     LicenseStatus,
     Patient,
     Provider,
@@ -447,3 +449,63 @@ class VisitEventAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request):
         return selectors.events_for_list()
+
+
+# --- API clients ----------------------------------------------------------------------------
+
+
+class ApiClientForm(ChangeReasonForm):
+    class Meta:
+        model = ApiClient
+        fields = ["name", "scope", "provider", "is_active"]
+
+
+@admin.register(ApiClient, site=ops_site)
+class ApiClientAdmin(OpsModelAdmin):
+    """Tokens of the patient and provider apps; the token is shown once, right after creation."""
+
+    form = ApiClientForm
+    retained = True  # revoke instead: the history keeps who used which client
+    list_display = ["name", "scope", "provider", "token_prefix", "is_active", "created_at", "last_used_at"]
+    list_filter = ["scope", "is_active"]
+    search_fields = ["name", "=token_prefix", "=provider__npi"]
+    list_select_related = ["provider"]
+    autocomplete_fields = ["provider"]
+    ordering = ["name", "id"]
+    actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["name", "scope", "provider"]
+        return ["name", "scope", "provider", "token_prefix", "is_active", "created_by", "created_at", "last_used_at",
+                "change_reason"]  # fmt: skip
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else ["scope", "provider", "token_prefix", "created_by", "created_at", "last_used_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            actions.update_api_client(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
+            return
+        created, token = actions.create_api_client(
+            name=obj.name, scope=obj.scope, provider=obj.provider, actor=self.actor(request)
+        )
+        obj.pk = created.pk
+        # Kept server-side (session) only until the next page shows it once.
+        request.session["new_api_token"] = {"client": created.pk, "token": token}
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        fresh = request.session.get("new_api_token")
+        if request.method == "GET" and fresh and str(fresh["client"]) == str(object_id):
+            del request.session["new_api_token"]
+            extra_context = {**(extra_context or {}), "new_api_token": fresh["token"]}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return HttpResponseRedirect(reverse(f"{ops_site.name}:clinical_apiclient_change", args=[obj.pk]))
+
+    @admin.action(description="Revoke selected clients (their tokens stop working at once)", permissions=["change"])
+    def revoke(self, request, queryset):
+        for client in queryset:
+            actions.revoke_api_client(client, actor=self.actor(request), reason="revoked in the console")
+        self.message_user(request, f"{queryset.count()} client(s) revoked.")

@@ -39,6 +39,7 @@ ROLES: dict[str, set[str]] = {
     | _perms("clinical", ("provider", "providerlicense", "patient", "visit"), "add", "change")
     | _perms("clinical", ("provider", "providerlicense"), "import", "export")
     | {"clinical.cancel_visit"}
+    | _perms("clinical", ("apiclient",), "view", "add", "change")
     | _perms("support", ("supportcase",), "view", "add", "change", "delete")
     | _perms("support", ("casenote",), "view", "add")
     | {"support.view_securityevent"}

@@ -217,3 +217,21 @@ def test_it_prints_a_new_token_from_the_command(db, provider):
         call_command("create_api_client", "--name", "web", "--scope", "provider")
     with pytest.raises(CommandError, match="name"):
         call_command("create_api_client", "--name", "ios", "--scope", "patient", stdout=StringIO())
+
+
+def test_it_lets_a_lead_create_a_client_in_the_console_and_shows_the_token_once(client, lead):
+    from django.urls import reverse
+
+    client.force_login(lead)
+    response = client.post(reverse("ops:clinical_apiclient_add"), {"name": "web-app", "scope": "patient"})
+    assert response.status_code == 302
+    page = client.get(response["Location"]).content.decode()
+    token = page.split('class="ops-token-value">')[1].split("<")[0]
+    api = client.__class__()
+    assert _call(api, "get", "visits/ZZZZ-ZZZZ", token).status_code == 404  # authenticated, unknown visit
+    assert "ops-token-value" not in client.get(response["Location"]).content.decode()
+    created = ApiClient.objects.get(name="web-app")
+    assert created.history.get().history_user == lead
+    changelist = reverse("ops:clinical_apiclient_changelist")
+    client.post(changelist, {"action": "revoke", "_selected_action": [created.pk]})
+    assert _call(api, "get", "visits/ZZZZ-ZZZZ", token).status_code == 401

@@ -34,6 +34,7 @@ support_agent  clinical.providerlicense  y          y    -   -      -      y
 support_agent  clinical.patient          y          y    -   -      -      y
 support_agent  clinical.visit            y          y    -   -      -      y
 support_agent  clinical.visitevent       y          y    -   -      -      y
+support_agent  clinical.apiclient        -          -    -   -      -      -
 support_agent  support.supportcase       y          y    y   y      -      y
 support_agent  support.securityevent     -          -    -   -      -      -
 support_agent  auth.user                 -          -    -   -      -      -
@@ -43,6 +44,7 @@ clinical_ops   clinical.providerlicense  y          y    y   y      -      y
 clinical_ops   clinical.patient          y          y    -   -      -      y
 clinical_ops   clinical.visit            y          y    -   -      -      y
 clinical_ops   clinical.visitevent       y          y    -   -      -      y
+clinical_ops   clinical.apiclient        -          -    -   -      -      -
 clinical_ops   support.supportcase       y          y    -   -      -      y
 clinical_ops   support.securityevent     -          -    -   -      -      -
 clinical_ops   auth.user                 -          -    -   -      -      -
@@ -52,6 +54,7 @@ engineer       clinical.providerlicense  y          y    -   -      -      y
 engineer       clinical.patient          y          y    -   -      -      y
 engineer       clinical.visit            y          y    -   -      -      y
 engineer       clinical.visitevent       y          y    -   -      -      y
+engineer       clinical.apiclient        -          -    -   -      -      -
 engineer       support.supportcase       y          y    -   -      -      y
 engineer       support.securityevent     -          -    -   -      -      -
 engineer       auth.user                 -          -    -   -      -      -
@@ -61,6 +64,7 @@ lead           clinical.providerlicense  y          y    y   y      -      y
 lead           clinical.patient          y          y    y   y      -      y
 lead           clinical.visit            y          y    y   y      -      y
 lead           clinical.visitevent       y          y    -   -      -      y
+lead           clinical.apiclient        y          y    y   y      -      y
 lead           support.supportcase       y          y    y   y      y      y
 lead           support.securityevent     y          y    -   -      -      y
 lead           auth.user                 y          y    y   y      -      y
@@ -70,6 +74,7 @@ outsider       clinical.providerlicense  -          -    -   -      -      -
 outsider       clinical.patient          -          -    -   -      -      -
 outsider       clinical.visit            -          -    -   -      -      -
 outsider       clinical.visitevent       -          -    -   -      -      -
+outsider       clinical.apiclient        -          -    -   -      -      -
 outsider       support.supportcase       -          -    -   -      -      -
 outsider       support.securityevent     -          -    -   -      -      -
 outsider       auth.user                 -          -    -   -      -      -
@@ -79,6 +84,7 @@ superuser      clinical.providerlicense  y          y    y   y      -      y
 superuser      clinical.patient          y          y    y   y      -      y
 superuser      clinical.visit            y          y    y   y      -      y
 superuser      clinical.visitevent       y          y    -   -      -      y
+superuser      clinical.apiclient        y          y    y   y      -      y
 superuser      support.supportcase       y          y    y   y      y      y
 superuser      support.securityevent     y          y    -   -      -      y
 superuser      auth.user                 y          y    y   y      -      y
@@ -123,6 +129,7 @@ def records(db) -> dict:
         "clinical.patient": patient,
         "clinical.visit": visit,
         "clinical.visitevent": visit.events.get(),
+        "clinical.apiclient": actions.create_api_client(name="matrix-app", scope="patient", actor=SYSTEM)[0],
         "support.supportcase": make_case(patient=patient, visit=visit, notes=1),
         "support.securityevent": make_security_event(),
         "auth.user": colleague,
@@ -228,6 +235,7 @@ def _new_record_fields(model: str, records: dict) -> dict[str, str]:
         },
         "clinical.visit": {"patient": str(patient.pk), "located_state": "CA", "priority": "0", "reason": "Added"},
         "clinical.visitevent": {"visit": str(visit.pk), "to_status": "cancelled", "detail": "Added"},
+        "clinical.apiclient": {"name": "Added", "scope": "patient", "provider": ""},
         "support.supportcase": {
             "subject": "Added", "category": "other", "priority": "1", "status": "open", "patient": str(patient.pk),
         },
@@ -244,6 +252,7 @@ ADDED = {
     "clinical.patient": {"last_name": "Added"},
     "clinical.visit": {"reason": "Added"},
     "clinical.visitevent": {"detail": "Added"},
+    "clinical.apiclient": {"name": "Added"},
     "support.supportcase": {"subject": "Added"},
     "support.securityevent": {"path": "/Added"},
     "auth.user": {"username": "Added"},
@@ -257,6 +266,7 @@ CHANGES = {
     "clinical.patient": ("city", "Changed"),
     "clinical.visit": ("reason", "Changed"),
     "clinical.visitevent": ("detail", "Changed"),
+    "clinical.apiclient": ("name", "Changed"),
     "support.supportcase": ("subject", "Changed"),
     "support.securityevent": ("detail", "Changed"),
     "auth.user": ("first_name", "Changed"),
