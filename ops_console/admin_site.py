@@ -17,14 +17,16 @@ class OpsAdminSite(admin.AdminSite):
     site_url = None  # the console is the whole site: no "View site" link
 
     def get_urls(self):
-        """Add the console's own pages (live queues) behind the admin's login."""
+        """Add the console's own pages (live queues, global search) behind the admin's login."""
         from django.urls import path
 
         from clinical import views
+        from search import views as search_views
 
         own = [
             path("live/", self.admin_view(lambda request: views.live_queues(request, self)), name="live_queues"),
             path("live/data.json", self.admin_view(views.live_queues_data), name="live_queues_data"),
+            path("search/", self.admin_view(lambda r: search_views.global_search(r, self)), name="global_search"),
         ]
         return own + super().get_urls()
 

@@ -137,6 +137,9 @@ TEMPLATES = [
 DATABASES = {"default": env_database("DATABASE_URL", "postgres://127.0.0.1:5432/ops_console")}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Name search (search/backends/postgres.py) forgives one wrong letter in a short surname
+# ("garsia"): pg_trgm's default word-similarity threshold (0.6) does not.
+DATABASES["default"]["OPTIONS"] = {"options": "-c pg_trgm.word_similarity_threshold=0.5"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -8,7 +8,7 @@ import re
 
 from search.query import SearchQuery, license_key
 
-SIMILAR = 0.3  # pg_trgm's default threshold for the % operator
+WORD_SIMILAR = 0.5  # the word-similarity threshold the console's connections use (settings.DATABASES)
 
 
 def trigrams(text: str) -> set[str]:
@@ -20,19 +20,23 @@ def trigrams(text: str) -> set[str]:
     return grams
 
 
-def similarity(a: str, b: str) -> float:
-    """Return pg_trgm's similarity of two strings (shared trigrams over all trigrams)."""
-    left, right = trigrams(a), trigrams(b)
-    return len(left & right) / len(left | right) if left and right else 0.0
+def word_similarity(typed: str, name: str) -> float:
+    """Return how much of ``typed`` is found in ``name`` (shared trigrams over the typed ones).
+
+    An upper bound of pg_trgm's ``word_similarity``, which also counts the unmatched trigrams
+    inside the best-matching part of the name: close enough to say which field matched.
+    """
+    wanted = trigrams(typed)
+    return len(wanted & trigrams(name)) / len(wanted) if wanted else 0.0
 
 
 def name_matches(name: str, query: SearchQuery) -> bool:
-    """Return True if the typed words start words of ``name`` or are close to it."""
+    """Return True if the typed words start words of ``name`` or are close to some of them."""
     if not query.words:
         return False
     words = re.findall(r"[^\W_]+", name.lower())
     prefixes = all(any(word.startswith(typed) for word in words) for typed in query.words)
-    return prefixes or similarity(name, query.text) >= SIMILAR
+    return prefixes or word_similarity(query.text, name) >= WORD_SIMILAR
 
 
 def _person(person, query: SearchQuery, prefix: str = "") -> list[str]:

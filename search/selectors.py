@@ -27,6 +27,11 @@ class Section:
     permission: str
     rows: object  # () -> QuerySet, with what the page and ``matched_fields`` read joined
 
+    @property
+    def changelist(self) -> str:
+        """Return the URL name of the changelist that lists every match."""
+        return f"admin:{DOCUMENTS[self.document].label.replace('.', '_')}_changelist"
+
 
 def _providers() -> QuerySet:
     licenses = ProviderLicense.objects.only("provider_id", "license_number").order_by("id")

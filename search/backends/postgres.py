@@ -8,9 +8,14 @@ SQL statement: the changelist's own query, narrowed and annotated with ``search_
 """
 
 from django.conf import settings
-from django.contrib.postgres.lookups import TrigramSimilar
+from django.contrib.postgres.lookups import TrigramWordSimilar
 from django.contrib.postgres.search import SearchQuery as TsQuery
-from django.contrib.postgres.search import SearchVectorExact, SearchVectorField, TrigramSimilarity
+from django.contrib.postgres.search import (
+    SearchVectorExact,
+    SearchVectorField,
+    TrigramSimilarity,
+    TrigramWordSimilarity,
+)
 from django.db.models import BooleanField, Case, F, FloatField, Func, Q, QuerySet, Subquery, TextField, Value, When
 from django.db.models.functions import Coalesce, Greatest, Lower
 from django.db.models.lookups import Exact
@@ -118,7 +123,8 @@ class People:
         if not self.query.words:
             return None
         vector = NameVector(self._f("first_name"), self._f("last_name"))
-        return Q(TrigramSimilar(self._name(), self.query.text)) | Q(
+        # name %> 'typed': the typed words are close to some words of the name (word similarity).
+        return Q(TrigramWordSimilar(self._name(), self.query.text)) | Q(
             SearchVectorExact(vector, _tsquery(self.query.words, prefix=True))
         )
 
@@ -146,11 +152,16 @@ class People:
         return condition
 
     def score(self):
-        """Return the relevance: exact identifiers first, then name similarity and whole-word bonuses."""
+        """Return the relevance: exact identifiers first, then name similarity and whole-word bonuses.
+
+        Word similarity finds the typed words in the name; whole-name similarity then prefers
+        the name with nothing more to it ("Maria Garcia" over "Maria Garcia-Lopez").
+        """
         parts = [_if(condition, EXACT) for condition in self._identifiers()]
         if self.query.words and self._person() is not None:
             vector = NameVector(self._f("first_name"), self._f("last_name"))
             parts += [
+                TrigramWordSimilarity(self.query.text, self._name()),
                 TrigramSimilarity(self._name(), self.query.text),
                 _if(SearchVectorExact(vector, _tsquery(self.query.words, prefix=True)), WORD_BONUS),
                 _if(SearchVectorExact(vector, _tsquery(self.query.words, prefix=False)), WORD_BONUS),
