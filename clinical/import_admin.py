@@ -28,7 +28,6 @@ from import_export.forms import ExportForm
 from clinical import import_jobs, imports
 from clinical.resources import ProviderLicenseResource, ProviderResource, neutralise
 from ops_console.audit import Actor
-from ops_console.errors import ActionError
 
 PREVIEW_ROWS_SHOWN = 500
 UPLOAD_EXTENSIONS = (".csv", ".txt", ".tsv", ".xlsx")
@@ -158,19 +157,8 @@ class LicenseImportExportMixin(AuditedExportMixin):
         data, name = upload.read(), _safe_name(upload.name)
         upload.close()
         job = import_jobs.create_job(user=request.user, file_name=name, size=len(data))
-
-        def check(job):
-            try:
-                preview = imports.check_license_file(
-                    data, name, max_rows=settings.IMPORT_MAX_ROWS, progress=job.progress
-                )
-            except imports.FileError as error:
-                job.finish("failed", message=str(error))
-                return
-            job.save_preview(preview.to_json(), {} if preview.has_errors else preview.plan)
-
-        import_jobs.run(job, check)
-        return HttpResponseRedirect(reverse(f"{self.admin_site.name}:{self._info('import_job')}", args=[job.token]))
+        import_jobs.run(job, lambda job: import_jobs.check_file(job, data))
+        return self._to_job(job)
 
     def import_job_view(self, request, token):
         """Show the job: its progress, its preview with confirm and cancel, or its outcome."""
@@ -194,16 +182,7 @@ class LicenseImportExportMixin(AuditedExportMixin):
             return self._to_job(job)
         job.progress("applying")
         actor = Actor.staff(request.user)
-
-        def apply(job):
-            try:
-                counts = imports.apply_license_plan(plan, actor=actor, file_name=job.file_name)
-            except ActionError as error:
-                job.finish("failed", message=f"Nothing was written: {error}")
-                return
-            job.finish("done", counts=counts)
-
-        import_jobs.run(job, apply)
+        import_jobs.run(job, lambda job: import_jobs.apply_plan(job, plan, actor=actor))
         return self._to_job(job)
 
     @method_decorator(require_POST)

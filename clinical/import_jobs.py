@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connections
 
+from clinical import imports
+from ops_console.audit import Actor
+from ops_console.errors import ActionError
 from ops_console.redis import get_redis
 
 logger = logging.getLogger(__name__)
@@ -130,6 +133,28 @@ def get_job(token: str, user) -> ImportJob | None:
     if not state or state.get("user") != str(user.pk):
         return None
     return ImportJob(token, state)
+
+
+def check_file(job: ImportJob, data: bytes) -> None:
+    """Check the job's file and keep its preview (and, when it has no errors, its plan)."""
+    try:
+        preview = imports.check_license_file(
+            data, job.file_name, max_rows=settings.IMPORT_MAX_ROWS, progress=job.progress
+        )
+    except imports.FileError as error:
+        job.finish("failed", message=str(error))
+        return
+    job.save_preview(preview.to_json(), {} if preview.has_errors else preview.plan)
+
+
+def apply_plan(job: ImportJob, plan: dict, *, actor: Actor) -> None:
+    """Apply a claimed plan in one transaction; a refusal ends the job with nothing written."""
+    try:
+        counts = imports.apply_license_plan(plan, actor=actor, file_name=job.file_name)
+    except ActionError as error:
+        job.finish("failed", message=f"Nothing was written: {error}")
+        return
+    job.finish("done", counts=counts)
 
 
 def run(job: ImportJob, work: Callable[[ImportJob], None]) -> None:

@@ -19,7 +19,7 @@ import re
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from django.db import connection
 
@@ -228,8 +228,13 @@ class Preview:
 
     def to_json(self) -> dict:
         """Return the preview without its plan, for storing and showing."""
-        data = asdict(self)
-        data.pop("plan")
+        # Built by hand: dataclasses.asdict deep-copies, seconds for 50,000 rows.
+        data = {name: getattr(self, name) for name in ("file_name", "source", "rows", "blank_rows", "counts")}
+        data["ignored_columns"] = self.ignored_columns
+        data["results"] = [
+            {"line": r.line, "outcome": r.outcome, "key": r.key, "errors": r.errors, "changes": r.changes}
+            for r in self.results
+        ]
         return data
 
 

@@ -172,6 +172,7 @@ def test_it_reports_wrong_types_with_the_line_and_the_column(db):
         ["123", "CA", "A-6", "MD", "active", ISSUED, "", ""],
         [provider.npi, "CA", "", "MD", "active", "", "", ""],
         _row(provider, "CA", "A-8", issued="45123.5"),
+        _row(provider, "CA", "A-9", issued="02/30/2024"),
     ]
     preview = _check(_csv(rows))
     assert _errors(preview) == [
@@ -184,8 +185,9 @@ def test_it_reports_wrong_types_with_the_line_and_the_column(db):
         (8, "License number", "is required"),
         (8, "Issued on", "is required"),
         (9, "Issued on", "'45123.5' is not a date; write it as YYYY-MM-DD or MM/DD/YYYY"),
+        (10, "Issued on", "'02/30/2024' is not a date"),
     ]
-    assert preview.counts == {"new": 0, "updated": 0, "unchanged": 0, "error": 8}
+    assert preview.counts == {"new": 0, "updated": 0, "unchanged": 0, "error": 9}
     assert preview.has_errors
 
 

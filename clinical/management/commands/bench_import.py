@@ -1,0 +1,47 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from clinical import import_bench
+from clinical.routing import bench
+
+LIMIT_S = 30.0  # the budget for each step of a 50,000-row file
+
+
+class Command(BaseCommand):
+    help = (
+        "Benchmark the license import on the real PostgreSQL and Redis (in a separate database): "
+        "generate a license file, then time its check (dry run) and its confirm."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--rows", type=int, default=50_000, help="license rows in the file")
+        parser.add_argument("--formats", default="csv,xlsx", help="comma-separated: csv, xlsx")
+        parser.add_argument("--redis-db", type=int, default=13, help="Redis database number the bench may flush")
+
+    def handle(self, *args, **opts):
+        formats = [name.strip() for name in opts["formats"].split(",") if name.strip()]
+        if not formats or set(formats) - {"csv", "xlsx"} or opts["rows"] < 1:
+            raise CommandError("--formats takes csv and/or xlsx; --rows at least 1.")
+        database = import_bench.use_bench_database()
+        r, _ = bench.bench_redis(opts["redis_db"])
+        self.stdout.write(f"bench database: {database}, Redis db {opts['redis_db']}")
+        results = [import_bench.run(opts["rows"], name, report=self.stdout.write) for name in formats]
+        import_bench.reset()
+        r.flushdb()
+        self._table(results)
+        self.stdout.write(json.dumps({"bench": "import", "limit_s": LIMIT_S, "results": results}))
+
+    def _table(self, results: list[dict]) -> None:
+        rows = [("file", "rows", "MB", "new / updated / unchanged", "dry run", "confirm", "history rows", "≤ 30 s")]
+        for r in results:
+            c = r["counts"]
+            within = "yes" if max(r["check_s"], r["confirm_s"]) <= LIMIT_S else "NO"
+            rows.append(
+                (r["format"], str(r["rows"]), f"{r['bytes'] / 1e6:.1f}",
+                 f"{c['new']} / {c['updated']} / {c['unchanged']}", f"{r['check_s']} s", f"{r['confirm_s']} s",
+                 str(r["history_rows"]), within)
+            )  # fmt: skip
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
