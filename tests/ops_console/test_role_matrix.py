@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import NoReverseMatch, reverse
 
 from clinical import actions
@@ -539,6 +540,39 @@ def test_it_gives_no_import_or_export_to_roles_without_it(client, request, role,
             except NoReverseMatch:
                 continue  # the console has no such page (yet): nothing to refuse
             assert client.get(url).status_code == 403, url
+
+
+def _license_file(records) -> SimpleUploadedFile:
+    provider = records["clinical.provider"]
+    rows = f"NPI,State,License number,License type,Status,Issued on\r\n{provider.npi},OR,OR-9,MD,active,2024-01-02\r\n"
+    return SimpleUploadedFile("licenses.csv", rows.encode())
+
+
+EXPORT_FORM = {"format": "0", "resource": "0"}  # CSV, the model's only resource
+EXPORTED = ("clinical.provider", "clinical.providerlicense")
+
+
+@pytest.mark.parametrize("role", ["clinical_ops", "lead", "superuser"])
+def test_it_gives_import_and_export_to_roles_with_it(client, request, role, records, redis_client):
+    client.force_login(request.getfixturevalue(role))
+    for model, view in (("clinical.providerlicense", "import"), *((m, "export") for m in EXPORTED)):
+        assert client.get(_url(model, view)).status_code == 200, (model, view)
+    for model in EXPORTED:
+        response = client.post(_url(model, "export"), EXPORT_FORM)
+        assert response.status_code == 200 and response["Content-Disposition"].startswith("attachment"), model
+    response = client.post(_url("clinical.providerlicense", "import"), {"file": _license_file(records)})
+    assert response.status_code == 302
+    assert client.get(response["Location"]).context["preview"]["counts"]["new"] == 1
+
+
+@pytest.mark.parametrize("role", ["support_agent", "engineer", "outsider"])
+def test_it_refuses_import_and_export_posts_to_roles_without_them(client, request, role, records, redis_client):
+    client.force_login(request.getfixturevalue(role))
+    before = database_snapshot()
+    for model in EXPORTED:
+        _assert_refused(client.post(_url(model, "export"), EXPORT_FORM), before)
+    _assert_refused(client.post(_url("clinical.providerlicense", "import"), {"file": _license_file(records)}), before)
+    assert redis_client.keys("ops:import:*") == []
 
 
 @pytest.mark.parametrize(
