@@ -51,7 +51,7 @@ class OpsAdminMixin:
         return super().get_search_results(request, queryset, search_term)
 
     def get_changelist(self, request, **kwargs):
-        """Return the changelist that lists search results by relevance and records each search."""
+        """Return the changelist that records each search with the rows it showed."""
         return search_changelist.SearchChangeList
 
     def delete_model(self, request, obj):

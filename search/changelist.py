@@ -18,6 +18,9 @@ def search_results(model_admin, request, queryset, term: str):
     found = selectors.search(
         queryset, parse(term), document=model_admin.search_document, path=model_admin.search_path or ""
     )
+    if ORDER_VAR in request.GET:
+        # The changelist orders before it searches: keep the column the user sorted by.
+        found = found.order_by(*queryset.query.order_by, "-search_score")
     match = getattr(request, "resolver_match", None)
     if match is not None and match.url_name == "autocomplete":
         record_search(request, terms=term, source=f"{model_admin.opts.label_lower} autocomplete")
@@ -25,14 +28,7 @@ def search_results(model_admin, request, queryset, term: str):
 
 
 class SearchChangeList(ChangeList):
-    """A changelist that lists search results by relevance and records the search."""
-
-    def get_ordering(self, request, queryset):
-        """Order by relevance first while searching, unless the user sorts by a column."""
-        ordering = super().get_ordering(request, queryset)
-        if "search_score" in queryset.query.annotations and ORDER_VAR not in self.params:
-            return ["-search_score", *(part for part in ordering if part != "-search_score")]
-        return ordering
+    """A changelist that records each search together with the rows it showed."""
 
     def get_results(self, request):
         """Load the page; record a search together with the rows it showed."""
