@@ -21,12 +21,14 @@ class OpsAdminSite(admin.AdminSite):
         from django.urls import path
 
         from clinical import views
+        from ops_console import views as ops_views
         from search import views as search_views
 
         own = [
             path("live/", self.admin_view(lambda request: views.live_queues(request, self)), name="live_queues"),
             path("live/data.json", self.admin_view(views.live_queues_data), name="live_queues_data"),
             path("search/", self.admin_view(lambda r: search_views.global_search(r, self)), name="global_search"),
+            path("slow-pages/", self.admin_view(lambda r: ops_views.slow_pages(r, self)), name="slow_pages"),
         ]
         return own + super().get_urls()
 

@@ -10,7 +10,8 @@ class Capability(models.Model):
         managed = False
         default_permissions = ()
         permissions = [
-            ("use_profiling", "Can use profiling tools (debug toolbar, slow pages)"),
+            ("use_profiling", "Can read the slow pages report"),
+            ("use_debug_toolbar", "Sees django-debug-toolbar on console pages"),
         ]
 
     def __str__(self) -> str:

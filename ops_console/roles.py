@@ -33,7 +33,7 @@ ROLES: dict[str, set[str]] = {
     | VIEW_SUPPORT
     | _perms("clinical", ("provider", "providerlicense"), "add", "change", "import", "export"),
     # Reads everything clinical to debug; profiles slow pages.
-    ENGINEER: VIEW_CLINICAL | VIEW_SUPPORT | {"ops_console.use_profiling"},
+    ENGINEER: VIEW_CLINICAL | VIEW_SUPPORT | {"ops_console.use_profiling", "ops_console.use_debug_toolbar"},
     # Everything except deleting clinical or audit records.
     OPS_LEAD: VIEW_CLINICAL
     | _perms("clinical", ("provider", "providerlicense", "patient", "visit"), "add", "change")

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "ops_console.timing.TimingMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -114,6 +115,18 @@ if OPS_DEBUG_TOOLBAR:
     DEBUG_TOOLBAR_CONFIG = {
         "SHOW_TOOLBAR_CALLBACK": "ops_console.toolbar.show_toolbar",
         "IS_RUNNING_TESTS": False,
+        # Usable on a changelist over a million rows: no per-query stack traces or template
+        # context capture, and the costly panels start switched off (each can be enabled).
+        "ENABLE_STACKTRACES": False,
+        "SHOW_TEMPLATE_CONTEXT": False,
+        "SQL_WARNING_THRESHOLD": 100,
+        "RESULTS_CACHE_SIZE": 25,
+        "DISABLE_PANELS": {
+            "debug_toolbar.panels.profiling.ProfilingPanel",
+            "debug_toolbar.panels.templates.TemplatesPanel",
+            "debug_toolbar.panels.redirects.RedirectsPanel",
+            "debug_toolbar.panels.staticfiles.StaticFilesPanel",
+        },
     }
 
 ROOT_URLCONF = "ops_console.urls"

@@ -1,7 +1,7 @@
-"""Who sees django-debug-toolbar: users with the profiling capability, nobody else."""
+"""Who sees django-debug-toolbar: the Engineer role (its capability), nobody else."""
 
 
 def show_toolbar(request) -> bool:
-    """Return True for signed-in users whose role includes the profiling tools."""
+    """Return True for signed-in users whose role includes the debug toolbar."""
     user = getattr(request, "user", None)
-    return bool(user and user.is_authenticated and user.is_active and user.has_perm("ops_console.use_profiling"))
+    return bool(user and user.is_authenticated and user.is_active and user.has_perm("ops_console.use_debug_toolbar"))
