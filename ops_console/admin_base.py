@@ -9,6 +9,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from ops_console.audit import Actor
 from ops_console.errors import ActionError
+from ops_console.pagination import EstimatedCountPaginator
 from search import changelist as search_changelist
 from search import outbox as search_outbox
 
@@ -34,6 +35,8 @@ class OpsAdminMixin:
     retained = False
     show_full_result_count = False
     list_per_page = 50
+    paginator = EstimatedCountPaginator  # no COUNT(*) over a million rows
+    show_facets = admin.ShowFacets.NEVER  # facet counts would scan the table for every filter
     # The search document this changelist's search box (and autocomplete) looks in: "patient",
     # "provider", "visit" or "case" (search.documents), with ``search_path`` the foreign key to it
     # when rows are found through a related record. Without one, ``search_fields`` apply as usual.

@@ -1,0 +1,52 @@
+"""Changelist paginator that estimates large counts instead of scanning with ``COUNT(*)``.
+
+Unfiltered lists take the row count PostgreSQL keeps in its statistics (``pg_class.reltuples``);
+filtered ones take the planner's row estimate for the query (``EXPLAIN``). When either says
+fewer than ``EXACT_BELOW`` rows, the exact count is cheap and is used instead. Pages show an
+estimated count as approximate.
+"""
+
+import json
+
+from django.core.paginator import Paginator
+from django.db import connections
+from django.utils.functional import cached_property
+
+EXACT_BELOW = 20_000
+
+
+class EstimatedCountPaginator(Paginator):
+    """A Paginator whose ``count`` may be an estimate (then ``is_estimate`` is True)."""
+
+    is_estimate = False
+
+    @cached_property
+    def count(self) -> int:
+        estimate = estimated_count(self.object_list)
+        if estimate is None or estimate < EXACT_BELOW:
+            return self.object_list.count()
+        self.is_estimate = True
+        return estimate
+
+
+def estimated_count(queryset) -> int | None:
+    """Return PostgreSQL's estimate of the queryset's row count, or None if it cannot say."""
+    connection = connections[queryset.db]
+    if connection.vendor != "postgresql":
+        return None
+    if not queryset.query.where and not queryset.query.distinct:
+        return _table_estimate(connection, queryset.model._meta.db_table)
+    sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def _table_estimate(connection, table: str) -> int | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
+        row = cursor.fetchone()
+    # -1 means "never analyzed": fall back to the exact count.
+    return None if row is None or row[0] < 0 else int(row[0])

@@ -1,0 +1,54 @@
+"""Changelists estimate large counts from PostgreSQL statistics and say so; small ones stay exact."""
+
+from django.db import connection
+from django.urls import reverse
+
+from clinical.models import Visit
+from ops_console import pagination
+from tests.builders import make_patient, make_visit
+
+
+def _analyze():
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE clinical_visit")
+
+
+def test_it_counts_exactly_when_the_list_is_small(client, support_agent):
+    make_visit()
+    client.force_login(support_agent)
+    response = client.get(reverse("ops:clinical_visit_changelist"))
+    assert response.context["cl"].result_count == 1
+    assert not response.context["cl"].paginator.is_estimate
+    assert b"about 1" not in response.content
+
+
+def test_it_estimates_unfiltered_and_filtered_counts_and_says_so(client, support_agent, monkeypatch):
+    patient = make_patient()
+    for _ in range(30):
+        make_visit(patient=patient)
+    _analyze()
+    monkeypatch.setattr(pagination, "EXACT_BELOW", 10)
+    client.force_login(support_agent)
+    response = client.get(reverse("ops:clinical_visit_changelist"))
+    cl = response.context["cl"]
+    assert cl.paginator.is_estimate
+    assert abs(cl.result_count - Visit.objects.count()) <= 5
+    assert b"about " in response.content
+    filtered = client.get(reverse("ops:clinical_visit_changelist") + "?status__exact=waiting")
+    assert filtered.context["cl"].paginator.is_estimate
+    assert filtered.context["cl"].result_count > 0
+
+
+def test_it_runs_no_count_star_on_a_large_unfiltered_list(
+    client, support_agent, monkeypatch, django_assert_max_num_queries
+):
+    from django.test.utils import CaptureQueriesContext
+
+    for _ in range(12):
+        make_visit()
+    _analyze()
+    monkeypatch.setattr(pagination, "EXACT_BELOW", 10)
+    client.force_login(support_agent)
+    with CaptureQueriesContext(connection) as queries:
+        client.get(reverse("ops:clinical_visit_changelist"))
+    assert not [q for q in queries if "COUNT(*)" in q["sql"].upper()]
