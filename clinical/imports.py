@@ -401,7 +401,7 @@ def _result(row: _Row, labels: dict[str, str]) -> RowResult:
         return RowResult(row.line, "error", _key(row), errors=row.errors)
     after = [row.values[name] for name in FIELDS]
     if row.existing is None:
-        changes = [(labels[name], "", _shown(value)) for name, value in zip(FIELDS, after, strict=True)]
+        changes = [(labels[name], "", _shown(value)) for name, value in zip(FIELDS, after, strict=True) if value]
         return RowResult(row.line, "new", _key(row), changes=changes)
     before = row.existing[1:]
     changes = [
