@@ -260,6 +260,7 @@ def check_license_file(data: bytes, file_name: str, *, max_rows: int, progress: 
     progress("matching", len(rows), len(rows))
     _match_providers(rows, headings)
     licenses = _match_licenses(rows, set(columns))
+    _check_expiry_after_issue(rows, headings)
     _check_duplicates(rows, headings)
     _check_one_active_per_state(rows, licenses, headings)
     return _preview(rows, table, file_name, ignored, headings)
@@ -285,9 +286,6 @@ def _clean_row(line: int, cells: list, columns: dict[str, int], resource, headin
             values[name] = resource.fields[name].widget.clean(raw)
         except ValueError as error:
             errors.append((headings[name], str(error)))
-    issued, expires = values.get("issued_on"), values.get("expires_on")
-    if issued and expires and expires <= issued:
-        errors.append((headings["expires_on"], f"{expires} is not after the issue date {issued}"))
     return _Row(line, values, errors)
 
 
@@ -338,6 +336,18 @@ def _match_licenses(rows: list[_Row], present: set[str]) -> list[tuple]:
 
 def _default(name: str):
     return ProviderLicense._meta.get_field(name).get_default()
+
+
+def _check_expiry_after_issue(rows: list[_Row], headings: dict[str, str]) -> None:
+    """Refuse an expiry on or before the issue date, including an expiry on record the file keeps."""
+    for row in rows:
+        issued, expires = row.values.get("issued_on"), row.values.get("expires_on")
+        if not (isinstance(issued, dt.date) and isinstance(expires, dt.date)) or expires > issued:
+            continue
+        if "expires_on" in headings:
+            row.errors.append((headings["expires_on"], f"{expires} is not after the issue date {issued}"))
+        else:
+            row.errors.append((headings["issued_on"], f"{issued} is not before the expiry date on record {expires}"))
 
 
 def _check_duplicates(rows: list[_Row], headings: dict[str, str]) -> None:

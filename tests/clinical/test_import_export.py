@@ -270,6 +270,11 @@ def test_it_keeps_values_of_optional_columns_the_file_lacks(db):
     _apply(_check(_csv(rows, HEADINGS[:6])))
     license.refresh_from_db()
     assert (license.status, license.notes, license.expires_on is not None) == ("suspended", "keep me", True)
+    late = (license.expires_on + dt.timedelta(days=1)).isoformat()
+    rows = [[provider.npi, "CA", license.license_number, "MD", "suspended", late]]
+    assert _errors(_check(_csv(rows, HEADINGS[:6]))) == [
+        (2, "Issued on", f"{late} is not before the expiry date on record {license.expires_on}")
+    ]
 
 
 def test_it_keeps_a_formula_payload_as_plain_text(db):
@@ -277,6 +282,18 @@ def test_it_keeps_a_formula_payload_as_plain_text(db):
     preview = _check(_csv([_row(provider, notes=FORMULA)]))
     _apply(preview)
     assert provider.licenses.get().notes == FORMULA
+
+
+def test_it_reads_a_formula_typed_as_text_in_a_sheet_as_text_and_never_evaluates_one(db):
+    provider = make_provider(states=())
+    book = openpyxl.load_workbook(io.BytesIO(_xlsx([_row(provider, "CA", "A-1"), _row(provider, "NV", "B-1")])))
+    text_cell, formula_cell = book.active["H2"], book.active["H3"]
+    text_cell.value, text_cell.data_type = FORMULA, "s"  # what Excel stores for '=HYPERLINK(...)
+    formula_cell.value = "=1+1"  # a real formula: no cached value, so it reads as empty
+    out = io.BytesIO()
+    book.save(out)
+    _apply(_check(out.getvalue(), "licenses.xlsx"))
+    assert dict(provider.licenses.values_list("state", "notes")) == {"CA": FORMULA, "NV": ""}
 
 
 def test_it_checks_a_file_in_the_same_number_of_queries_whatever_its_length(db, django_assert_num_queries):
