@@ -8,6 +8,7 @@ estimated count as approximate.
 
 import json
 
+from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
 from django.db import connections
 from django.utils.functional import cached_property
@@ -36,7 +37,10 @@ def estimated_count(queryset) -> int | None:
         return None
     if not queryset.query.where and not queryset.query.distinct:
         return _table_estimate(connection, queryset.model._meta.db_table)
-    sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    try:
+        sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    except EmptyResultSet:  # e.g. a search that matched nothing: pk IN ()
+        return 0
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]

@@ -52,3 +52,11 @@ def test_it_runs_no_count_star_on_a_large_unfiltered_list(
     with CaptureQueriesContext(connection) as queries:
         client.get(reverse("ops:clinical_visit_changelist"))
     assert not [q for q in queries if "COUNT(*)" in q["sql"].upper()]
+
+
+def test_it_counts_a_search_that_matches_nothing(client, support_agent):
+    make_visit()
+    client.force_login(support_agent)
+    response = client.get(reverse("ops:clinical_visit_changelist") + "?q=Nobody+Matches+This")
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 0

@@ -1,0 +1,154 @@
+"""``bench_admin``: every console changelist and change form against its vanilla twin.
+
+Pages are rendered in-process through the full middleware stack with Django's test client, as
+a signed-in ops lead, so the numbers are server time (no network). Each page is requested
+``repeat`` times after one warm-up; p50/p95 in milliseconds and the SQL query count are kept.
+"""
+
+import statistics
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test import Client, override_settings
+
+from ops_console import roles
+from ops_console.admin_site import ops_site
+
+MODELS = ("clinical.visit", "clinical.patient", "clinical.provider", "clinical.providerlicense",
+          "clinical.visitevent", "support.supportcase", "support.securityevent", "clinical.apiclient")  # fmt: skip
+
+
+@dataclass
+class Page:
+    name: str
+    path: str  # under the site's root, e.g. "clinical/visit/?status__exact=waiting"
+    baseline: bool = True  # False: a page only the tuned console has (its own filters)
+
+
+@dataclass
+class Timing:
+    p50_ms: float
+    p95_ms: float
+    queries: int
+    status: int
+
+
+def bench_user():
+    """Return a lead to sign in as (the demo ``lead``, or a dedicated bench user)."""
+    user = get_user_model().objects.filter(username="lead", is_active=True).first()
+    if user is None:
+        user, _ = get_user_model().objects.get_or_create(username="bench-lead", defaults={"is_staff": True})
+        user.groups.add(Group.objects.get(name=roles.OPS_LEAD))
+    return user
+
+
+def pages(*, deep_page: int) -> list[Page]:
+    """Return every page to render: each changelist (default, filters, a search, a deep page) and form."""
+    out = []
+    for label in MODELS:
+        model_admin = next(a for m, a in ops_site._registry.items() if m._meta.label_lower == label)
+        model = model_admin.model
+        base = f"{model._meta.app_label}/{model._meta.model_name}/"
+        out.append(Page(f"{label} list", base))
+        out += [Page(f"{label} filter {name}", f"{base}?{query}") for name, query in _filters(model_admin)]
+        out += [Page(f"{label} filter {n}", f"{base}?{q}", baseline=False) for n, q in _own_filters(model_admin)]
+        term = _search_term(model)
+        if term:
+            out.append(Page(f"{label} search", f"{base}?q={term}"))
+        out.append(Page(f"{label} page {deep_page}", f"{base}?p={deep_page}"))
+        sample = model._default_manager.order_by("-pk").values_list("pk", flat=True).first()
+        if sample:
+            out.append(Page(f"{label} form", f"{base}{sample}/change/"))
+    return out
+
+
+def _filters(model_admin) -> list[tuple[str, str]]:
+    found = []
+    for name in model_admin.list_filter:
+        if not isinstance(name, str):
+            continue
+        field = model_admin.model._meta.get_field(name)
+        if field.choices:
+            found.append((name, f"{name}__exact={field.choices[0][0]}"))
+        elif field.get_internal_type() == "BooleanField":
+            found.append((name, f"{name}__exact=1"))
+    return found
+
+
+def _own_filters(model_admin) -> list[tuple[str, str]]:
+    found = []
+    for spec in model_admin.list_filter:
+        if isinstance(spec, type) and hasattr(spec, "parameter_name"):
+            lookups = spec.lookups(spec, None, model_admin)
+            if lookups:
+                found.append((spec.parameter_name, f"{spec.parameter_name}={list(lookups)[0][0]}"))
+    return found
+
+
+def _search_term(model) -> str | None:
+    """Return what a support agent would type for this list: a surname, or a subject word."""
+    label = model._meta.label_lower
+    if label in ("clinical.visit", "clinical.patient"):
+        return _latest("clinical_patient", "last_name")
+    if label in ("clinical.provider", "clinical.providerlicense"):
+        return _latest("clinical_provider", "last_name")
+    if label == "support.supportcase":
+        return "expired"
+    return None
+
+
+def _latest(table: str, column: str) -> str | None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {column} FROM {table} ORDER BY id DESC LIMIT 1")  # noqa: S608 - fixed names
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def measure(client: Client, url: str, repeat: int) -> Timing:
+    """GET ``url`` once to warm up, then ``repeat`` times; return p50/p95 and the query count."""
+    client.get(url)
+    durations, queries = [], [0]
+
+    def count(execute, sql, params, many, context):
+        queries[0] += 1
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):  # the test client resets connection.queries per request
+        status = client.get(url).status_code
+    for _ in range(repeat):
+        started = time.perf_counter()
+        client.get(url)
+        durations.append((time.perf_counter() - started) * 1000)
+    durations.sort()
+    p95 = durations[min(len(durations) - 1, round(0.95 * (len(durations) - 1)))]
+    return Timing(round(statistics.median(durations), 1), round(p95, 1), queries[0], status)
+
+
+def run(*, repeat: int, deep_page: int, progress=lambda message: None) -> list[dict]:
+    """Render every page through the console and the vanilla baseline; return one row per page."""
+    rows = []
+    storages = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    with override_settings(
+        ROOT_URLCONF="ops_console.bench_urls", ALLOWED_HOSTS=["*"], SECURE_SSL_REDIRECT=False, STORAGES=storages
+    ):
+        client = Client()
+        client.force_login(bench_user())
+        for page in pages(deep_page=deep_page):
+            progress(page.name)
+            ours = measure(client, f"/ops/{page.path}", repeat)
+            vanilla = measure(client, f"/baseline/{page.path}", repeat) if page.baseline else None
+            rows.append(_row(page, ours, vanilla))
+    return rows
+
+
+def _row(page: Page, ours: Timing, vanilla: Timing | None) -> dict:
+    row = {"page": page.name, "ours": ours.__dict__, "vanilla": vanilla.__dict__ if vanilla else None}
+    row["ratio_p50"] = round(vanilla.p50_ms / ours.p50_ms, 1) if vanilla and ours.p50_ms else None
+    return row

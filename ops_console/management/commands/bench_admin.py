@@ -1,0 +1,47 @@
+import json
+
+from django.core.management.base import BaseCommand
+
+from ops_console import benchadmin
+
+
+class Command(BaseCommand):
+    help = (
+        "Render every console changelist (default, filters, a search, a deep page) and change form N times "
+        "as an ops lead, and the same pages through vanilla ModelAdmins; print p50/p95, queries and ratios."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--repeat", type=int, default=10, help="renders per page after one warm-up")
+        parser.add_argument("--deep-page", type=int, default=1000, help="page number for the deep-page test")
+
+    def handle(self, *args, repeat, deep_page, **options):
+        rows = benchadmin.run(
+            repeat=repeat, deep_page=deep_page, progress=lambda name: self.stderr.write(f"  {name}", ending="\n")
+        )
+        self._table(rows)
+        ours = [r["ours"]["p95_ms"] for r in rows if r["page"].endswith(" list") or " filter " in r["page"]]
+        summary = {
+            "repeat": repeat,
+            "worst_changelist_p95_ms": max(ours) if ours else None,
+            "visit_list_p50_ms": next((r["ours"]["p50_ms"] for r in rows if r["page"] == "clinical.visit list"), None),
+            "visit_list_ratio": next((r["ratio_p50"] for r in rows if r["page"] == "clinical.visit list"), None),
+        }
+        self.stdout.write(json.dumps({"bench": "admin", **summary, "pages": rows}))
+
+    def _table(self, rows):
+        header = (
+            f"{'page':<48} {'ours p50':>9} {'p95':>8} {'q':>3} | {'vanilla p50':>11} {'p95':>8} {'q':>4} | {'x':>6}"
+        )
+        self.stdout.write(header)
+        self.stdout.write("-" * len(header))
+        for row in rows:
+            ours, vanilla = row["ours"], row["vanilla"]
+            left = f"{row['page']:<48} {ours['p50_ms']:>9} {ours['p95_ms']:>8} {ours['queries']:>3}"
+            if vanilla:
+                right = (
+                    f"{vanilla['p50_ms']:>11} {vanilla['p95_ms']:>8} {vanilla['queries']:>4} | {row['ratio_p50']:>6}"
+                )
+            else:
+                right = f"{'(console only)':>25} | {'':>6}"
+            self.stdout.write(f"{left} | {right}")

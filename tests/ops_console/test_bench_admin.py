@@ -1,0 +1,37 @@
+"""bench_admin renders every console page and its vanilla twin, and reports both."""
+
+import json
+from io import StringIO
+
+from django.core.management import call_command
+
+from ops_console import benchadmin
+from tests.builders import make_patient, make_provider, make_visit
+
+
+def test_it_renders_every_page_and_its_vanilla_twin(lead, redis_client):
+    patient = make_patient(last_name="Benchley")
+    provider = make_provider(states=("CA",), available=True)
+    for _ in range(6):
+        make_visit(patient=patient)
+    from clinical import actions
+    from ops_console.audit import Actor
+
+    actions.offer_visit(make_visit(patient=patient), provider, actor=Actor.router())
+    rows = {row["page"]: row for row in benchadmin.run(repeat=1, deep_page=2)}
+    assert {row["ours"]["status"] for row in rows.values()} == {200}
+    assert {row["vanilla"]["status"] for row in rows.values() if row["vanilla"]} == {200}
+    visit_list = rows["clinical.visit list"]
+    assert visit_list["ours"]["queries"] < visit_list["vanilla"]["queries"]  # no N+1 in ours
+    assert "clinical.visit filter requested" in rows and rows["clinical.visit filter requested"]["vanilla"] is None
+    assert {"clinical.visit search", "clinical.visit form", "clinical.visit page 2"} <= rows.keys()
+
+
+def test_it_prints_a_table_and_one_json_line(lead, redis_client):
+    make_visit()
+    out = StringIO()
+    call_command("bench_admin", "--repeat", "1", "--deep-page", "2", stdout=out, stderr=StringIO())
+    lines = out.getvalue().strip().splitlines()
+    assert lines[0].startswith("page")
+    summary = json.loads(lines[-1])
+    assert summary["bench"] == "admin" and summary["visit_list_p50_ms"] > 0
