@@ -133,7 +133,7 @@ def rebuild(client, documents: Iterable[DocumentType] | None = None, *, progress
     """
     counts = {}
     with writer_lock():
-        for doc in documents or DOCUMENTS.values():
+        for doc in DOCUMENTS.values() if documents is None else documents:
             index = versioned_name(doc)
             client.indices.create(index=index, **doc.es_document._index.to_dict())
             counts[doc.name] = load(client, doc, index, progress=progress)

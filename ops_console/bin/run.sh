@@ -38,6 +38,14 @@ pids+=($!)
 setsid $PY manage.py run_router --name router-2 &
 pids+=($!)
 
+# The search worker feeds Elasticsearch from the outbox (after a first full load of any index that
+# does not exist yet); the default PostgreSQL search needs neither.
+if [ -n "$($PY -c "import os;os.environ.setdefault('DJANGO_SETTINGS_MODULE','ops_console.settings');import django;django.setup();from django.conf import settings;print(settings.ELASTICSEARCH_URL or '')")" ]; then
+  $PY manage.py search_index --rebuild --missing-only || echo "search index not built yet: changes wait in the outbox"
+  setsid $PY manage.py search_worker &
+  pids+=($!)
+fi
+
 admin_path=$($PY -c "import os;os.environ.setdefault('DJANGO_SETTINGS_MODULE','ops_console.settings');import django;django.setup();from django.conf import settings;print(settings.OPS_ADMIN_PATH)")
 password=$($PY -c "import os;os.environ.setdefault('DJANGO_SETTINGS_MODULE','ops_console.settings');import django;django.setup();from django.conf import settings;print(settings.OPS_DEMO_PASSWORD)")
 cat <<MSG

@@ -70,3 +70,10 @@ def test_it_rebuilds_then_finds_no_drift_and_reports_drift_it_can_repair(
     with pytest.raises(CommandError, match="drifted"):
         run("search_index", "--check", "--repair", "--document=patient")
     assert list(OutboxEntry.objects.values_list("label", "object_id")) == [("clinical.patient", patient.pk)]
+
+
+def test_it_builds_only_the_missing_indices_when_asked(db, elasticsearch_configured, monkeypatch, fake_es):
+    monkeypatch.setattr("search.management.commands.search_index.get_client", lambda: fake_es)
+    assert "nothing (every index exists)" in run("search_index", "--rebuild", "--missing-only")
+    fake_es.aliases.pop("test-cases")
+    assert "rebuilt: 0 cases" in run("search_index", "--rebuild", "--missing-only")

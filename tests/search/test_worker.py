@@ -114,6 +114,7 @@ def test_it_waits_while_another_writer_holds_the_lock(db, fake_es):
         other.cursor().execute("SELECT pg_advisory_lock(%s)", [indexer.WRITER_LOCK])
         assert drain_batch(fake_es).busy
         assert OutboxEntry.objects.get().attempts == 0
+        other.cursor().execute("SELECT pg_advisory_unlock(%s)", [indexer.WRITER_LOCK])
     finally:
         other.close()
     assert drain_batch(fake_es).indexed == 1

@@ -20,16 +20,22 @@ class Command(BaseCommand):
         action.add_argument("--rebuild", action="store_true", help="build new indices and swap the aliases")
         action.add_argument("--check", action="store_true", help="compare every row with its document")
         parser.add_argument("--repair", action="store_true", help="with --check: queue the drifted records")
+        parser.add_argument(
+            "--missing-only", action="store_true", help="with --rebuild: only documents that have no index yet"
+        )
         parser.add_argument("--document", choices=sorted(DOCUMENTS), action="append", help="only these documents")
 
-    def handle(self, *args, rebuild, check, repair, document, **options):
+    def handle(self, *args, rebuild, check, repair, missing_only, document, **options):
         if not settings.ELASTICSEARCH_URL:
             raise CommandError("ELASTICSEARCH_URL is not set: the PostgreSQL search backend has no index.")
         documents = [DOCUMENTS[name] for name in document or sorted(DOCUMENTS)]
         self.started = time.monotonic()
         if rebuild:
+            if missing_only:
+                documents = [doc for doc in documents if not get_client().indices.exists_alias(name=doc.alias)]
             counts = indexer.rebuild(get_client(), documents, progress=self.progress)
-            self.stdout.write("rebuilt: " + ", ".join(f"{count:,} {name}s" for name, count in counts.items()))
+            rebuilt = ", ".join(f"{count:,} {name}s" for name, count in counts.items())
+            self.stdout.write(f"rebuilt: {rebuilt or 'nothing (every index exists)'}")
             return
         drifted = [drift for drift in (indexer.check(get_client(), doc, progress=self.progress) for doc in documents)]
         for drift in drifted:
