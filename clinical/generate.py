@@ -252,29 +252,38 @@ class Generator:
             edges.append((code, low, low + weight / total))
             low += weight / total
         # Inside an outer transaction (tests) ON COMMIT has not happened yet: start clean.
-        cursor.execute("DROP TABLE IF EXISTS gen_states, gen_providers, gen_patients")
+        cursor.execute("DROP TABLE IF EXISTS gen_states, gen_providers, gen_provider_counts, gen_patients")
         cursor.execute("CREATE TEMP TABLE gen_states (code text, lo float8, hi float8) ON COMMIT DROP")
         cursor.executemany(
             "INSERT INTO gen_states VALUES (%s, %s, %s)", edges[:-1] + [(edges[-1][0], edges[-1][1], 2.0)]
         )
+        # Numbered lookup tables (not arrays: a big array is de-TOASTed again for every row).
         cursor.execute(
             "CREATE TEMP TABLE gen_providers ON COMMIT DROP AS "
-            "SELECT l.state, array_agg(l.provider_id) AS ids FROM clinical_providerlicense l "
-            "JOIN clinical_provider p ON p.id = l.provider_id "
-            "WHERE l.status = 'active' AND p.email LIKE %s GROUP BY l.state",
+            "SELECT l.state, row_number() OVER (PARTITION BY l.state) AS n, l.provider_id AS id "
+            "FROM clinical_providerlicense l JOIN clinical_provider p ON p.id = l.provider_id "
+            "WHERE l.status = 'active' AND p.email LIKE %s",
             [f"%@{DOMAIN}"],
+        )
+        cursor.execute(
+            "CREATE TEMP TABLE gen_provider_counts ON COMMIT DROP AS "
+            "SELECT state, count(*) AS providers FROM gen_providers GROUP BY state"
         )
         cursor.execute(
             "CREATE TEMP TABLE gen_patients ON COMMIT DROP AS "
-            "SELECT array_agg(id) AS ids FROM clinical_patient WHERE email LIKE %s",
+            "SELECT row_number() OVER () AS n, id FROM clinical_patient WHERE email LIKE %s",
             [f"%@{DOMAIN}"],
         )
+        cursor.execute("SELECT count(*) FROM gen_patients")
+        self.patient_count = cursor.fetchone()[0]
+        cursor.execute("ANALYZE gen_providers, gen_provider_counts, gen_patients")
 
     def _visit_chunk(self, cursor, size: int) -> dict:
         first = _reserve_ids(cursor, "clinical_visit", size)
         params = {
             "first": first, "last": first + size - 1, "now": self.now, "alphabet": PUBLIC_ID_ALPHABET,
             "letters": len(PUBLIC_ID_ALPHABET),
+            "patients": self.patient_count,
             "reasons": self.people["visit_reasons"],
         }  # fmt: skip
         cursor.execute(_VISITS_SQL, params)
@@ -316,15 +325,21 @@ WITH base AS (
            %(now)s - make_interval(secs => 3600 + random() * 365 * 86400) AS requested
     FROM generate_series(%(first)s, %(last)s) AS g
 ), placed AS (
-    SELECT b.*, s.code AS state, p.ids AS providers, gp.ids AS patients
-    FROM base b JOIN gen_states s ON b.r_state >= s.lo AND b.r_state < s.hi CROSS JOIN gen_patients gp
-    LEFT JOIN gen_providers p ON p.state = s.code
+    SELECT b.*, s.code AS state,
+           1 + floor(random() * %(patients)s)::int AS patient_n,
+           1 + floor(random() * coalesce(c.providers, 1))::int AS provider_n
+    FROM base b JOIN gen_states s ON b.r_state >= s.lo AND b.r_state < s.hi
+    LEFT JOIN gen_provider_counts c ON c.state = s.code
+), chosen AS (
+    SELECT p.*, gp.id AS patient_id, gv.id AS provider_id
+    FROM placed p JOIN gen_patients gp ON gp.n = p.patient_n
+    LEFT JOIN gen_providers gv ON gv.state = p.state AND gv.n = p.provider_n
 ), decided AS (
     SELECT *,
-        CASE WHEN providers IS NULL THEN 'expired' WHEN r_outcome < 0.86 THEN 'completed'
+        CASE WHEN provider_id IS NULL THEN 'expired' WHEN r_outcome < 0.86 THEN 'completed'
              WHEN r_outcome < 0.94 THEN 'cancelled' WHEN r_outcome < 0.97 THEN 'failed' ELSE 'expired' END AS outcome,
         requested + make_interval(secs => 20 + random() * 580) AS offered
-    FROM placed
+    FROM chosen
 ), timed AS (
     SELECT *, offered + make_interval(secs => 5 + random() * 55) AS accepted FROM decided
 ), started AS (
@@ -334,12 +349,12 @@ INSERT INTO clinical_visit (id, public_id, patient_id, located_state, reason, pr
     requested_at, offered_at, accepted_at, started_at, ended_at, cancelled_at, offer_count)
 SELECT id,
     %(letter)s || %(letter)s || %(letter)s || %(letter)s || '-' || %(letter)s || %(letter)s || %(letter)s || %(letter)s,
-    patients[1 + floor(random() * cardinality(patients))::int],
+    patient_id,
     state,
     (%(reasons)s::text[])[1 + floor(random() * cardinality(%(reasons)s::text[]))::int],
     CASE WHEN r_priority < 0.85 THEN 0 WHEN r_priority < 0.97 THEN 1 ELSE 2 END,
     outcome,
-    CASE WHEN outcome IN ('completed', 'failed') THEN providers[1 + floor(random() * cardinality(providers))::int] END,
+    CASE WHEN outcome IN ('completed', 'failed') THEN provider_id END,
     requested,
     CASE WHEN outcome IN ('completed', 'failed') THEN offered END,
     CASE WHEN outcome IN ('completed', 'failed') THEN accepted END,
