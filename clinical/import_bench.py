@@ -22,6 +22,7 @@ from clinical.reference import states
 from clinical.routing import bench
 from clinical.validators import make_npi
 from ops_console.audit import Actor
+from ops_console.redis import get_redis
 
 HEADINGS = ["NPI", "State", "License number", "License type", "Status", "Issued on", "Expires on", "Notes"]
 _TABLES = (
@@ -136,6 +137,7 @@ def run(rows: int, file_format: str, *, report=lambda line: None) -> dict:
     plan = job.claim_plan()
     confirm_s = _timed(lambda: import_jobs.apply_plan(job, plan, actor=Actor.staff(user)))
     _reloaded(job, user, "done")
+    get_redis().delete(job.key)
     return {
         "format": file_format, "rows": rows, "bytes": len(data), "check_s": check_s, "confirm_s": confirm_s,
         "counts": preview_counts, "history_rows": _history_rows(f"import bench.{file_format}"),
