@@ -257,6 +257,12 @@ def request_visit(
     visit.save()
     search_outbox.record_instance(visit)
     _record_event(visit, "", S.WAITING, actor=actor, detail="requested")
+    _publish_waiting(visit, actor)
+    return visit
+
+
+def _publish_waiting(visit: Visit, actor: Actor) -> None:
+    """Tell the router a visit waits, with what its queue needs (place in line and state)."""
     events.publish_on_commit(
         "visit_waiting",
         actor=actor.kind,
@@ -265,7 +271,6 @@ def request_visit(
         priority=visit.priority,
         requested_at=visit.requested_at.isoformat(),
     )
-    return visit
 
 
 def _lock_visit(visit: Visit | int) -> Visit:
@@ -576,14 +581,7 @@ def update_visit_details(visit: Visit, *, actor: Actor, reason: str = "") -> Vis
     current.save(update_fields=["reason", "priority"])
     search_outbox.record_instance(current)
     if current.status == S.WAITING:
-        events.publish_on_commit(
-            "visit_waiting",
-            actor=actor.kind,
-            visit=current.pk,
-            state=current.located_state,
-            priority=current.priority,
-            requested_at=current.requested_at.isoformat(),
-        )
+        _publish_waiting(current, actor)
     return current
 
 
