@@ -117,6 +117,9 @@ class CaseDocument(Document):
     patient_id = Long()
     patient_name = Name()
     patient_mrn = Keyword(normalizer=identifier)
+    patient_phone = Keyword(normalizer=phone_digits)
+    patient_email = Keyword(normalizer=lowercase)
+    patient_dob = Date(format=DATE_FORMATS)
     visit_public_id = Keyword(normalizer=identifier)
     content_hash = Keyword(index=False)
 
@@ -167,11 +170,14 @@ def visit_source(visit: Visit) -> dict:
 
 
 def case_source(case: SupportCase) -> dict:
-    """Return the support case's document, with its patient's name and MRN and its visit's id."""
+    """Return the support case's document, with its patient's name and identifiers and its visit's id."""
+    patient = case.patient
     return {
         "id": case.pk, "subject": case.subject, "status": case.status, "category": case.category,
-        "created_at": case.created_at.isoformat(), "patient_id": case.patient_id,
-        "patient_name": _name(case.patient), "patient_mrn": case.patient.mrn if case.patient_id else None,
+        "created_at": case.created_at.isoformat(), "patient_id": case.patient_id, "patient_name": _name(patient),
+        "patient_mrn": patient.mrn if patient else None, "patient_phone": patient.phone if patient else None,
+        "patient_email": patient.email.lower() if patient else None,
+        "patient_dob": patient.date_of_birth.isoformat() if patient else None,
         "visit_public_id": case.visit.public_id if case.visit_id else None,
     }  # fmt: skip
 

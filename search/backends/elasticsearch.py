@@ -51,8 +51,11 @@ FIELDS: dict[str, dict] = {
         },
     },
     "case": {
-        "names": ["patient_name"], "subject": "subject",
-        "identifiers": {"case_id": "id", "public_id": "visit_public_id", "mrn": "patient_mrn"},
+        "names": ["patient_name"], "subject": "subject", "dob": "patient_dob",
+        "identifiers": {
+            "case_id": "id", "public_id": "visit_public_id", "mrn": "patient_mrn", "phone": "patient_phone",
+            "email": "patient_email",
+        },
     },
 }  # fmt: skip
 
