@@ -185,3 +185,18 @@ def test_it_shows_the_date_of_birth_a_patient_was_found_by(client, support_agent
     client.force_login(support_agent)
     rows = search_page(client, "moreau 12/9/1971").context["found"][0].rows
     assert rows == [(patient, ["name", "date of birth"])]
+
+
+def test_it_lists_elasticsearch_hits_in_their_order_read_from_postgresql(
+    client, support_agent, garcias, settings, monkeypatch
+):
+    from tests.search.test_elasticsearch import ScoredSearch
+
+    settings.ELASTICSEARCH_URL, settings.SEARCH_BACKEND = "http://127.0.0.1:9", "elasticsearch"
+    ranking = ScoredSearch(
+        [(garcias["other"].pk, 3.0), (garcias["ny"].pk, 2.0), (999_999, 1.5), (garcias["ca"].pk, 1.0)]
+    )
+    monkeypatch.setattr("search.backends.elasticsearch.get_client", lambda: ranking)
+    client.force_login(support_agent)
+    response = client.get(changelist("clinical.patient"), {"q": "whatever the index says", "state__exact": "CA"})
+    assert listed(response) == [garcias["other"].pk, garcias["ca"].pk]  # NY filtered out, 999999 no longer exists
