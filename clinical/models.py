@@ -243,6 +243,10 @@ class Visit(models.Model):
             ),
             # Visit changelist status filter, newest first.
             models.Index(fields=["status", "-requested_at", "-id"], name="clinical_visit_status_idx"),
+            # Visit changelist state filter, newest first.
+            models.Index(fields=["located_state", "-requested_at", "-id"], name="clinical_visit_state_idx"),
+            # Visit changelist priority filter, newest first.
+            models.Index(fields=["priority", "-requested_at", "-id"], name="clinical_visit_priority_idx"),
             # Patient page "latest visits" (patient FK plus order).
             models.Index(fields=["patient", "-requested_at"], name="clinical_visit_patient_idx"),
             # Live queues page: waits of the visits accepted in the last hour.
