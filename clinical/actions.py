@@ -31,6 +31,7 @@ from ops_console.errors import full_clean_or_raise as _full_clean
 from search import outbox as search_outbox
 
 S = VisitStatus
+BULK_LICENSE_EVENT_THRESHOLD = 200  # above this many providers, an import sends one routing event
 
 # Legal visit transitions: to-status -> the statuses it may come from.
 VISIT_TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -180,11 +181,15 @@ def _import_licenses(new, changed, expected, *, actor: Actor, reason: str) -> li
             cursor.execute(_INSERT_LICENSES_SQL, [[lic.provider_id for lic in new], *_license_columns(new)])
             created = [row[0] for row in cursor.fetchall()]
         _write_license_trail(cursor, [lic.pk for lic in changed], created, actor=actor, reason=reason)
-    places = sorted({(lic.provider_id, lic.state) for lic in (*new, *changed)})
-    events.publish_many_on_commit(
-        [events.event("license_changed", actor=actor.kind, provider=p, state=s) for p, s in places]
-    )
-    search_outbox.record("clinical.provider", [p for p, _ in places])
+    providers = sorted({lic.provider_id for lic in (*new, *changed)})
+    if len(providers) > BULK_LICENSE_EVENT_THRESHOLD:
+        # One event: the router re-checks offers out and rebuilds, instead of one refresh per provider.
+        events.publish_on_commit("licenses_imported", actor=actor.kind, providers=len(providers))
+    else:
+        events.publish_many_on_commit(
+            [events.event("license_changed", actor=actor.kind, provider=p) for p in providers]
+        )
+    search_outbox.record("clinical.provider", providers)
     return created
 
 

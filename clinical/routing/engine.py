@@ -108,6 +108,10 @@ class Router:
         """Apply one routing event by re-reading the rows it names (idempotent)."""
         if event.get("actor") == Actor.router().kind:
             return  # this router already applied its own change
+        if event.get("kind") == "licenses_imported":
+            self.withdraw_ineligible_offers()
+            self.rebuild()
+            return
         if event.get("kind") == "visit_waiting" and event.get("requested_at"):
             # A new (or re-prioritised) waiting visit: the committed event carries what the queue
             # needs. If the visit changed since, PostgreSQL refuses the offer and _repair re-reads it.

@@ -217,7 +217,7 @@ def test_it_rebuilds_after_redis_loses_everything_and_loses_no_visit(db, redis_c
     visits = [_age(make_visit(), 10 - i) for i in range(5)]
     router = _router(redis_client)
     router.match()
-    redis_client.flushall()
+    redis_client.flushdb()  # FLUSHALL for the router; only its own database, for other runs on this machine
     assert router.ensure_built() is True
     actions.decline_offer(Visit.objects.filter(status=S.OFFERED).first(), actor=PROVIDER_APP)
     router.rebuild()
@@ -262,3 +262,15 @@ def test_it_never_double_books_with_two_routers_running_at_once(transactional_db
     assert Visit.objects.filter(status=S.WAITING).count() == 40 - len(providers)
     offers = VisitEvent.objects.filter(to_status=S.OFFERED).count()
     assert offers == len(providers)  # no decision was written twice
+
+
+def test_it_rechecks_everything_after_a_bulk_license_import(db, redis_client):
+    visit = make_visit(state="CA")
+    provider = make_provider(states=("CA",), available=True)
+    router = _router(redis_client)
+    router.match()
+    license = provider.licenses.get()
+    type(license).objects.filter(pk=license.pk).update(status=LicenseStatus.SUSPENDED)  # as a bulk import writes
+    router.handle({"kind": "licenses_imported", "actor": "staff", "providers": "5000"})
+    assert _status(visit) == (S.WAITING, None)
+    assert redis_client.zscore(ws.AVAILABLE.format("CA"), provider.pk) is None
