@@ -22,6 +22,9 @@ MODELS = ("clinical.visit", "clinical.patient", "clinical.provider", "clinical.p
           "clinical.visitevent", "support.supportcase", "support.securityevent", "clinical.apiclient")  # fmt: skip
 
 
+SLOW_PAGE_SECONDS = 2.0
+
+
 @dataclass
 class Page:
     name: str
@@ -110,7 +113,10 @@ def _latest(table: str, column: str) -> str | None:
 
 def measure(client: Client, url: str, repeat: int) -> Timing:
     """GET ``url`` once to warm up, then ``repeat`` times; return p50/p95 and the query count."""
+    started = time.perf_counter()
     client.get(url)
+    if time.perf_counter() - started > SLOW_PAGE_SECONDS:
+        repeat = 1  # e.g. a vanilla form rendering a million <option>s: one timed render says enough
     durations, queries = [], [0]
 
     def count(execute, sql, params, many, context):
