@@ -243,6 +243,7 @@ class PatientAdmin(OpsModelAdmin):
     list_filter = ["state"]
     search_fields = ["=mrn", "^last_name", "^first_name", "=phone", "=email"]
     search_document = "patient"  # names with typos, name + date of birth, phone in any format, MRN
+    phi_access = True
     list_select_related = []  # the patient row carries everything listed
     ordering = ["last_name", "first_name", "id"]
     readonly_fields = ["mrn", "created_at", "recent_visits", "support_links"]
@@ -348,6 +349,7 @@ class VisitAdmin(OpsModelAdmin):
     list_filter = ["status", "priority", RequestedFilter, WaitingLongerFilter, "located_state"]
     search_fields = ["=public_id", "=patient__mrn", "^patient__last_name", "=provider__npi"]
     search_document = "visit"  # visit id, or the patient or provider by name, phone, MRN, NPI
+    phi_access = True
     list_select_related = ["patient", "provider"]
     autocomplete_fields = ["patient"]
     ordering = ["-requested_at", "-id"]

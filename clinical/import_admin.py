@@ -25,9 +25,10 @@ from import_export.admin import ExportMixin
 from import_export.formats.base_formats import BINARY_FORMATS, CSV, XLSX
 from import_export.forms import ExportForm
 
-from clinical import import_jobs, imports
+from clinical import import_jobs
 from clinical.resources import ProviderLicenseResource, ProviderResource, neutralise
 from ops_console.audit import Actor
+from support.access import record_access
 
 PREVIEW_ROWS_SHOWN = 500
 UPLOAD_EXTENSIONS = (".csv", ".txt", ".tsv", ".xlsx")
@@ -98,7 +99,10 @@ class AuditedExportMixin(ExportMixin):
             raise PermissionDenied
         native = type(file_format) in BINARY_FORMATS
         dataset = self.get_data_for_export(request, queryset, force_native_type=native, **kwargs)
-        imports.record_export_access(request, model=self.model, rows=len(dataset), file_format=file_format.get_title())
+        record_access(
+            request, kind="export", model=self.model, terms=request.META.get("QUERY_STRING", ""),
+            detail=f"{len(dataset)} rows as {file_format.get_title()}",
+        )  # fmt: skip
         content = file_format.export_data(dataset)
         return content if native else content.encode(self.to_encoding)
 

@@ -29,7 +29,6 @@ from clinical.resources import ProviderLicenseResource
 from ops_console.audit import Actor
 
 logger = logging.getLogger(__name__)
-access_logger = logging.getLogger("ops_console.access")
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 FIELDS = actions.LICENSE_IMPORT_FIELDS  # the license values a file sets, in plan order
@@ -462,18 +461,3 @@ def apply_license_plan(plan: dict, *, actor: Actor, file_name: str) -> dict[str,
     expected = {pk: tuple(_values(raw).values()) for pk, *raw in plan["expected"]}
     actions.import_licenses(new=new, changed=changed, expected=expected, actor=actor, reason=f"import {file_name}")
     return {"new": len(new), "updated": len(changed), "unchanged": len(expected) - len(changed)}
-
-
-# --- exports ---------------------------------------------------------------------------------
-
-
-def record_export_access(request, *, model, rows: int, file_format: str) -> None:
-    """Record that the signed-in user exported ``rows`` records of ``model``, with the filters used.
-
-    The one place exports are recorded: the PHI access log (issue 5) extends it to a stored row.
-    """
-    access_logger.info(
-        "export user=%s model=%s rows=%d format=%s query=%r ip=%s",
-        request.user.get_username(), model._meta.label_lower, rows, file_format,
-        request.META.get("QUERY_STRING", ""), request.META.get("REMOTE_ADDR", ""),
-    )  # fmt: skip

@@ -12,6 +12,8 @@ from ops_console.errors import ActionError
 from ops_console.pagination import EstimatedCountPaginator
 from search import changelist as search_changelist
 from search import outbox as search_outbox
+from support import selectors as support_selectors
+from support.access import record_access
 
 
 class ChangeReasonForm(forms.ModelForm):
@@ -42,6 +44,8 @@ class OpsAdminMixin:
     # when rows are found through a related record. Without one, ``search_fields`` apply as usual.
     search_document: str | None = None
     search_path = ""
+    # PHI (patients, visits): every changelist page and change page shown is recorded in the access log.
+    phi_access = False
 
     def has_delete_permission(self, request, obj=None):
         """Return False for retained records, whatever the user's permissions."""
@@ -56,6 +60,26 @@ class OpsAdminMixin:
     def get_changelist(self, request, **kwargs):
         """Return the changelist that records each search with the rows it showed."""
         return search_changelist.SearchChangeList
+
+    def changelist_view(self, request, extra_context=None):
+        """Render the changelist; record the PHI rows listed (a search records itself, with its rows)."""
+        response = super().changelist_view(request, extra_context)
+        cl = (getattr(response, "context_data", None) or {}).get("cl")
+        searched = cl is not None and cl.query.strip() and self.search_document  # the search recorded it
+        if self.phi_access and request.method == "GET" and cl is not None and not searched:
+            record_access(request, kind="list", model=self.model, records=cl.result_list, source="list")
+        return response
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """Render the change page; record a PHI view, and show leads who read this patient's records."""
+        if self.phi_access and request.user.has_perm("support.view_accesslog"):
+            viewers = support_selectors.patient_readers(self.model, object_id)
+            extra_context = {**(extra_context or {}), "phi_readers": viewers}
+        response = super().change_view(request, object_id, form_url, extra_context)
+        original = (getattr(response, "context_data", None) or {}).get("original")
+        if self.phi_access and request.method == "GET" and response.status_code == 200 and original is not None:
+            record_access(request, kind="view", model=self.model, records=[original], source="change page")
+        return response
 
     def delete_model(self, request, obj):
         """Delete the record; its search document goes with it (outbox row in the same transaction)."""

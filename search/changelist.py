@@ -9,8 +9,8 @@ joins, so no DISTINCT) and come in relevance order unless the user sorts by a co
 from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 
 from search import selectors
-from search.access import record_search
 from search.query import parse
+from support.access import record_access
 
 
 def search_results(model_admin, request, queryset, term: str):
@@ -23,7 +23,7 @@ def search_results(model_admin, request, queryset, term: str):
         found = found.order_by(*queryset.query.order_by, "-search_score")
     match = getattr(request, "resolver_match", None)
     if match is not None and match.url_name == "autocomplete":
-        record_search(request, terms=term, source=f"{model_admin.opts.label_lower} autocomplete")
+        record_access(request, kind="search", model=model_admin.model, terms=term, source="autocomplete")
     return found, False
 
 
@@ -33,6 +33,6 @@ class SearchChangeList(ChangeList):
     def get_results(self, request):
         """Load the page; record a search together with the rows it showed."""
         super().get_results(request)
-        if self.query.strip() and getattr(self.model_admin, "search_document", None):
+        if request.method == "GET" and self.query.strip() and getattr(self.model_admin, "search_document", None):
             shown = list(self.result_list)  # evaluated once: the template reuses these rows
-            record_search(request, terms=self.query, source=f"{self.opts.label_lower} list", results=shown)
+            record_access(request, kind="search", model=self.model, records=shown, terms=self.query, source="list")

@@ -4,8 +4,8 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 
 from search import selectors
-from search.access import record_search
 from search.query import parse
+from support.access import record_access
 
 KIND_LABELS = {
     "name": "name", "phone": "phone", "email": "e-mail", "dob": "date of birth", "mrn": "MRN", "npi": "NPI",
@@ -22,7 +22,7 @@ def global_search(request, admin_site):
     found = selectors.global_search(request.user, query) if terms else []
     if terms:
         shown = [obj for section in found for obj, _ in section.rows]
-        record_search(request, terms=terms, source="global search", results=shown)
+        record_access(request, kind="search", records=shown, terms=terms, source="global search")
     context = {
         **admin_site.each_context(request),
         "title": "Search",

@@ -1,5 +1,9 @@
 """Every write to the support domain: cases, notes and security events."""
 
+import datetime as dt
+import re
+from collections.abc import Callable
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -7,7 +11,7 @@ from ops_console.audit import Actor, stamp
 from ops_console.errors import ActionError
 from ops_console.errors import full_clean_or_raise as _full_clean
 from search import outbox as search_outbox
-from support.models import OPEN_CASE_STATUSES, CaseNote, CaseStatus, SecurityEvent, SupportCase
+from support.models import OPEN_CASE_STATUSES, AccessLog, CaseNote, CaseStatus, SecurityEvent, SupportCase
 
 
 @transaction.atomic
@@ -89,3 +93,33 @@ def record_security_event(request, *, kind: str, detail: str = "") -> SecurityEv
         user=user if user is not None and user.is_authenticated else None,
         detail=detail[:500],
     )
+
+
+PRUNE_BATCH = 10_000  # rows per DELETE: short transactions, no long lock on the log
+
+
+def access_log_cutoff(duration: str, *, now: dt.datetime) -> dt.datetime:
+    """Return ``now`` minus ``duration`` ("6y" calendar years, "90d" days); raise ValueError if unreadable."""
+    match = re.fullmatch(r"\s*(\d+)\s*([yd])\s*", duration.lower())
+    if match is None or int(match[1]) == 0:
+        raise ValueError(f"Give a duration such as 6y or 90d, got {duration!r}.")
+    amount, unit = int(match[1]), match[2]
+    if unit == "d":
+        return now - dt.timedelta(days=amount)
+    if now.month == 2 and now.day == 29:  # 29 February, N years back, may not exist
+        now = now.replace(day=28)
+    return now.replace(year=now.year - amount)
+
+
+def prune_access_log(*, before: dt.datetime, progress: Callable[[int], None] = lambda n: None) -> int:
+    """Delete access log rows recorded before ``before``, in batches; return how many."""
+    deleted = 0
+    oldest_first = AccessLog.objects.filter(at__lt=before).order_by("at", "id").values_list("id", flat=True)
+    while True:
+        with transaction.atomic():
+            batch = list(oldest_first[:PRUNE_BATCH])
+            count, _ = AccessLog.objects.filter(id__in=batch).delete()
+        deleted += count
+        if count < PRUNE_BATCH:
+            return deleted
+        progress(deleted)

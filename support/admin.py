@@ -8,7 +8,7 @@ from ops_console.admin_base import ChangeReasonForm, OpsModelAdmin, ReadOnlyAdmi
 from ops_console.admin_site import ops_site
 from ops_console.roles import ROLES
 from support import actions, selectors
-from support.models import CaseNote, CaseStatus, SecurityEvent, SupportCase
+from support.models import AccessLog, CaseNote, CaseStatus, SecurityEvent, SupportCase
 
 
 class CaseForm(ChangeReasonForm):
@@ -131,3 +131,48 @@ class SecurityEventAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request):
         return selectors.security_events_for_list()
+
+
+class ReaderFilter(admin.SimpleListFilter):
+    """Who read: staff in a console role (a few dozen people), never the whole user table."""
+
+    title = "user"
+    parameter_name = "user"
+
+    def lookups(self, request, model_admin):
+        staff = get_user_model().objects.filter(groups__name__in=ROLES).distinct().order_by("username")
+        return [(str(user.pk), user.get_username()) for user in staff.only("id", "username")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(user_id=self.value()) if self.value() else queryset
+
+
+class PatientFilter(admin.SimpleListFilter):
+    """Reads of one patient's records (``?patient=<id>``, linked from the patient's page); lists no patients."""
+
+    title = "patient"
+    parameter_name = "patient"
+
+    def lookups(self, request, model_admin):
+        value = self.value()
+        return [(value, f"Patient #{value}")] if value else []  # a filter without choices is not applied
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(patient_ids__contains=[int(value)]) if value.isdigit() else queryset.none()
+
+
+@admin.register(AccessLog, site=ops_site)
+class AccessLogAdmin(ReadOnlyAdmin):
+    """Every read of PHI, for ops leads to review; rows leave only through ``prune_access_log``."""
+
+    list_display = ["at", "kind", "user", "api_client", "model", "object_ids", "terms", "source", "path", "ip"]
+    list_filter = ["kind", ("at", admin.DateFieldListFilter), ReaderFilter, PatientFilter]
+    list_select_related = ["user", "api_client"]
+    ordering = ["-at", "-id"]
+    raw_id_fields = ["user", "api_client"]
+
+    def get_queryset(self, request):
+        return selectors.access_log_for_list()

@@ -1,8 +1,8 @@
 """Reads of the support domain, with their joins applied."""
 
-from django.db.models import QuerySet
+from django.db.models import Count, Max, QuerySet
 
-from support.models import OPEN_CASE_STATUSES, CaseNote, SecurityEvent, SupportCase
+from support.models import OPEN_CASE_STATUSES, AccessLog, CaseNote, SecurityEvent, SupportCase
 
 
 def cases_for_list() -> QuerySet[SupportCase]:
@@ -23,3 +23,20 @@ def open_case_count() -> int:
 def security_events_for_list() -> QuerySet[SecurityEvent]:
     """Return security events with the user joined."""
     return SecurityEvent.objects.select_related("user")
+
+
+def access_log_for_list() -> QuerySet[AccessLog]:
+    """Return access log rows with the user and API client joined."""
+    return AccessLog.objects.select_related("user", "api_client")
+
+
+def patient_readers(model, object_id) -> QuerySet:
+    """Return the staff who read a patient's records (page, list, search, export), latest first, one row each."""
+    if model._meta.label_lower != "clinical.patient" or not str(object_id).isdigit():
+        return AccessLog.objects.none()
+    return (
+        AccessLog.objects.filter(patient_ids__contains=[int(object_id)], user__isnull=False)
+        .values("user__username")
+        .annotate(last_read=Max("at"), reads=Count("id"))
+        .order_by("-last_read")[:50]
+    )

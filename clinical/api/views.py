@@ -13,6 +13,7 @@ from clinical.models import ApiScope, Patient, Priority, Provider, Visit
 from clinical.reference import STATE_CHOICES
 from ops_console.audit import Actor
 from ops_console.errors import ActionError, IllegalTransition
+from support.access import record_access
 
 PRIORITIES = {"routine": Priority.ROUTINE, "elevated": Priority.ELEVATED, "urgent": Priority.URGENT}
 PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
@@ -156,6 +157,7 @@ def create_visit(request):
 def visit_detail(request, public_id: str):
     """Return a visit (the apps' polling fallback); providers see only visits they hold."""
     visit = _own_visit(request, public_id) if request.api_client.scope == ApiScope.PROVIDER else _visit(public_id)
+    record_access(request, kind="api_read", model=Visit, records=[visit], source="api")
     return JsonResponse(visit_json(visit))
 
 

@@ -7,7 +7,8 @@ from django.test import RequestFactory
 
 from ops_console.audit import Actor
 from support import actions as support_actions
-from support.models import SecurityEvent, SupportCase
+from support.access import record_access
+from support.models import AccessLog, SecurityEvent, SupportCase
 from tests.builders import SYSTEM
 from tests.conftest import PASSWORD
 
@@ -40,6 +41,14 @@ def make_security_event(*, path: str = "/admin/login/", user=None) -> SecurityEv
     if user is not None:
         request.user = user
     return support_actions.record_security_event(request, kind=SecurityEvent.Kind.ADMIN_PROBE)
+
+
+def make_access_log(patient, *, user=None) -> AccessLog:
+    """Record a view of ``patient``'s page as the console would."""
+    request = RequestFactory().get(f"/ops/clinical/patient/{patient.pk}/change/", REMOTE_ADDR="203.0.113.8")
+    if user is not None:
+        request.user = user
+    return record_access(request, kind=AccessLog.Kind.VIEW, model=type(patient), records=[patient])
 
 
 def database_snapshot() -> dict[str, list[dict]]:

@@ -38,20 +38,22 @@ BUDGET = {
     "provider search": 9,  # +1: the planner's row estimate (EXPLAIN) before an exact count
     "license list": 7,
     "license search": 8,  # +1: the planner's row estimate (EXPLAIN) before an exact count
-    "patient list": 7,
+    "patient list": 8,  # +1: the access log row (one insert, whatever the rows listed)
     "patient search": 8,  # +1: the planner's row estimate (EXPLAIN) before an exact count
-    "visit list": 7,
-    "visit status filter": 7,
+    "visit list": 8,  # +1: the access log row
+    "visit status filter": 8,  # +1: the access log row
     "visit search": 8,  # +1: the planner's row estimate (EXPLAIN) before an exact count
     "visit event list": 7,
     "support case list": 7,
     "support case search": 8,  # +1: the planner's row estimate (EXPLAIN) before an exact count
     "security event list": 7,
+    "access log list": 8,
+    "access log of a patient": 8,
     "user list": 8,
     "group list": 8,
     "provider form": 8,
     "license form": 7,
-    "patient form": 7,
+    "patient form": 8,  # +1: the access log row; +1 for leads: who read this patient
     "visit form": 8,
     "visit event form": 6,
     "support case form": 10,
@@ -62,7 +64,16 @@ BUDGET = {
     "visit history": 8,
     "support case history": 8,
 }
-LEAD_ONLY = {"security event list", "security event form", "user list", "user form", "group list", "group form"}
+LEAD_ONLY = {
+    "security event list",
+    "security event form",
+    "access log list",
+    "access log of a patient",
+    "user list",
+    "user form",
+    "group list",
+    "group form",
+}
 DASHBOARD_BUDGET = 12
 
 
@@ -163,6 +174,8 @@ def pages(scene: Scene) -> dict[str, str]:
         "support case list": _url("support.supportcase", "changelist"),
         "support case search": _url("support.supportcase", "changelist") + "?q=Case",
         "security event list": _url("support.securityevent", "changelist"),
+        "access log list": _url("support.accesslog", "changelist"),
+        "access log of a patient": _url("support.accesslog", "changelist") + f"?patient={scene.patient.pk}",
         "user list": _url("auth.user", "changelist"),
         "group list": _url("auth.group", "changelist"),
         "provider form": _url("clinical.provider", "change", scene.provider.pk),

@@ -20,7 +20,7 @@ from ops_console import roles, toolbar
 from ops_console.admin_site import ops_site
 from tests.builders import SYSTEM, make_patient, make_provider, make_visit, new_npi
 from tests.conftest import PASSWORD
-from tests.ops_console.conftest import database_snapshot, make_case, make_security_event
+from tests.ops_console.conftest import database_snapshot, make_access_log, make_case, make_security_event
 
 pytestmark = pytest.mark.usefixtures("fast_passwords")
 
@@ -38,6 +38,7 @@ support_agent  clinical.visitevent       y          y    -   -      -      y
 support_agent  clinical.apiclient        -          -    -   -      -      -
 support_agent  support.supportcase       y          y    y   y      -      y
 support_agent  support.securityevent     -          -    -   -      -      -
+support_agent  support.accesslog         -          -    -   -      -      -
 support_agent  auth.user                 -          -    -   -      -      -
 support_agent  auth.group                -          -    -   -      -      -
 clinical_ops   clinical.provider         y          y    y   y      -      y
@@ -48,6 +49,7 @@ clinical_ops   clinical.visitevent       y          y    -   -      -      y
 clinical_ops   clinical.apiclient        -          -    -   -      -      -
 clinical_ops   support.supportcase       y          y    -   -      -      y
 clinical_ops   support.securityevent     -          -    -   -      -      -
+clinical_ops   support.accesslog         -          -    -   -      -      -
 clinical_ops   auth.user                 -          -    -   -      -      -
 clinical_ops   auth.group                -          -    -   -      -      -
 engineer       clinical.provider         y          y    -   -      -      y
@@ -58,6 +60,7 @@ engineer       clinical.visitevent       y          y    -   -      -      y
 engineer       clinical.apiclient        -          -    -   -      -      -
 engineer       support.supportcase       y          y    -   -      -      y
 engineer       support.securityevent     -          -    -   -      -      -
+engineer       support.accesslog         -          -    -   -      -      -
 engineer       auth.user                 -          -    -   -      -      -
 engineer       auth.group                -          -    -   -      -      -
 lead           clinical.provider         y          y    y   y      -      y
@@ -68,6 +71,7 @@ lead           clinical.visitevent       y          y    -   -      -      y
 lead           clinical.apiclient        y          y    y   y      -      y
 lead           support.supportcase       y          y    y   y      y      y
 lead           support.securityevent     y          y    -   -      -      y
+lead           support.accesslog         y          y    -   -      -      y
 lead           auth.user                 y          y    y   y      -      y
 lead           auth.group                y          y    -   -      -      y
 outsider       clinical.provider         -          -    -   -      -      -
@@ -78,6 +82,7 @@ outsider       clinical.visitevent       -          -    -   -      -      -
 outsider       clinical.apiclient        -          -    -   -      -      -
 outsider       support.supportcase       -          -    -   -      -      -
 outsider       support.securityevent     -          -    -   -      -      -
+outsider       support.accesslog         -          -    -   -      -      -
 outsider       auth.user                 -          -    -   -      -      -
 outsider       auth.group                -          -    -   -      -      -
 superuser      clinical.provider         y          y    y   y      -      y
@@ -88,6 +93,7 @@ superuser      clinical.visitevent       y          y    -   -      -      y
 superuser      clinical.apiclient        y          y    y   y      -      y
 superuser      support.supportcase       y          y    y   y      y      y
 superuser      support.securityevent     y          y    -   -      -      y
+superuser      support.accesslog         y          y    -   -      -      y
 superuser      auth.user                 y          y    y   y      -      y
 superuser      auth.group                y          y    -   -      -      y
 """
@@ -133,6 +139,7 @@ def records(db) -> dict:
         "clinical.apiclient": actions.create_api_client(name="matrix-app", scope="patient", actor=SYSTEM)[0],
         "support.supportcase": make_case(patient=patient, visit=visit, notes=1),
         "support.securityevent": make_security_event(),
+        "support.accesslog": make_access_log(patient),
         "auth.user": colleague,
         "auth.group": Group.objects.get(name=roles.SUPPORT_AGENT),
     }
@@ -241,6 +248,7 @@ def _new_record_fields(model: str, records: dict) -> dict[str, str]:
             "subject": "Added", "category": "other", "priority": "1", "status": "open", "patient": str(patient.pk),
         },
         "support.securityevent": {"kind": "admin_probe", "path": "/Added", "method": "GET"},
+        "support.accesslog": {"kind": "view", "path": "/Added", "method": "GET"},
         "auth.user": {"username": "Added", "password1": PASSWORD, "password2": PASSWORD, "usable_password": "true"},
         "auth.group": {"name": "Added"},
     }[model]  # fmt: skip
@@ -256,6 +264,7 @@ ADDED = {
     "clinical.apiclient": {"name": "Added"},
     "support.supportcase": {"subject": "Added"},
     "support.securityevent": {"path": "/Added"},
+    "support.accesslog": {"path": "/Added"},
     "auth.user": {"username": "Added"},
     "auth.group": {"name": "Added"},
 }
@@ -270,6 +279,7 @@ CHANGES = {
     "clinical.apiclient": ("name", "Changed"),
     "support.supportcase": ("subject", "Changed"),
     "support.securityevent": ("detail", "Changed"),
+    "support.accesslog": ("detail", "Changed"),
     "auth.user": ("first_name", "Changed"),
     "auth.group": ("name", "Changed"),
 }

@@ -8,8 +8,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from clinical import actions
-from search.models import SearchRecord
 from support.actions import open_case
+from support.models import AccessLog
 from tests.builders import SYSTEM, make_patient, make_provider, make_visit
 
 pytestmark = pytest.mark.usefixtures("fast_passwords")
@@ -82,9 +82,10 @@ def test_it_finds_a_visit_by_the_phone_number_of_its_patient(client, support_age
 def test_it_records_each_changelist_search_with_the_rows_it_showed(client, support_agent, garcias):
     client.force_login(support_agent)
     client.get(changelist("clinical.patient"), {"q": "okafor"})
-    record = SearchRecord.objects.get()
-    assert (record.user, record.terms, record.source) == (support_agent, "okafor", "clinical.patient list")
-    assert record.results == [f"clinical.patient:{garcias['other'].pk}"]
+    record = AccessLog.objects.get()
+    assert (record.user, record.kind, record.terms) == (support_agent, "search", "okafor")
+    assert record.model == "clinical.patient"
+    assert (record.source, record.object_ids) == ("list", [str(garcias["other"].pk)])
 
 
 def test_it_searches_autocomplete_through_the_backend(client, support_agent, garcias):
@@ -93,7 +94,8 @@ def test_it_searches_autocomplete_through_the_backend(client, support_agent, gar
     response = client.get(reverse("ops:autocomplete"), params)
     ids = [int(row["id"]) for row in response.json()["results"]]
     assert set(ids[:2]) == {garcias["ca"].pk, garcias["ny"].pk}
-    assert SearchRecord.objects.get().source == "clinical.patient autocomplete"
+    record = AccessLog.objects.get()
+    assert (record.kind, record.model, record.source) == ("search", "clinical.patient", "autocomplete")
 
 
 # --- the global search page -------------------------------------------------------------------
@@ -147,9 +149,9 @@ def test_it_records_the_search_and_everything_it_showed_in_one_row(client, suppo
     visit = make_visit(patient=garcias["ca"])
     client.force_login(support_agent)
     search_page(client, "(415) 555-0101")
-    record = SearchRecord.objects.get()
-    assert record.source == "global search"
-    assert record.results == [f"clinical.patient:{garcias['ca'].pk}", f"clinical.visit:{visit.pk}"]
+    record = AccessLog.objects.get()
+    assert (record.kind, record.source, record.patient_ids) == ("search", "global search", [garcias["ca"].pk])
+    assert record.object_ids == [f"clinical.patient:{garcias['ca'].pk}", f"clinical.visit:{visit.pk}"]
 
 
 def test_it_puts_a_search_box_on_every_console_page(client, support_agent):
