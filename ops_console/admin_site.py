@@ -7,6 +7,7 @@ from django.contrib.auth.models import Group, Permission
 from django.db.models import Prefetch, prefetch_related_objects
 
 from ops_console.roles import ROLES
+from ops_console.signin import LockoutAuthenticationForm
 
 
 class OpsAdminSite(admin.AdminSite):
@@ -15,6 +16,7 @@ class OpsAdminSite(admin.AdminSite):
     index_title = "Operations"
     index_template = "admin/ops_index.html"
     site_url = None  # the console is the whole site: no "View site" link
+    login_form = LockoutAuthenticationForm  # locks out guessing per username and per address
 
     def get_urls(self):
         """Add the console's own pages (live queues, global search) behind the admin's login."""

@@ -49,6 +49,12 @@ OPS_DEMO_PASSWORD = env_str("OPS_DEMO_PASSWORD", "ops-demo-2026")
 REDIS_URL = env_redis_url("REDIS_URL", "redis://127.0.0.1:6379/0")
 ELASTICSEARCH_URL = env_str("ELASTICSEARCH_URL")
 
+# Sign-in and sessions (ops_console/signin.py): see README.md#settings.
+OPS_LOGIN_MAX_FAILURES = env_int("OPS_LOGIN_MAX_FAILURES", 5, minimum=1)
+OPS_LOGIN_WINDOW_MINUTES = env_int("OPS_LOGIN_WINDOW_MINUTES", 15, minimum=1)
+OPS_LOGIN_LOCK_MINUTES = env_int("OPS_LOGIN_LOCK_MINUTES", 15, minimum=1)
+OPS_SESSION_IDLE_MINUTES = env_int("OPS_SESSION_IDLE_MINUTES", 15, minimum=1)
+
 # Routing worker (clinical/routing): see README.md#routing.
 ROUTING_OFFER_TIMEOUT = env_int("ROUTING_OFFER_TIMEOUT", 120, minimum=1)
 ROUTING_MAX_WAIT = env_int("ROUTING_MAX_WAIT", 30 * 60, minimum=60)
@@ -103,6 +109,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "ops_console.signin.IdleSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",

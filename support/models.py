@@ -115,6 +115,8 @@ class SecurityEvent(models.Model):
     class Kind(models.TextChoices):
         ADMIN_PROBE = "admin_probe", "Request to /admin/"
         PERMISSION_DENIED = "permission_denied", "Permission denied"
+        SIGN_IN_FAILED = "sign_in_failed", "Sign-in failed"
+        SIGN_IN_LOCKED = "sign_in_locked", "Sign-in refused: locked out"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     at = models.DateTimeField(default=timezone.now)

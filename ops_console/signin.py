@@ -1,0 +1,105 @@
+"""Sign-in lockout and idle session expiry for the console.
+
+Failed sign-ins are counted in Redis per username and per IP address: after
+``OPS_LOGIN_MAX_FAILURES`` within ``OPS_LOGIN_WINDOW_MINUTES``, that username (or address) is
+locked for ``OPS_LOGIN_LOCK_MINUTES``, even with the right password. Every failure is a
+``SecurityEvent``, so leads see guessing in the console; Redis holds only the counters.
+"""
+
+import time
+
+from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import logout
+from django.core.exceptions import ValidationError
+
+from ops_console.redis import get_redis
+from support.actions import record_security_event
+from support.models import SecurityEvent
+
+PREFIX = "ops:signin"
+LAST_SEEN = "ops_last_seen"  # session key: when the user was last active (epoch seconds)
+
+
+def _keys(username: str, ip: str) -> list[str]:
+    return [f"user:{username.strip().lower()[:150]}", f"ip:{ip}"]
+
+
+def locked_out(*, username: str, ip: str) -> bool:
+    """Return True if the username or the address is locked."""
+    return bool(get_redis().exists(*(f"{PREFIX}:locked:{key}" for key in _keys(username, ip))))
+
+
+def record_failure(*, username: str, ip: str) -> bool:
+    """Count a failed sign-in for the username and the address; return True if either is now locked."""
+    redis, window, lock = get_redis(), settings.OPS_LOGIN_WINDOW_MINUTES * 60, settings.OPS_LOGIN_LOCK_MINUTES * 60
+    locked = False
+    for key in _keys(username, ip):
+        counter = f"{PREFIX}:failures:{key}"
+        with redis.pipeline() as pipe:
+            failures, _ = pipe.incr(counter).expire(counter, window, nx=True).execute()  # window from the first
+        if failures >= settings.OPS_LOGIN_MAX_FAILURES:
+            redis.delete(counter)
+            redis.set(f"{PREFIX}:locked:{key}", 1, ex=lock)
+            locked = True
+    return locked
+
+
+def clear_failures(*, username: str) -> None:
+    """Forget the username's failures after it signs in (the address keeps its count)."""
+    get_redis().delete(f"{PREFIX}:failures:{_keys(username, '')[0]}")
+
+
+class LockoutAuthenticationForm(AdminAuthenticationForm):
+    """The console's sign-in form: refuses locked usernames and addresses, audits each failure."""
+
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "locked": "Too many failed sign-ins. Sign-in is locked for %(minutes)d minutes; "
+        "ask an ops lead if you need access sooner.",
+    }
+
+    def clean(self):
+        username, ip = self.cleaned_data.get("username") or "", self.request.META.get("REMOTE_ADDR", "")
+        if locked_out(username=username, ip=ip):
+            record_security_event(self.request, kind=SecurityEvent.Kind.SIGN_IN_LOCKED, detail=username)
+            raise self._locked()
+        try:
+            cleaned = super().clean()
+        except ValidationError:
+            record_security_event(self.request, kind=SecurityEvent.Kind.SIGN_IN_FAILED, detail=username)
+            if record_failure(username=username, ip=ip):
+                raise self._locked() from None
+            raise
+        clear_failures(username=username)
+        return cleaned
+
+    def _locked(self) -> ValidationError:
+        minutes = settings.OPS_LOGIN_LOCK_MINUTES
+        return ValidationError(self.error_messages["locked"], code="locked", params={"minutes": minutes})
+
+
+def note_sign_in(sender, request, user, **kwargs) -> None:
+    """Start the idle clock at sign-in (``user_logged_in``), so the first page writes no session."""
+    if request is not None and hasattr(request, "session"):
+        request.session[LAST_SEEN] = int(time.time())
+
+
+class IdleSessionMiddleware:
+    """Sign out a console user idle for longer than ``OPS_SESSION_IDLE_MINUTES``.
+
+    Activity is noted in the session at most once a minute, so an active user's pages cost no
+    extra session write (``SESSION_SAVE_EVERY_REQUEST`` would add one to every request).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.user.is_authenticated:
+            now, last = int(time.time()), request.session.get(LAST_SEEN)
+            if last is not None and now - last > settings.OPS_SESSION_IDLE_MINUTES * 60:
+                logout(request)
+            elif last is None or now - last >= 60:
+                request.session[LAST_SEEN] = now
+        return self.get_response(request)
