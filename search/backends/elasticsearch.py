@@ -60,16 +60,19 @@ FIELDS: dict[str, dict] = {
 }  # fmt: skip
 
 
-def _name_clause(field: str, text: str) -> dict:
-    """Match a name as typed so far (word prefixes), misspelled (fuzzy), and whole words best."""
+def _name_clause(field: str, words: tuple[str, ...]) -> dict:
+    """Match a name as typed so far (every word a prefix), misspelled (fuzzy), and best in order and whole."""
+    text = " ".join(words)
+    prefixes = [{"prefix": {field: {"value": word}}} for word in words]
     return {
         "bool": {
             "should": [
+                {"bool": {"must": prefixes, "_name": f"{field}:prefix"}},
+                {"match": {field: {"query": text, "fuzziness": "AUTO", "operator": "and", "_name": f"{field}:fuzzy"}}},
                 {"multi_match": {
                     "query": text, "type": "bool_prefix", "operator": "and",
-                    "fields": [field, f"{field}._2gram", f"{field}._3gram"], "_name": f"{field}:prefix",
+                    "fields": [field, f"{field}._2gram", f"{field}._3gram"], "_name": f"{field}:as_you_type",
                 }},
-                {"match": {field: {"query": text, "fuzziness": "AUTO", "operator": "and", "_name": f"{field}:fuzzy"}}},
                 {"match": {field: {"query": text, "operator": "and", "boost": 2.0, "_name": f"{field}:words"}}},
             ],
             "minimum_should_match": 1,
@@ -86,7 +89,7 @@ def _people_clause(fields: dict, query: SearchQuery) -> dict | None:
     dob = {"term": {dob_field: {"value": query.dob.isoformat(), "_name": dob_field}}} if query.dob else None
     if not names:
         return dob
-    by_name = [_name_clause(field, query.text) for field in names]
+    by_name = [_name_clause(field, query.words) for field in names]
     name = by_name[0] if len(by_name) == 1 else {"bool": {"should": by_name, "minimum_should_match": 1}}
     return {"bool": {"must": [name], "filter": [dob]}} if dob else name
 

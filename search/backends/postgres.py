@@ -7,6 +7,8 @@ indexes the tables already have (MRN, NPI, visit id, phone, date of birth). Each
 SQL statement: the changelist's own query, narrowed and annotated with ``search_score``.
 """
 
+from dataclasses import replace
+
 from django.conf import settings
 from django.contrib.postgres.lookups import TrigramWordSimilar
 from django.contrib.postgres.search import SearchQuery as TsQuery
@@ -17,8 +19,8 @@ from django.contrib.postgres.search import (
     TrigramWordSimilarity,
 )
 from django.db.models import BooleanField, Case, F, FloatField, Func, Q, QuerySet, Subquery, TextField, Value, When
-from django.db.models.functions import Coalesce, Greatest, Lower
-from django.db.models.lookups import Exact
+from django.db.models.functions import Coalesce, Greatest, Length, Lower
+from django.db.models.lookups import Exact, Regex
 
 from clinical.models import Patient, Provider, ProviderLicense, Visit
 from search.documents import DocumentType
@@ -29,6 +31,7 @@ WORD_BONUS = 0.5  # every typed word starts (or is) a word of the name
 # Most patients or providers a visit or case search follows: bounds the work of a one-letter
 # name, far more than anyone reads.
 MAX_PEOPLE = 500
+UNRANKED = Value(-MAX_PEOPLE - 1.0)  # below the rank of any person followed
 
 
 class PersonName(Func):
@@ -55,6 +58,18 @@ class LicenseKey(Func):
     output_field = TextField()
 
 
+class SortedLetters(Func):
+    """The letters of a lower-cased name in alphabetical order: two swapped letters leave them unchanged."""
+
+    # unnest(string_to_array(…, NULL)): one row per character, which the planner estimates from the
+    # string (regexp_split_to_table's guess of 1,000 rows a name made plans costly enough to JIT).
+    template = (
+        "array_to_string(ARRAY(SELECT letter FROM unnest(string_to_array("
+        "regexp_replace(%(expressions)s, '[^[:alpha:]]', '', 'g'), NULL)) AS letter ORDER BY letter), '')"
+    )
+    output_field = TextField()
+
+
 class AnyOf(Func):
     """``column = ANY(ARRAY(subquery))``.
 
@@ -78,9 +93,15 @@ def _if(condition, weight: float) -> Case:
     return Case(When(condition, then=Value(weight)), default=Value(0.0), output_field=FloatField())
 
 
-def _tsquery(words: tuple[str, ...], *, prefix: bool, config: str = "simple") -> TsQuery:
+def _tsquery(words: tuple[str, ...], *, prefix: bool, config: str = "simple", in_order: bool = False) -> TsQuery:
     # Words are letters only (search.query), so they cannot carry tsquery syntax.
-    return TsQuery(" & ".join(f"{word}:*" if prefix else word for word in words), search_type="raw", config=config)
+    joiner = " <-> " if in_order else " & "
+    return TsQuery(joiner.join(f"{word}:*" if prefix else word for word in words), search_type="raw", config=config)
+
+
+def sorted_letters(text: str) -> str:
+    """Return the letters of ``text`` in alphabetical order, as ``SortedLetters`` does in SQL."""
+    return "".join(sorted(char for char in text.lower() if char.isalpha()))
 
 
 def _sum(parts: list) -> object:
@@ -159,22 +180,59 @@ class People:
         """
         parts = [_if(condition, EXACT) for condition in self._identifiers()]
         if self.query.words and self._person() is not None:
-            vector = NameVector(self._f("first_name"), self._f("last_name"))
-            parts += [
-                TrigramWordSimilarity(self.query.text, self._name()),
-                TrigramSimilarity(self._name(), self.query.text),
-                _if(SearchVectorExact(vector, _tsquery(self.query.words, prefix=True)), WORD_BONUS),
-                _if(SearchVectorExact(vector, _tsquery(self.query.words, prefix=False)), WORD_BONUS),
-            ]
+            parts += self._name_score()
         return _sum(parts)
 
-    def ids(self, model) -> Subquery | None:
-        """Return the ids of the best-matching rows of ``model``, best first, for ``AnyOf``."""
+    def _name_score(self) -> list:
+        """Return the parts of a name's relevance, each between 0 and 1."""
+        words, text, name = self.query.words, self.query.text, self._name()
+        # Regular expressions on the row, not to_tsvector(): a few microseconds a row instead of tens.
+        starts = [Regex(name, rf"\m{word}") for word in words]  # words are letters only: no metacharacters
+        return [
+            TrigramWordSimilarity(text, name),
+            TrigramSimilarity(name, text),
+            # Every typed word starts a word of the name; in the order typed; or is a whole word.
+            _if(_all(starts), WORD_BONUS),
+            _if(Regex(name, r"\m" + r"\w*\W+".join(words)), WORD_BONUS),
+            _if(_all([Regex(name, rf"\m{word}\M") for word in words]), WORD_BONUS),
+            # Two letters swapped ("Weebr" for Weber): trigrams barely notice, the letters do.
+            self._same_letters(self._name(), text),
+            self._same_letters(Lower(self._f("last_name")), text),
+        ]
+
+    @staticmethod
+    def _same_letters(name, text: str) -> Case:
+        """Return WORD_BONUS when ``name`` is ``text`` with letters swapped.
+
+        Letters are sorted only for names of the same length that are not ``text`` itself.
+        """
+        same = _if(Exact(SortedLetters(name), sorted_letters(text)), WORD_BONUS)
+        return Case(
+            When(Exact(name, text), then=Value(0.0)),
+            When(Exact(Length(name), len(text)), then=same),
+            default=Value(0.0),
+            output_field=FloatField(),
+        )
+
+    def followed(self, model, column: str) -> tuple[AnyOf | None, object]:
+        """Return the condition and rank of rows whose ``column`` points at the best matches of ``model``.
+
+        The rank is the match's place among them (-1 for the best, NULL for none): the matches
+        are searched once per use in the statement, never scored again for each visit or case.
+        """
         where = self.where()
         if where is None:
-            return None
-        best = model.objects.filter(where).annotate(s=self.score()).order_by("-s", "pk")
-        return Subquery(best.values("pk")[:MAX_PEOPLE])
+            return None, Value(None, output_field=FloatField())
+        best = model.objects.filter(where).annotate(s=self.score()).order_by("-s", "pk")[:MAX_PEOPLE]
+        ids = Subquery(best.values("pk"))
+        return AnyOf(F(column), ids), RankIn(ids, F(column))
+
+
+def _all(parts: list) -> Q:
+    condition = Q(parts[0])
+    for part in parts[1:]:
+        condition &= Q(part)
+    return condition
 
 
 def _any(parts: list) -> Q | None:
@@ -198,23 +256,19 @@ def _providers(query: SearchQuery) -> tuple[Q | None, object]:
 
 
 def _visits(query: SearchQuery) -> tuple[Q | None, object]:
-    patients, providers = People(query), People(query, providers=True)
-    patient_ids, provider_ids = patients.ids(Patient), providers.ids(Provider)
+    # A license number finds the provider, not their visits; and a visit id often reads as one.
+    query = replace(query, license=None)
+    by_patient, patient_rank = People(query).followed(Patient, "patient_id")
+    by_provider, provider_rank = People(query, providers=True).followed(Provider, "provider_id")
     own = Q(public_id=query.public_id) if query.public_id else None
-    where = _any([
-        own,
-        AnyOf(F("patient_id"), patient_ids) if patient_ids is not None else None,
-        AnyOf(F("provider_id"), provider_ids) if provider_ids is not None else None,
-    ])  # fmt: skip
-    people_score = Greatest(
-        Coalesce(People(query, prefix="patient__").score(), 0.0),
-        Coalesce(People(query, providers=True, prefix="provider__").score(), 0.0),
-    )
-    return where, _sum([_if(own, EXACT), people_score] if own is not None else [people_score])
+    where = _any([own, by_patient, by_provider])
+    # The visits of the best-matching person first (a rank of -1), and a visit id above all.
+    people = Greatest(Coalesce(patient_rank, UNRANKED), Coalesce(provider_rank, UNRANKED))
+    return where, _sum([_if(own, EXACT * MAX_PEOPLE), people] if own is not None else [people])
 
 
 def _cases(query: SearchQuery) -> tuple[Q | None, object]:
-    patient_ids = People(query).ids(Patient)
+    by_patient, patient_rank = People(query).followed(Patient, "patient_id")
     about_visit = (
         AnyOf(F("visit_id"), Subquery(Visit.objects.filter(public_id=query.public_id).values("pk")))
         if query.public_id
@@ -222,14 +276,11 @@ def _cases(query: SearchQuery) -> tuple[Q | None, object]:
     )
     number = Q(pk=query.case_id) if query.case_id else None
     subject = SearchVectorExact(SubjectVector(F("subject")), _tsquery(query.words, prefix=True, config="english"))
-    where = _any([
-        number, about_visit, subject if query.words else None,
-        AnyOf(F("patient_id"), patient_ids) if patient_ids is not None else None,
-    ])  # fmt: skip
-    score = [Coalesce(People(query, prefix="patient__").score(), 0.0)]
-    score += [_if(part, EXACT) for part in (number, about_visit) if part is not None]
+    where = _any([number, about_visit, subject if query.words else None, by_patient])
+    score = [Coalesce(patient_rank, UNRANKED)]
+    score += [_if(part, EXACT * MAX_PEOPLE) for part in (number, about_visit) if part is not None]
     if query.words:
-        score.append(_if(subject, WORD_BONUS))
+        score.append(_if(subject, MAX_PEOPLE))  # words of the subject rank with the best-matching patient
     return where, _sum(score)
 
 

@@ -101,13 +101,14 @@ def test_it_asks_for_a_license_number_and_npi_on_providers():
 
 
 def test_it_asks_for_names_as_typed_so_far_and_misspelled():
-    body = build_query("patient", parse("maria garc", today=TODAY))
+    body = build_query("patient", parse("wil robe", today=TODAY))
     (name,) = body["bool"]["should"]
-    prefix, fuzzy, words = name["bool"]["should"]
-    assert prefix["multi_match"]["type"] == "bool_prefix"
-    assert prefix["multi_match"]["fields"] == ["name", "name._2gram", "name._3gram"]
-    assert fuzzy == {"match": {"name": {"query": "maria garc", "fuzziness": "AUTO", "operator": "and",
+    prefixes, fuzzy, as_you_type, words = name["bool"]["should"]
+    assert prefixes["bool"]["must"] == [{"prefix": {"name": {"value": "wil"}}}, {"prefix": {"name": {"value": "robe"}}}]
+    assert fuzzy == {"match": {"name": {"query": "wil robe", "fuzziness": "AUTO", "operator": "and",
                                         "_name": "name:fuzzy"}}}  # fmt: skip
+    assert as_you_type["multi_match"]["type"] == "bool_prefix"
+    assert as_you_type["multi_match"]["fields"] == ["name", "name._2gram", "name._3gram"]
     assert words["match"]["name"]["boost"] == 2.0
 
 
@@ -115,7 +116,7 @@ def test_it_requires_the_date_of_birth_when_a_name_comes_with_one():
     body = build_query("patient", parse("Maria Garcia 3/2/85", today=TODAY))
     (people,) = body["bool"]["should"]
     assert people["bool"]["filter"] == [{"term": {"date_of_birth": {"value": "1985-03-02", "_name": "date_of_birth"}}}]
-    assert "multi_match" in people["bool"]["must"][0]["bool"]["should"][0]
+    assert "prefix" in people["bool"]["must"][0]["bool"]["should"][0]["bool"]["must"][0]
 
 
 def test_it_searches_visits_by_patient_and_provider_name_and_cases_by_subject():

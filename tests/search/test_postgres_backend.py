@@ -57,10 +57,25 @@ def people():
         ("JOHN.OKAFOR@example.TEST", "john"),
         ("okafr", "john"),
         ("garsia", "maria"),
+        ("maria gracia", "maria"),  # two letters swapped
     ],
 )
 def test_it_ranks_the_intended_patient_first(people, typed, intended):
     assert ranked(Patient, typed, "patient")[0] == people[intended]
+
+
+def test_it_prefers_the_name_in_the_order_typed():
+    roberts = patient("William", "Roberts")
+    wilsons = [patient("Robert", "Wilson") for _ in range(3)]
+    found = ranked(Patient, "wil robe", "patient")
+    assert found[0] == roberts and set(found[1:]) == set(wilsons)
+
+
+def test_it_prefers_the_name_with_two_letters_swapped_over_others_as_close_by_trigrams():
+    weber = patient("Jason", "Weber")
+    others = [patient("Jason", "Webb"), patient("Jason", "West"), patient("Jason", "Wells")]
+    found = ranked(Patient, "Jason Weebr", "patient")
+    assert found[0] == weber and set(found[1:]) <= set(others)
 
 
 def test_it_finds_a_patient_by_mrn_typed_in_lower_case(people):
