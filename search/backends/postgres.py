@@ -93,10 +93,10 @@ def _if(condition, weight: float) -> Case:
     return Case(When(condition, then=Value(weight)), default=Value(0.0), output_field=FloatField())
 
 
-def _tsquery(words: tuple[str, ...], *, prefix: bool, config: str = "simple", in_order: bool = False) -> TsQuery:
+def _tsquery(words: tuple[str, ...], *, config: str = "simple") -> TsQuery:
+    """Return ``word1:* & word2:*``: every word starts a word of the text."""
     # Words are letters only (search.query), so they cannot carry tsquery syntax.
-    joiner = " <-> " if in_order else " & "
-    return TsQuery(joiner.join(f"{word}:*" if prefix else word for word in words), search_type="raw", config=config)
+    return TsQuery(" & ".join(f"{word}:*" for word in words), search_type="raw", config=config)
 
 
 def sorted_letters(text: str) -> str:
@@ -146,7 +146,7 @@ class People:
         vector = NameVector(self._f("first_name"), self._f("last_name"))
         # name %> 'typed': the typed words are close to some words of the name (word similarity).
         return Q(TrigramWordSimilar(self._name(), self.query.text)) | Q(
-            SearchVectorExact(vector, _tsquery(self.query.words, prefix=True))
+            SearchVectorExact(vector, _tsquery(self.query.words))
         )
 
     def _person(self) -> Q | None:
@@ -162,15 +162,7 @@ class People:
 
     def where(self) -> Q | None:
         """Return the condition a matching row meets, or None when the input cannot match one."""
-        parts = [Q(part) for part in self._identifiers()]
-        if (person := self._person()) is not None:
-            parts.append(person)
-        if not parts:
-            return None
-        condition = parts[0]
-        for part in parts[1:]:
-            condition |= part
-        return condition
+        return _any([*self._identifiers(), self._person()])
 
     def score(self):
         """Return the relevance: exact identifiers first, then name similarity and whole-word bonuses.
@@ -275,7 +267,7 @@ def _cases(query: SearchQuery) -> tuple[Q | None, object]:
         else None
     )
     number = Q(pk=query.case_id) if query.case_id else None
-    subject = SearchVectorExact(SubjectVector(F("subject")), _tsquery(query.words, prefix=True, config="english"))
+    subject = SearchVectorExact(SubjectVector(F("subject")), _tsquery(query.words, config="english"))
     where = _any([number, about_visit, subject if query.words else None, by_patient])
     score = [Coalesce(patient_rank, UNRANKED)]
     score += [_if(part, EXACT * MAX_PEOPLE) for part in (number, about_visit) if part is not None]
