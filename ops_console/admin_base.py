@@ -131,6 +131,14 @@ class OpsModelAdmin(OpsAdminMixin, SimpleHistoryAdmin):
         # simple-history's own select_related() is dropped on models without foreign keys.
         return super().get_history_queryset(request, history_manager, pk_name, object_id).select_related("history_user")
 
+    def render_history_view(self, request, template, context, **kwargs):
+        """Render a history page (list or old version); record it as a view of a PHI record."""
+        response = super().render_history_view(request, template, context, **kwargs)
+        record = context.get("object") or context.get("original")  # the record, or its old version
+        if self.phi_access and request.method == "GET" and record is not None:
+            record_access(request, kind="view", model=self.model, records=[record], source="history")
+        return response
+
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         """Show an old version; refuse a revert POST unless the user may change and revert."""
         if request.method == "POST":

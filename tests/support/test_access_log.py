@@ -75,6 +75,16 @@ def test_it_records_one_row_per_view_of_a_patient_or_visit_page(client, support_
     ]
 
 
+def test_it_records_each_history_page_of_a_visit_as_a_view(client, support_agent):
+    visit = make_visit()
+    client.force_login(support_agent)
+    assert client.get(_url("clinical.visit", "history", visit.pk)).status_code == 200
+    old = reverse("ops:clinical_visit_simple_history", args=[visit.pk, visit.history.earliest().history_id])
+    assert client.get(old).status_code == 200
+    rows = list(AccessLog.objects.values_list("kind", "source", "object_ids", "patient_ids"))
+    assert rows == [("view", "history", [str(visit.pk)], [visit.patient_id])] * 2
+
+
 def test_it_records_a_changelist_search_once_with_the_rows_it_showed(client, support_agent):
     patient = make_patient(last_name="Okonkwo")
     client.force_login(support_agent)
