@@ -12,9 +12,11 @@ from search.query import SearchQuery
 from support.models import SupportCase
 
 
-def search(queryset: QuerySet, query: SearchQuery, *, document: str, path: str = "") -> QuerySet:
+def search(
+    queryset: QuerySet, query: SearchQuery, *, document: str, path: str = "", follow: int | None = None
+) -> QuerySet:
     """Return the rows of ``queryset`` matching ``query``, most relevant first, then in their usual order."""
-    found = get_backend().filter(queryset, query, document=DOCUMENTS[document], path=path)
+    found = get_backend().filter(queryset, query, document=DOCUMENTS[document], path=path, follow=follow)
     return found.order_by("-search_score", *(queryset.query.order_by or queryset.model._meta.ordering))
 
 
@@ -65,7 +67,9 @@ def global_search(user, query: SearchQuery, *, per_section: int = 10) -> list[Fo
     """Return, per type of record the user may view, the best matches and why each matched."""
     results = []
     for section in visible_sections(user):
-        rows = list(search(section.rows(), query, document=section.document)[: per_section + 1])
+        # The first rows of visits and cases are those of the first few people found.
+        matches = search(section.rows(), query, document=section.document, follow=per_section + 1)
+        rows = list(matches[: per_section + 1])
         found = [(obj, matched_fields(section.document, obj, query)) for obj in rows[:per_section]]
         results.append(Found(section, found, more=len(rows) > per_section))
     return results

@@ -144,13 +144,24 @@ class ElasticsearchBackend:
         response = self.client.search(index=document.alias, body=body)
         return [(int(hit["_id"]), float(hit["_score"] or 0.0)) for hit in response["hits"]["hits"]]
 
-    def filter(self, queryset: QuerySet, query: SearchQuery, *, document: DocumentType, path: str = "") -> QuerySet:
-        """Return ``queryset`` narrowed to the matching rows (through ``path``), with ``search_score``."""
+    def filter(
+        self,
+        queryset: QuerySet,
+        query: SearchQuery,
+        *,
+        document: DocumentType,
+        path: str = "",
+        follow: int | None = None,
+    ) -> QuerySet:
+        """Return ``queryset`` narrowed to the matching rows (through ``path``), with ``search_score``.
+
+        ``follow`` is the PostgreSQL backend's business: visit documents carry their people's names.
+        """
         try:
             hits = self.hits(query, document, limit=settings.SEARCH_MAX_HITS)
         except (ApiError, TransportError) as error:
             logger.warning("search: Elasticsearch unavailable (%s); searching PostgreSQL instead", error)
-            return self.fallback.filter(queryset, query, document=document, path=path)
+            return self.fallback.filter(queryset, query, document=document, path=path, follow=follow)
         if not hits:
             return queryset.none().annotate(search_score=Value(0.0, output_field=FloatField()))
         column = f"{path}_id" if path else "pk"

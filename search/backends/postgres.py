@@ -144,10 +144,10 @@ class People:
         if not self.query.words:
             return None
         vector = NameVector(self._f("first_name"), self._f("last_name"))
-        # name %> 'typed': the typed words are close to some words of the name (word similarity).
-        return Q(TrigramWordSimilar(self._name(), self.query.text)) | Q(
-            SearchVectorExact(vector, _tsquery(self.query.words))
-        )
+        # name %> 'typed': the typed words are close to some words of the name (word similarity at
+        # 0.5, see settings.DATABASES: "Mraia Garcia" still finds Maria Garcia), or start them.
+        matches = TrigramWordSimilar(self._name(), self.query.text)
+        return Q(matches) | Q(SearchVectorExact(vector, _tsquery(self.query.words)))
 
     def _person(self) -> Q | None:
         """Return the name and date-of-birth condition: both must hold when both were typed."""
@@ -206,8 +206,8 @@ class People:
             output_field=FloatField(),
         )
 
-    def followed(self, model, column: str) -> tuple[AnyOf | None, object]:
-        """Return the condition and rank of rows whose ``column`` points at the best matches of ``model``.
+    def followed(self, model, column: str, *, limit: int = MAX_PEOPLE) -> tuple[AnyOf | None, object]:
+        """Return the condition and rank of rows whose ``column`` points at the ``limit`` best matches of ``model``.
 
         The rank is the match's place among them (-1 for the best, NULL for none): the matches
         are searched once per use in the statement, never scored again for each visit or case.
@@ -215,7 +215,7 @@ class People:
         where = self.where()
         if where is None:
             return None, Value(None, output_field=FloatField())
-        best = model.objects.filter(where).annotate(s=self.score()).order_by("-s", "pk")[:MAX_PEOPLE]
+        best = model.objects.filter(where).annotate(s=self.score()).order_by("-s", "pk")[:limit]
         ids = Subquery(best.values("pk"))
         return AnyOf(F(column), ids), RankIn(ids, F(column))
 
@@ -237,21 +237,21 @@ def _any(parts: list) -> Q | None:
     return condition
 
 
-def _patients(query: SearchQuery) -> tuple[Q | None, object]:
+def _patients(query: SearchQuery, follow: int) -> tuple[Q | None, object]:
     people = People(query)
     return people.where(), people.score()
 
 
-def _providers(query: SearchQuery) -> tuple[Q | None, object]:
+def _providers(query: SearchQuery, follow: int) -> tuple[Q | None, object]:
     people = People(query, providers=True)
     return people.where(), people.score()
 
 
-def _visits(query: SearchQuery) -> tuple[Q | None, object]:
+def _visits(query: SearchQuery, follow: int) -> tuple[Q | None, object]:
     # A license number finds the provider, not their visits; and a visit id often reads as one.
     query = replace(query, license=None)
-    by_patient, patient_rank = People(query).followed(Patient, "patient_id")
-    by_provider, provider_rank = People(query, providers=True).followed(Provider, "provider_id")
+    by_patient, patient_rank = People(query).followed(Patient, "patient_id", limit=follow)
+    by_provider, provider_rank = People(query, providers=True).followed(Provider, "provider_id", limit=follow)
     own = Q(public_id=query.public_id) if query.public_id else None
     where = _any([own, by_patient, by_provider])
     # The visits of the best-matching person first (a rank of -1), and a visit id above all.
@@ -259,8 +259,8 @@ def _visits(query: SearchQuery) -> tuple[Q | None, object]:
     return where, _sum([_if(own, EXACT * MAX_PEOPLE), people] if own is not None else [people])
 
 
-def _cases(query: SearchQuery) -> tuple[Q | None, object]:
-    by_patient, patient_rank = People(query).followed(Patient, "patient_id")
+def _cases(query: SearchQuery, follow: int) -> tuple[Q | None, object]:
+    by_patient, patient_rank = People(query).followed(Patient, "patient_id", limit=follow)
     about_visit = (
         AnyOf(F("visit_id"), Subquery(Visit.objects.filter(public_id=query.public_id).values("pk")))
         if query.public_id
@@ -284,15 +284,26 @@ class PostgresBackend:
 
     name = "postgres"
 
-    def filter(self, queryset: QuerySet, query: SearchQuery, *, document: DocumentType, path: str = "") -> QuerySet:
+    def filter(
+        self,
+        queryset: QuerySet,
+        query: SearchQuery,
+        *,
+        document: DocumentType,
+        path: str = "",
+        follow: int | None = None,
+    ) -> QuerySet:
         """Return ``queryset`` narrowed to the rows matching ``query``, annotated with ``search_score``.
 
         With ``path`` (a foreign key to ``document``'s model, e.g. a license's ``provider``),
-        return the rows whose related record matches, ranked by that record's relevance.
+        return the rows whose related record matches, ranked by that record's relevance. Visits
+        and cases follow the ``follow`` best-matching people (all of the best 500 by default):
+        a page that shows only the first few needs only the visits of the first few people.
         """
         if path:
             return self._through(queryset, query, document=document, path=path)
-        where, score = CONDITIONS[document.name](query) if not query.is_empty else (None, None)
+        conditions = CONDITIONS[document.name]
+        where, score = conditions(query, follow or MAX_PEOPLE) if not query.is_empty else (None, None)
         if where is None:
             return queryset.none().annotate(search_score=Value(0.0, output_field=FloatField()))
         return queryset.filter(where).annotate(search_score=score)
