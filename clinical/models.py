@@ -301,6 +301,8 @@ class VisitEvent(models.Model):
             models.Index(fields=["visit", "at", "id"], name="clinical_visitevent_visit_idx"),
             # VisitEvent changelist default ordering (newest first).
             models.Index(fields=["-at", "-id"], name="clinical_visitevent_at_idx"),
+            # VisitEvent changelist actor filter, newest first (rare actors would scan the table).
+            models.Index(fields=["actor_kind", "-at", "-id"], name="clinical_visitevent_actor_idx"),
         ]
 
     def __str__(self) -> str:

@@ -16,10 +16,25 @@ from django.utils.functional import cached_property
 EXACT_BELOW = 20_000
 
 
+DEEP_OFFSET = 5_000
+
+
 class EstimatedCountPaginator(Paginator):
-    """A Paginator whose ``count`` may be an estimate (then ``is_estimate`` is True)."""
+    """A Paginator whose ``count`` may be an estimate (then ``is_estimate`` is True).
+
+    Deep pages look their rows up late: first the page's primary keys (an index-only walk past
+    the offset), then the rows with their joins for those keys alone, instead of joining every
+    skipped row.
+    """
 
     is_estimate = False
+
+    def page(self, number):
+        page = super().page(number)
+        offset = (page.number - 1) * self.per_page
+        if offset >= DEEP_OFFSET and hasattr(self.object_list, "values_list"):
+            page.object_list = _late_lookup(self.object_list, offset, offset + self.per_page)
+        return page
 
     @cached_property
     def count(self) -> int:
@@ -54,3 +69,9 @@ def _table_estimate(connection, table: str) -> int | None:
         row = cursor.fetchone()
     # -1 means "never analyzed": fall back to the exact count.
     return None if row is None or row[0] < 0 else int(row[0])
+
+
+def _late_lookup(queryset, bottom: int, top: int) -> list:
+    ids = list(queryset.values_list("pk", flat=True)[bottom:top])
+    rows = {row.pk: row for row in queryset.filter(pk__in=ids).order_by()}
+    return [rows[pk] for pk in ids if pk in rows]

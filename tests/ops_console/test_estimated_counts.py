@@ -60,3 +60,17 @@ def test_it_counts_a_search_that_matches_nothing(client, support_agent):
     response = client.get(reverse("ops:clinical_visit_changelist") + "?q=Nobody+Matches+This")
     assert response.status_code == 200
     assert response.context["cl"].result_count == 0
+
+
+def test_it_serves_deep_pages_in_order_with_a_late_row_lookup(client, support_agent, monkeypatch):
+    patient = make_patient()
+    visits = [make_visit(patient=patient) for _ in range(9)]
+    monkeypatch.setattr(pagination, "DEEP_OFFSET", 2)
+    from clinical.admin import VisitAdmin
+
+    monkeypatch.setattr(VisitAdmin, "list_per_page", 2)
+    client.force_login(support_agent)
+    newest_first = [v.pk for v in sorted(visits, key=lambda v: (v.requested_at, v.pk), reverse=True)]
+    for page in (1, 2, 3):
+        response = client.get(reverse("ops:clinical_visit_changelist") + f"?p={page}")
+        assert [v.pk for v in response.context["cl"].result_list] == newest_first[(page - 1) * 2 : page * 2]
