@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from clinical import events
 from clinical.models import (
+    LICENSE_VALID_SQL,
     ApiClient,
     Availability,
     LicenseStatus,
@@ -354,8 +355,7 @@ eligible AS (
     JOIN clinical_provider pr ON pr.id = p.provider_id AND pr.availability = 'available' AND pr.is_active
     WHERE EXISTS (
         SELECT 1 FROM clinical_providerlicense l
-        WHERE l.provider_id = pr.id AND l.state = v.located_state AND l.status = 'active'
-          AND l.issued_on <= %(today)s AND (l.expires_on IS NULL OR l.expires_on >= %(today)s)
+        WHERE l.provider_id = pr.id AND l.state = v.located_state AND {license_valid}
     )
     FOR UPDATE OF v, pr
 ),
@@ -371,7 +371,7 @@ reserved AS (
     RETURNING pr.id
 )
 SELECT o.id, o.provider_id, o.located_state FROM offered o JOIN reserved r ON r.id = o.provider_id
-"""
+""".replace("{license_valid}", LICENSE_VALID_SQL)
 
 _OFFER_EVENTS_SQL = """
 INSERT INTO clinical_visitevent (visit_id, from_status, to_status, at, actor_kind, staff_user_id, provider_id, detail)

@@ -88,6 +88,13 @@ class ProviderLicenseQuerySet(models.QuerySet):
         )
 
 
+# The rule of ``valid_on`` for set-based SQL (the router, the live queues page): the license
+# table aliased ``l``, the day passed as the ``%(today)s`` parameter.
+LICENSE_VALID_SQL = (
+    "l.status = 'active' AND l.issued_on <= %(today)s AND (l.expires_on IS NULL OR l.expires_on >= %(today)s)"
+)
+
+
 class ProviderLicense(models.Model):
     """A provider's license to practise in one state."""
 

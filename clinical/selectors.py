@@ -7,6 +7,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from clinical.models import (
+    LICENSE_VALID_SQL,
     Availability,
     LicenseStatus,
     Patient,
@@ -132,8 +133,7 @@ WITH waiting AS (
 ), available AS (
     SELECT l.state, count(DISTINCT p.id) AS available
     FROM clinical_provider p
-    JOIN clinical_providerlicense l ON l.provider_id = p.id AND l.status = 'active'
-         AND l.issued_on <= %(today)s AND (l.expires_on IS NULL OR l.expires_on >= %(today)s)
+    JOIN clinical_providerlicense l ON l.provider_id = p.id AND {license_valid}
     WHERE p.availability = 'available' AND p.is_active
     GROUP BY l.state
 )
@@ -141,7 +141,7 @@ SELECT s.state, coalesce(w.waiting, 0), w.oldest, coalesce(a.available, 0), coal
 FROM (SELECT state FROM waiting UNION SELECT state FROM offers UNION SELECT state FROM available) s
 LEFT JOIN waiting w USING (state) LEFT JOIN offers o USING (state) LEFT JOIN available a USING (state)
 ORDER BY coalesce(w.waiting, 0) DESC, s.state
-"""
+""".replace("{license_valid}", LICENSE_VALID_SQL)
 
 _LIVE_WAITS_SQL = """
 SELECT date_bin(%(bucket)s, accepted_at, %(since)s) AS bucket, count(*),

@@ -5,7 +5,6 @@ a signed-in ops lead, so the numbers are server time (no network). Each page is 
 ``repeat`` times after one warm-up; p50/p95 in milliseconds and the SQL query count are kept.
 """
 
-import statistics
 import time
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from django.test import Client, override_settings
 
 from ops_console import roles
 from ops_console.admin_site import ops_site
+from ops_console.timing import percentile
 
 MODELS = ("clinical.visit", "clinical.patient", "clinical.provider", "clinical.providerlicense",
           "clinical.visitevent", "support.supportcase", "support.securityevent", "clinical.apiclient")  # fmt: skip
@@ -135,8 +135,7 @@ def measure(client: Client, url: str, repeat: int) -> Timing:
         client.get(url)
         durations.append((time.perf_counter() - started) * 1000)
     durations.sort()
-    p95 = durations[min(len(durations) - 1, round(0.95 * (len(durations) - 1)))]
-    return Timing(round(statistics.median(durations), 1), round(p95, 1), queries[0], status)
+    return Timing(round(percentile(durations, 50), 1), round(percentile(durations, 95), 1), queries[0], status)
 
 
 def run(*, repeat: int, deep_page: int, progress=lambda message: None) -> list[dict]:

@@ -114,13 +114,14 @@ def _stats(endpoint: str, path: str, rows: list[str], since: float) -> EndpointS
         endpoint=endpoint,
         path=path,
         count=len(recent),
-        p50_ms=round(_percentile(durations, 50), 1),
-        p95_ms=round(_percentile(durations, 95), 1),
+        p50_ms=round(percentile(durations, 50), 1),
+        p95_ms=round(percentile(durations, 95), 1),
         max_ms=round(durations[-1], 1),
         mean_queries=round(statistics.fmean(q for _, q in recent), 1),
     )
 
 
-def _percentile(ordered: list[float], pct: int) -> float:
+def percentile(ordered: list[float], pct: int) -> float:
+    """Return the nearest-rank ``pct`` percentile of an ascending list."""
     index = max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))
     return ordered[index]

@@ -213,7 +213,7 @@ def provider_detail(request, npi: str):
 
 
 def _provider_json(provider: Provider) -> dict:
-    provider.refresh_from_db(fields=["availability", "available_since"])
+    # ``provider`` was read in this request (the token's join, or the availability action's lock).
     current = selectors.visit_held_by(provider)
     return {
         "npi": provider.npi,

@@ -9,6 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from clinical import actions
+from clinical.models import LICENSE_VALID_SQL
 from clinical.routing import policy as policies
 from clinical.routing import workingset as ws
 from ops_console.audit import Actor
@@ -20,10 +21,9 @@ _INELIGIBLE_OFFERS_SQL = """
 SELECT v.id, v.provider_id, v.located_state FROM clinical_visit v
 WHERE v.status = 'offered' {only} AND NOT EXISTS (
     SELECT 1 FROM clinical_providerlicense l JOIN clinical_provider p ON p.id = l.provider_id
-    WHERE l.provider_id = v.provider_id AND l.state = v.located_state AND l.status = 'active' AND p.is_active
-      AND l.issued_on <= %(today)s AND (l.expires_on IS NULL OR l.expires_on >= %(today)s)
+    WHERE l.provider_id = v.provider_id AND l.state = v.located_state AND p.is_active AND {license_valid}
 )
-"""
+""".replace("{license_valid}", LICENSE_VALID_SQL)
 
 
 # Waiting and available counts per state in one round trip: [code, waiting, available, ...]

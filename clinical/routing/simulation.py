@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from clinical.reference import states
 from clinical.routing import policy as policies
 from clinical.routing.engine import Candidate, decide
-from clinical.routing.workingset import queue_score
+from clinical.routing.workingset import queue_score_at
 
 DAY = 24 * 3600
 
@@ -108,17 +108,9 @@ def _route(world: _World, now: float, policy: str) -> None:
     queues: dict[str, list[Candidate]] = {}
     for visit, (state, requested, priority) in world.waiting.items():
         if state in pools:
-            queues.setdefault(state, []).append(Candidate(visit, state, _score(priority, requested)))
+            queues.setdefault(state, []).append(Candidate(visit, state, queue_score_at(priority, requested)))
     for visit, pid, _ in decide(pools, queues, world.offered_before):
         _offer(world, now, visit, pid)
-
-
-def _score(priority: int, requested: float) -> float:
-    class _Moment:  # queue_score reads .timestamp()
-        def timestamp(self):
-            return requested
-
-    return queue_score(priority, _Moment())
 
 
 def _offer(world: _World, now: float, visit: int, pid: int) -> None:

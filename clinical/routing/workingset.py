@@ -10,7 +10,7 @@ import redis
 from django.db import connection
 from django.utils import timezone
 
-from clinical.models import Priority, Visit, VisitStatus
+from clinical.models import LICENSE_VALID_SQL, Priority, Visit, VisitStatus
 from clinical.reference import states
 
 BUILT = "rt:built"  # present only while the working set is complete
@@ -29,7 +29,12 @@ _PRIORITY_SPAN = 10**10  # larger than any epoch second we will see
 
 def queue_score(priority: int, requested_at: dt.datetime) -> float:
     """Return the queue position: higher priority first, then oldest request first."""
-    return (Priority.URGENT - priority) * _PRIORITY_SPAN + requested_at.timestamp()
+    return queue_score_at(priority, requested_at.timestamp())
+
+
+def queue_score_at(priority: int, requested_epoch: float) -> float:
+    """Return the queue position for a request time in epoch seconds."""
+    return (Priority.URGENT - priority) * _PRIORITY_SPAN + requested_epoch
 
 
 def _epoch(moment: dt.datetime | None) -> float:
@@ -39,11 +44,10 @@ def _epoch(moment: dt.datetime | None) -> float:
 _AVAILABLE_SQL = """
 SELECT p.id, p.available_since, array_agg(DISTINCT l.state ORDER BY l.state)
 FROM clinical_provider p
-JOIN clinical_providerlicense l ON l.provider_id = p.id AND l.status = 'active'
-     AND l.issued_on <= %(today)s AND (l.expires_on IS NULL OR l.expires_on >= %(today)s)
+JOIN clinical_providerlicense l ON l.provider_id = p.id AND {license_valid}
 WHERE p.availability = 'available' AND p.is_active {only}
 GROUP BY p.id
-"""
+""".replace("{license_valid}", LICENSE_VALID_SQL)
 
 _OFFERED_BEFORE_SQL = """
 SELECT e.visit_id, e.provider_id FROM clinical_visitevent e
