@@ -62,11 +62,18 @@ def pages(*, deep_page: int) -> list[Page]:
         term = _search_term(model)
         if term:
             out.append(Page(f"{label} search", f"{base}?q={term}"))
-        out.append(Page(f"{label} page {deep_page}", f"{base}?p={deep_page}"))
+        page = _last_page_up_to(model_admin, deep_page)
+        out.append(Page(f"{label} page {page}", f"{base}?p={page}"))
         sample = model._default_manager.order_by("-pk").values_list("pk", flat=True).first()
         if sample:
             out.append(Page(f"{label} form", f"{base}{sample}/change/"))
     return out
+
+
+def _last_page_up_to(model_admin, deep_page: int) -> int:
+    """Return ``deep_page``, or the list's last page when it has fewer (a page past the end redirects)."""
+    rows = model_admin.model._default_manager.count()
+    return max(1, min(deep_page, -(-rows // model_admin.list_per_page)))
 
 
 def _filters(model_admin) -> list[tuple[str, str]]:

@@ -24,7 +24,8 @@ def test_it_renders_every_page_and_its_vanilla_twin(lead, redis_client):
     visit_list = rows["clinical.visit list"]
     assert visit_list["ours"]["queries"] < visit_list["vanilla"]["queries"]  # no N+1 in ours
     assert "clinical.visit filter requested" in rows and rows["clinical.visit filter requested"]["vanilla"] is None
-    assert {"clinical.visit search", "clinical.visit form", "clinical.visit page 2"} <= rows.keys()
+    # Seven visits fit on page 1: the deep page is clamped to the last page instead of redirecting.
+    assert {"clinical.visit search", "clinical.visit form", "clinical.visit page 1"} <= rows.keys()
 
 
 def test_it_prints_a_table_and_one_json_line(lead, redis_client):
