@@ -1,13 +1,15 @@
 """The console: a private AdminSite whose home page is an operations dashboard."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, Permission
-from django.db.models import Prefetch, prefetch_related_objects
+from django.db.models import Exists, OuterRef, Prefetch, prefetch_related_objects
 
+from ops_console.models import TotpDevice
 from ops_console.roles import ROLES
 from ops_console.signin import LockoutAuthenticationForm
+from ops_console.twofactor.actions import do_reset_totp_device
 
 
 class OpsAdminSite(admin.AdminSite):
@@ -24,6 +26,7 @@ class OpsAdminSite(admin.AdminSite):
 
         from clinical import views
         from ops_console import views as ops_views
+        from ops_console.twofactor import views as two_factor
         from search import views as search_views
 
         own = [
@@ -31,6 +34,9 @@ class OpsAdminSite(admin.AdminSite):
             path("live/data.json", self.admin_view(views.live_queues_data), name="live_queues_data"),
             path("search/", self.admin_view(lambda r: search_views.global_search(r, self)), name="global_search"),
             path("slow-pages/", self.admin_view(lambda r: ops_views.slow_pages(r, self)), name="slow_pages"),
+            # Open before the second factor is given (ops_console.twofactor.middleware).
+            path("two-factor/setup/", self.admin_view(lambda r: two_factor.setup(r, self)), name="two_factor_setup"),
+            path("two-factor/verify/", self.admin_view(lambda r: two_factor.verify(r, self)), name="two_factor_verify"),
         ]
         return own + super().get_urls()
 
@@ -49,10 +55,32 @@ ops_site = OpsAdminSite(name="ops")
 
 @admin.register(get_user_model(), site=ops_site)
 class StaffUserAdmin(UserAdmin):
-    list_display = ["username", "email", "first_name", "last_name", "is_active", "last_login"]
+    list_display = ["username", "email", "first_name", "last_name", "is_active", "two_factor", "last_login"]
     list_filter = ["is_active", "groups"]
     show_full_result_count = False
     ordering = ["username"]
+    actions = ["reset_two_factor"]
+
+    def get_queryset(self, request):
+        """Return the users with whether each has set up two-factor sign-in (one subquery, no extra query)."""
+        has_device = Exists(TotpDevice.objects.filter(user=OuterRef("pk")))
+        return super().get_queryset(request).annotate(has_two_factor=has_device)
+
+    @admin.display(boolean=True, description="Two-factor", ordering="has_two_factor")
+    def two_factor(self, user) -> bool:
+        return user.has_two_factor
+
+    @admin.action(permissions=["change"], description="Reset two-factor device (lost phone)")
+    def reset_two_factor(self, request, queryset):
+        """Remove the selected users' authenticators: each sets up a new one at the next sign-in."""
+        allowed = [user for user in queryset if self.has_change_permission(request, user)]
+        reset = [user.get_username() for user in allowed if do_reset_totp_device(request, user=user)]
+        if reset:
+            self.message_user(request, f"Two-factor device reset for {', '.join(reset)}.", messages.SUCCESS)
+        if len(allowed) < len(queryset):
+            self.message_user(request, "Only a superuser resets a superuser's device.", messages.WARNING)
+        if not reset and len(allowed) == len(queryset):
+            self.message_user(request, "None of them had set up two-factor sign-in.", messages.INFO)
 
     def has_delete_permission(self, request, obj=None):
         # Users appear in audit records: deactivate them instead.

@@ -54,6 +54,8 @@ OPS_LOGIN_MAX_FAILURES = env_int("OPS_LOGIN_MAX_FAILURES", 5, minimum=1)
 OPS_LOGIN_WINDOW_MINUTES = env_int("OPS_LOGIN_WINDOW_MINUTES", 15, minimum=1)
 OPS_LOGIN_LOCK_MINUTES = env_int("OPS_LOGIN_LOCK_MINUTES", 15, minimum=1)
 OPS_SESSION_IDLE_MINUTES = env_int("OPS_SESSION_IDLE_MINUTES", 15, minimum=1)
+# Two-factor sign-in for the editing roles (ops_console/twofactor): on in production.
+OPS_REQUIRE_2FA = env_bool("OPS_REQUIRE_2FA", True)
 
 # Routing worker (clinical/routing): see README.md#routing.
 ROUTING_OFFER_TIMEOUT = env_int("ROUTING_OFFER_TIMEOUT", 120, minimum=1)
@@ -110,6 +112,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "ops_console.signin.IdleSessionMiddleware",
+    "ops_console.twofactor.middleware.TwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "ops_console.headers.ContentSecurityPolicyMiddleware",

@@ -4,6 +4,7 @@ Failed sign-ins are counted in Redis per username and per IP address: after
 ``OPS_LOGIN_MAX_FAILURES`` within ``OPS_LOGIN_WINDOW_MINUTES``, that username (or address) is
 locked for ``OPS_LOGIN_LOCK_MINUTES``, even with the right password. Every failure is a
 ``SecurityEvent``, so leads see guessing in the console; Redis holds only the counters.
+Wrong two-factor codes (ops_console/twofactor) count toward the same lockout.
 """
 
 import time
@@ -14,6 +15,7 @@ from django.contrib.auth import logout
 from django.core.exceptions import ValidationError
 
 from ops_console.redis import get_redis
+from ops_console.twofactor.policy import is_asked
 from support.actions import record_security_event
 from support.models import SecurityEvent
 
@@ -71,7 +73,10 @@ class LockoutAuthenticationForm(AdminAuthenticationForm):
             if record_failure(username=username, ip=ip):
                 raise self._locked() from None
             raise
-        clear_failures(username=username)
+        if not is_asked(self.get_user()):
+            # With a code still to give, the count runs on: the verify page clears it. Otherwise
+            # each right password would give a code guesser five more tries.
+            clear_failures(username=username)
         return cleaned
 
     def _locked(self) -> ValidationError:

@@ -117,6 +117,9 @@ class SecurityEvent(models.Model):
         PERMISSION_DENIED = "permission_denied", "Permission denied"
         SIGN_IN_FAILED = "sign_in_failed", "Sign-in failed"
         SIGN_IN_LOCKED = "sign_in_locked", "Sign-in refused: locked out"
+        TWO_FACTOR_ENABLED = "two_factor_enabled", "Two-factor sign-in set up"
+        TWO_FACTOR_FAILED = "two_factor_failed", "Two-factor code refused"
+        TWO_FACTOR_RESET = "two_factor_reset", "Two-factor device reset"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     at = models.DateTimeField(default=timezone.now)

@@ -18,6 +18,8 @@ settings.REDIS_URL = f"redis://127.0.0.1:6379/{os.environ.get('OPS_TEST_REDIS_DB
 get_redis.cache_clear()
 # Plain HTTP for servers started once per session (live_server), as for the test client below.
 settings.SECURE_SSL_REDIRECT = False
+# Two-factor sign-in (on in production) is off unless a test turns it on with the settings fixture.
+settings.OPS_REQUIRE_2FA = False
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,9 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
-# Local production-grade serving: debug off, but plain HTTP on loopback.
-export DJANGO_DEBUG=${DJANGO_DEBUG:-0} OPS_HTTPS=${OPS_HTTPS:-0}
+# Local production-grade serving: debug off, but plain HTTP on loopback, and the demo users sign
+# in without an authenticator app (OPS_REQUIRE_2FA=1 make run to try two-factor sign-in).
+export DJANGO_DEBUG=${DJANGO_DEBUG:-0} OPS_HTTPS=${OPS_HTTPS:-0} OPS_REQUIRE_2FA=${OPS_REQUIRE_2FA:-0}
 PY=.venv/bin/python
 SIMULATE=${SIMULATE:-1}
 mkdir -p .run
