@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test setup services venv deps lint format migrate seed clean-venv
+.PHONY: run test setup services venv deps chromium lint format migrate seed clean-venv
 
 run: setup
 	$(PY) manage.py collectstatic --noinput -v0
@@ -44,7 +44,18 @@ $(VENV)/.deps-test: requirements-test.txt requirements.txt | $(VENV)/bin/python
 	touch $@
 
 deps: $(VENV)/.deps
-deps-test: $(VENV)/.deps-test
+deps-test: $(VENV)/.deps-test chromium
+
+# The browser journeys (tests/e2e) drive Debian's chromium through Playwright, never a browser
+# Playwright downloads. Without it, and not root to install it, those journeys are skipped.
+chromium:
+	@[ -x /usr/bin/chromium ] || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's chromium for the browser journeys"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || { \
+	      DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
+	  else echo "chromium is missing and this is not root: the browser journeys will be skipped"; fi; }
 
 lint: deps-test
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -122,7 +122,12 @@ MIDDLEWARE = [
 if OPS_DEBUG_TOOLBAR:
     # Shown only to users with the profiling capability (ops_console.toolbar.show_toolbar).
     INSTALLED_APPS.append("debug_toolbar")
-    MIDDLEWARE.insert(3, "debug_toolbar.middleware.DebugToolbarMiddleware")
+    # After every middleware that settles who the user is: the callback decides by request.user,
+    # which earlier on is not set yet, so the toolbar would show to nobody.
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.messages.middleware.MessageMiddleware"),
+        "debug_toolbar.middleware.DebugToolbarMiddleware",
+    )
     DEBUG_TOOLBAR_CONFIG = {
         "SHOW_TOOLBAR_CALLBACK": "ops_console.toolbar.show_toolbar",
         "IS_RUNNING_TESTS": False,
@@ -132,6 +137,9 @@ if OPS_DEBUG_TOOLBAR:
         "SHOW_TEMPLATE_CONTEXT": False,
         "SQL_WARNING_THRESHOLD": 100,
         "RESULTS_CACHE_SIZE": 25,
+        # Panels in the page itself: the toolbar's default in-memory store lives in one gunicorn
+        # worker, and a panel fetched later by Ajax mostly reaches another one that never saw it.
+        "RENDER_PANELS": True,
         "DISABLE_PANELS": {
             "debug_toolbar.panels.profiling.ProfilingPanel",
             "debug_toolbar.panels.templates.TemplatesPanel",
@@ -179,7 +187,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic writes and whitenoise serves from; the end-to-end tests collect into a temp dir.
+STATIC_ROOT = Path(env_str("OPS_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

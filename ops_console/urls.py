@@ -13,6 +13,7 @@ urlpatterns = [
 ]
 
 if settings.OPS_DEBUG_TOOLBAR:
-    from debug_toolbar.toolbar import debug_toolbar_urls
-
-    urlpatterns += debug_toolbar_urls()
+    # Mounted directly: debug_toolbar_urls() mounts nothing with DEBUG off, as the console runs,
+    # and every page an engineer opened failed on the toolbar's missing URLs. Its views check
+    # ops_console.toolbar.show_toolbar (the Engineer role) themselves and answer 404 to others.
+    urlpatterns.append(path("__debug__/", include("debug_toolbar.urls")))
