@@ -71,9 +71,17 @@ class LicenseForm(ChangeReasonForm):
     def clean(self):
         """Require a reason when an existing license's status changes (e.g. a suspension)."""
         cleaned = super().clean()
-        if self.instance.pk and "status" in self.changed_data and not cleaned.get("change_reason", "").strip():
+        if self._status_changes(cleaned.get("status")) and not cleaned.get("change_reason", "").strip():
             self.add_error("change_reason", "Give a reason for changing the license's status.")
         return cleaned
+
+    def _status_changes(self, status) -> bool:
+        # Compared with the stored row, not the form's initial values: a revert from history
+        # starts from the old version, so its status change is not in changed_data.
+        if not self.instance.pk:
+            return False
+        stored = ProviderLicense.objects.filter(pk=self.instance.pk).values_list("status", flat=True).first()
+        return stored is not None and status != stored
 
 
 class ProviderLicenseInline(admin.TabularInline):

@@ -93,6 +93,14 @@ class AuditedExportMixin(ExportMixin):
         except IncorrectLookupParameters:
             return HttpResponseRedirect(reverse(f"{self.admin_site.name}:{self._info('changelist')}") + "?e=1")
 
+    def has_export_permission(self, request) -> bool:
+        """Return True if the user may export this model (the role's export permission).
+
+        Explicit, not left to ``IMPORT_EXPORT_EXPORT_PERMISSION_CODE``: without that setting
+        django-import-export lets every console user export.
+        """
+        return request.user.has_perm(f"{self.opts.app_label}.export_{self.opts.model_name}")
+
     def get_export_data(self, file_format, request, queryset, **kwargs):
         """Return the file's content, recording the export (who, what, how many, which filters)."""
         if not self.has_export_permission(request):

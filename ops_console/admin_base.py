@@ -157,12 +157,22 @@ class OpsModelAdmin(OpsAdminMixin, SimpleHistoryAdmin):
         return response
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):
-        """Show an old version; refuse a revert POST unless the user may change and revert."""
-        if request.method == "POST":
-            obj = self.get_object(request, object_id)
-            if obj is None or self.revert_disabled(request, obj) or not self.has_change_permission(request, obj):
-                raise PermissionDenied
-        return super().history_form_view(request, object_id, version_id, extra_context)
+        """Show an old version; revert to it on POST if the user may change the record as it is now.
+
+        A revert is a change like any other: it saves through ``save_model`` (the app's action),
+        whose refusal comes back as a message; a deleted record is never brought back this way.
+        """
+        if request.method != "POST":
+            return super().history_form_view(request, object_id, version_id, extra_context)
+        obj = self.get_object(request, object_id)
+        if obj is None or self.revert_disabled(request, obj) or not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        try:
+            with transaction.atomic():  # as changeform_view: the save and its log entry, or neither
+                return super().history_form_view(request, object_id, version_id, extra_context)
+        except ActionError as error:
+            self.message_user(request, f"Not reverted: {error}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
 
 class ReadOnlyAdmin(OpsAdminMixin, admin.ModelAdmin):

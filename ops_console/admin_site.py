@@ -40,6 +40,12 @@ class OpsAdminSite(admin.AdminSite):
         ]
         return own + super().get_urls()
 
+    def autocomplete_view(self, request):
+        """Answer a form's autocomplete only for fields the user's pages offer (ops_console.autocomplete)."""
+        from ops_console.autocomplete import ConsoleAutocompleteJsonView
+
+        return ConsoleAutocompleteJsonView.as_view(admin_site=self)(request)
+
     def index(self, request, extra_context=None):
         """Render the app list with the live numbers the user's role may see."""
         from clinical.selectors import dashboard_summary
