@@ -33,6 +33,11 @@ def neutralise(value):
     return value
 
 
+def unneutralise(text: str) -> str:
+    """Return ``text`` as it was before ``neutralise``: an export edited and imported back is unchanged."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_PREFIXES) else text
+
+
 def neutralise_dataset(dataset: tablib.Dataset) -> tablib.Dataset:
     """Return a copy of ``dataset`` (headers included) with every cell neutralised."""
     safe = tablib.Dataset(headers=[neutralise(h) for h in dataset.headers or []])
@@ -58,7 +63,7 @@ class TextWidget(widgets.Widget):
         self.max_length = max_length
 
     def clean(self, value, row=None, **kwargs):
-        text = _text(value)
+        text = unneutralise(_text(value))
         if self.max_length and len(text) > self.max_length:
             raise ValueError(f"is {len(text)} characters long; at most {self.max_length} fit")
         return text

@@ -3,9 +3,10 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from simple_history.admin import SimpleHistoryAdmin
@@ -156,12 +157,20 @@ class OpsModelAdmin(OpsAdminMixin, SimpleHistoryAdmin):
             record_access(request, kind="view", model=self.model, records=[record], source="history")
         return response
 
+    def history_view(self, request, object_id, extra_context=None):
+        """Show a record's history; an id that cannot be one is not found (simple-history would 500)."""
+        if not _is_id(self.model._meta.pk, unquote(object_id)):
+            raise Http404
+        return super().history_view(request, object_id, extra_context)
+
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         """Show an old version; revert to it on POST if the user may change the record as it is now.
 
         A revert is a change like any other: it saves through ``save_model`` (the app's action),
         whose refusal comes back as a message; a deleted record is never brought back this way.
         """
+        if not (_is_id(self.model._meta.pk, object_id) and _is_id(self.model.history.model._meta.pk, version_id)):
+            raise Http404
         if request.method != "POST":
             return super().history_form_view(request, object_id, version_id, extra_context)
         obj = self.get_object(request, object_id)
@@ -173,6 +182,15 @@ class OpsModelAdmin(OpsAdminMixin, SimpleHistoryAdmin):
         except ActionError as error:
             self.message_user(request, f"Not reverted: {error}", messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
+
+
+def _is_id(field, value) -> bool:
+    """Return True if ``value`` from a URL is a valid value of the primary key ``field``."""
+    try:
+        field.to_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 class ReadOnlyAdmin(OpsAdminMixin, admin.ModelAdmin):

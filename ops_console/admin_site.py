@@ -11,6 +11,8 @@ from ops_console.roles import ROLES
 from ops_console.signin import LockoutAuthenticationForm
 from ops_console.twofactor.actions import do_reset_totp_device
 
+RECENT_ACTIONS = 10  # as many as Django's dashboard shows
+
 
 class OpsAdminSite(admin.AdminSite):
     site_header = "Ops Console"
@@ -47,13 +49,22 @@ class OpsAdminSite(admin.AdminSite):
         return ConsoleAutocompleteJsonView.as_view(admin_site=self)(request)
 
     def index(self, request, extra_context=None):
-        """Render the app list with the live numbers the user's role may see."""
+        """Render the app list, the live numbers the user's role may see and the user's recent actions.
+
+        Recent actions name the records the user changed, by their ``__str__``: a patient's name
+        and MRN, a visit's id. The page records those it shows in the PHI access log (one row).
+        """
         from clinical.selectors import dashboard_summary
+        from support.access import record_log_entries
 
         extra_context = dict(extra_context or {})
         if request.user.has_perm("clinical.view_visit"):
             extra_context["dashboard"] = dashboard_summary()
-        return super().index(request, extra_context)
+        # Read here, not by the template's {% get_admin_log %}: what is recorded is what is shown.
+        recent = list(self.get_log_entries(request).filter(user__pk=request.user.pk)[:RECENT_ACTIONS])
+        response = super().index(request, {**extra_context, "recent_actions": recent})
+        record_log_entries(request, recent, source="dashboard")
+        return response
 
 
 ops_site = OpsAdminSite(name="ops")

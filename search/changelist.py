@@ -6,6 +6,7 @@ changelist's own queryset, so list filters and permissions still apply; rows are
 joins, so no DISTINCT) and come in relevance order unless the user sorts by a column.
 """
 
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 
 from search import selectors
@@ -15,6 +16,9 @@ from support.access import record_access
 
 def search_results(model_admin, request, queryset, term: str):
     """Return ``(queryset, may_have_duplicates)`` for the admin's search box and autocomplete."""
+    # PostgreSQL refuses NUL in any text parameter; nobody types one (the changelist's own box
+    # refuses it, the autocomplete's ``term`` does not).
+    term = term.replace("\x00", "")
     found = selectors.search(
         queryset, parse(term), document=model_admin.search_document, path=model_admin.search_path or ""
     )
@@ -29,6 +33,14 @@ def search_results(model_admin, request, queryset, term: str):
 
 class SearchChangeList(ChangeList):
     """A changelist that records each search together with the rows it showed."""
+
+    def get_filters_params(self, params=None):
+        """Return the filter parameters; refuse a value with a NUL character as a bad filter (``?e=1``)."""
+        lookups = super().get_filters_params(params)
+        # PostgreSQL refuses NUL in a text parameter: the query would fail as a 500 when the page runs it.
+        if any("\x00" in value for values in lookups.values() for value in values):
+            raise IncorrectLookupParameters("A filter value cannot contain a NUL character.")
+        return lookups
 
     def get_results(self, request):
         """Load the page; record a search together with the rows it showed."""

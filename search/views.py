@@ -17,7 +17,8 @@ def global_search(request, admin_site):
     """Render the best matches of each type the user may view, with the fields that matched."""
     if not selectors.visible_sections(request.user):
         raise PermissionDenied
-    terms = request.GET.get("q", "").strip()
+    # PostgreSQL refuses NUL in a text parameter (the log's terms, the search's own); nobody types one.
+    terms = request.GET.get("q", "").replace("\x00", "").strip()
     query = parse(terms)
     found = selectors.global_search(request.user, query) if terms else []
     if terms:

@@ -89,9 +89,10 @@ def record_security_event(request, *, kind: str, detail: str = "") -> SecurityEv
         path=request.get_full_path()[:500],
         method=request.method[:10],
         ip=request.META.get("REMOTE_ADDR") or None,
-        user_agent=request.META.get("HTTP_USER_AGENT", "")[:500],
+        # A NUL in a header is refused by PostgreSQL: the probe or failed sign-in must be kept anyway.
+        user_agent=request.META.get("HTTP_USER_AGENT", "").replace("\x00", "")[:500],
         user=user if user is not None and user.is_authenticated else None,
-        detail=detail[:500],
+        detail=detail.replace("\x00", "")[:500],
     )
 
 

@@ -144,7 +144,10 @@ class ReaderFilter(admin.SimpleListFilter):
         return [(str(user.pk), user.get_username()) for user in staff.only("id", "username")]
 
     def queryset(self, request, queryset):
-        return queryset.filter(user_id=self.value()) if self.value() else queryset
+        if not self.value():
+            return queryset
+        user_id = selectors.record_id(self.value())
+        return queryset.filter(user_id=user_id) if user_id is not None else queryset.none()
 
 
 class PatientFilter(admin.SimpleListFilter):
@@ -158,10 +161,10 @@ class PatientFilter(admin.SimpleListFilter):
         return [(value, f"Patient #{value}")] if value else []  # a filter without choices is not applied
 
     def queryset(self, request, queryset):
-        value = self.value()
-        if value is None:
+        if self.value() is None:
             return queryset
-        return queryset.filter(patient_ids__contains=[int(value)]) if value.isdigit() else queryset.none()
+        patient_id = selectors.record_id(self.value())
+        return queryset.filter(patient_ids__contains=[patient_id]) if patient_id is not None else queryset.none()
 
 
 @admin.register(AccessLog, site=ops_site)

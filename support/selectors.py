@@ -1,5 +1,7 @@
 """Reads of the support domain, with their joins applied."""
 
+import re
+
 from django.db.models import Count, Max, QuerySet
 
 from support.models import OPEN_CASE_STATUSES, AccessLog, CaseNote, SecurityEvent, SupportCase
@@ -32,11 +34,22 @@ def access_log_for_list() -> QuerySet[AccessLog]:
 
 def patient_readers(model, object_id) -> QuerySet:
     """Return the staff who read a patient's records (page, list, search, export), latest first, one row each."""
-    if model._meta.label_lower != "clinical.patient" or not str(object_id).isdigit():
+    patient_id = record_id(object_id)
+    if model._meta.label_lower != "clinical.patient" or patient_id is None:
         return AccessLog.objects.none()
     return (
-        AccessLog.objects.filter(patient_ids__contains=[int(object_id)], user__isnull=False)
+        AccessLog.objects.filter(patient_ids__contains=[patient_id], user__isnull=False)
         .values("user__username")
         .annotate(last_read=Max("at"), reads=Count("id"))
         .order_by("-last_read")[:50]
     )
+
+
+def record_id(value) -> int | None:
+    """Return ``value`` (from a URL) as a database id, or None if it cannot be one.
+
+    ``str.isdigit`` is not enough: it accepts "²" (which ``int`` refuses) and numbers past
+    PostgreSQL's bigint (which the database refuses), both a 500 instead of "no such record".
+    """
+    text = str(value)
+    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None

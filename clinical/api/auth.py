@@ -1,6 +1,7 @@
 """Bearer-token authentication for the JSON API."""
 
 import hmac
+import re
 from datetime import timedelta
 
 from django.utils import timezone
@@ -9,6 +10,7 @@ from clinical.actions import hash_token
 from clinical.models import ApiClient
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+PREFIX = re.compile(r"[0-9a-f]{1,12}")  # clinical.actions.create_api_client: secrets.token_hex(4)
 
 
 class NotAuthenticated(Exception):
@@ -22,6 +24,8 @@ def client_for(request) -> ApiClient:
     if scheme.lower() != "bearer" or not token.startswith("opc_"):
         raise NotAuthenticated("Send 'Authorization: Bearer <token>'.")
     prefix = token.split("_")[1] if token.count("_") >= 2 else ""
+    if not PREFIX.fullmatch(prefix):  # a prefix no token has (e.g. with a NUL PostgreSQL would refuse)
+        raise NotAuthenticated("The token is not valid or has been revoked.")
     client = ApiClient.objects.select_related("provider").filter(token_prefix=prefix, is_active=True).first()
     if client is None or not hmac.compare_digest(client.token_hash, hash_token(token.strip())):
         raise NotAuthenticated("The token is not valid or has been revoked.")

@@ -2,10 +2,11 @@
 
 import functools
 import json
+import re
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
 from clinical import actions, selectors
 from clinical.api.auth import NotAuthenticated, client_for
@@ -18,6 +19,7 @@ from support.access import record_access
 PRIORITIES = {"routine": Priority.ROUTINE, "elevated": Priority.ELEVATED, "urgent": Priority.URGENT}
 PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
 STATES = {code for code, _ in STATE_CHOICES}
+NPI = re.compile(r"[0-9]{10}")
 
 
 class ApiError(Exception):
@@ -41,9 +43,12 @@ def api_view(*methods: str, scopes: tuple[str, ...]):
 
     def decorate(view):
         @csrf_exempt
-        @require_http_methods(list(methods))
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
+            if request.method not in methods:  # as require_http_methods, with the API's JSON error
+                response = error_response(405, "method_not_allowed", f"Use {' or '.join(methods)}.")
+                response["Allow"] = ", ".join(methods)
+                return response
             try:
                 request.api_client = client_for(request)
                 if request.api_client.scope not in scopes:
@@ -68,7 +73,9 @@ def api_view(*methods: str, scopes: tuple[str, ...]):
 def _body(request) -> dict:
     try:
         data = json.loads(request.body or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except RequestDataTooBig:
+        raise ApiError(413, "too_large", "The request body is too large.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[… nested too deep
         raise ApiError(400, "invalid_json", "The request body must be a JSON object.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
@@ -81,7 +88,22 @@ def _string(data: dict, field: str, *, max_length: int) -> str:
         raise ApiError(400, "invalid", f"'{field}' is required and must be a non-empty string.", field)
     if len(value) > max_length:
         raise ApiError(400, "invalid", f"'{field}' must be at most {max_length} characters.", field)
+    if not storable(value):
+        raise ApiError(400, "invalid", f"'{field}' holds a NUL character or an unpaired surrogate.", field)
     return value.strip()
+
+
+def storable(text: str) -> bool:
+    """Return True if PostgreSQL can store and compare ``text``.
+
+    JSON may carry ``\\u0000`` and lone surrogates (``\\ud800``); PostgreSQL refuses the first,
+    UTF-8 cannot encode the second: either would fail the query as a 500.
+    """
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def visit_json(visit: Visit) -> dict:
@@ -111,7 +133,7 @@ def visit_json(visit: Visit) -> dict:
 
 
 def _visit(public_id: str) -> Visit:
-    visit = selectors.visit_for_api(public_id)
+    visit = selectors.visit_for_api(public_id) if storable(public_id) else None
     if visit is None:
         raise ApiError(404, "not_found", f"No visit {public_id}.")
     return visit
@@ -141,7 +163,7 @@ def create_visit(request):
     if state not in STATES:
         raise ApiError(400, "invalid", f"'located_state' must be a USPS state code, got {state!r}.", "located_state")
     priority = data.get("priority", "routine")
-    if priority not in PRIORITIES:
+    if not isinstance(priority, str) or priority not in PRIORITIES:  # a list or object is unhashable
         raise ApiError(400, "invalid", f"'priority' must be one of {', '.join(PRIORITIES)}.", "priority")
     reason = _string(data, "reason", max_length=2000)
     patient = Patient.objects.filter(mrn=mrn).first()
@@ -189,7 +211,7 @@ def provider_visit_action(request, public_id: str, verb: str):
 def _own_provider(request, npi: str) -> Provider:
     provider = request.api_client.provider
     if provider.npi != npi:
-        if not Provider.objects.filter(npi=npi).exists():
+        if not NPI.fullmatch(npi) or not Provider.objects.filter(npi=npi).exists():
             raise ApiError(404, "not_found", f"No provider with NPI {npi}.")
         raise ApiError(403, "not_you", "A provider token acts only for its own provider.")
     return provider

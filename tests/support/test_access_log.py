@@ -1,17 +1,22 @@
 """The PHI access log: one row per view, list, search, export and API read; append-only; pruned by age."""
 
 import datetime as dt
+import json
+from dataclasses import dataclass
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from clinical import actions
+from clinical.models import Patient, Provider, Visit
+from ops_console.admin_site import ops_site
 from ops_console.audit import Actor
 from support.actions import access_log_cutoff
 from support.models import AccessLog
@@ -165,6 +170,213 @@ def test_it_refuses_every_write_to_the_access_log_even_to_a_superuser(client, su
     assert client.post(_url("support.accesslog", "delete", row.pk), {"post": "yes"}).status_code == 403
     assert client.post(_url("support.accesslog", "change", row.pk), {"detail": "x"}).status_code == 403
     assert AccessLog.objects.filter(pk=row.pk, detail="").exists()
+
+
+# --- exactly once: one row per PHI read, none for refusals and pages without PHI -------------
+
+
+@dataclass
+class Phi:
+    """A patient with a visit offered to a provider, and a token of each app scope."""
+
+    patient: Patient
+    visit: Visit
+    provider: Provider
+    patient_token: str
+    provider_token: str
+
+
+@pytest.fixture
+def phi(db, redis_client) -> Phi:
+    provider = make_provider(states=("CA",), available=True)
+    visit = make_visit(patient=make_patient(last_name="Exactlyonce"))
+    actions.offer_visit(visit, provider, actor=Actor.router())
+    _, patient_token = actions.create_api_client(name="patient-app", scope="patient", actor=Actor.system())
+    _, provider_token = actions.create_api_client(
+        name="provider-app", scope="provider", provider=provider, actor=Actor.system()
+    )
+    return Phi(visit.patient, visit, provider, patient_token, provider_token)
+
+
+@dataclass
+class Read:
+    """A request that reads PHI and the row it must record."""
+
+    url: str
+    params: dict
+    kind: str
+    model: str
+    object_ids: list[str] | None  # None: not asserted
+    names_patient: bool = True
+
+
+def phi_reads(p: Phi) -> dict[str, Read]:
+    """Return every kind of page that reads PHI, for a support agent or an ops lead."""
+    patient, visit = str(p.patient.pk), str(p.visit.pk)
+    patients, visits = _url("clinical.patient", "changelist"), _url("clinical.visit", "changelist")
+    first_version = p.visit.history.earliest().history_id
+    autocomplete = {"app_label": "support", "model_name": "supportcase", "field_name": "patient", "term": "exactly"}
+    return {
+        "patient page": Read(_url("clinical.patient", "change", patient), {}, "view", "clinical.patient", [patient]),
+        "patient history": Read(
+            _url("clinical.patient", "history", patient), {}, "view", "clinical.patient", [patient]
+        ),
+        "visit page": Read(_url("clinical.visit", "change", visit), {}, "view", "clinical.visit", [visit]),
+        "visit history": Read(_url("clinical.visit", "history", visit), {}, "view", "clinical.visit", [visit]),
+        "visit old version": Read(
+            reverse("ops:clinical_visit_simple_history", args=[visit, first_version]), {}, "view", "clinical.visit",
+            [visit],
+        ),
+        "patient list": Read(patients, {}, "list", "clinical.patient", [patient]),
+        "visit list": Read(visits, {}, "list", "clinical.visit", [visit]),
+        "visit list, filtered": Read(visits, {"status__exact": "offered"}, "list", "clinical.visit", [visit]),
+        "patient search": Read(patients, {"q": "exactlyonce"}, "search", "clinical.patient", [patient]),
+        "visit search": Read(visits, {"q": p.patient.mrn}, "search", "clinical.visit", [visit]),
+        "search finding nothing": Read(patients, {"q": "Nobodyhere"}, "search", "clinical.patient", [], False),
+        "global search": Read(
+            reverse("ops:global_search"), {"q": p.patient.mrn}, "search", "",
+            [f"clinical.patient:{patient}", f"clinical.visit:{visit}"],
+        ),
+        # The autocomplete records its terms, not the names it answers with (see the report of issue #5).
+        "autocomplete": Read(reverse("ops:autocomplete"), autocomplete, "search", "clinical.patient", None),
+    }  # fmt: skip
+
+
+PHI_READS = [
+    "patient page", "patient history", "visit page", "visit history", "visit old version", "patient list",
+    "visit list", "visit list, filtered", "patient search", "visit search", "search finding nothing",
+    "global search", "autocomplete",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PHI_READS)
+@pytest.mark.parametrize("reader", ["support_agent", "lead"])
+def test_it_records_exactly_one_row_per_phi_page_with_the_ids_shown(client, request, phi, name, reader):
+    user = request.getfixturevalue(reader)
+    read = phi_reads(phi)[name]
+    client.force_login(user)
+    for _ in range(2):  # each request is one row: never merged, never doubled
+        before = AccessLog.objects.count()
+        response = client.get(read.url, read.params)
+        assert response.status_code == 200, response.status_code
+        assert AccessLog.objects.count() == before + 1
+    row = AccessLog.objects.latest("id")
+    assert (row.kind, row.model, row.user, row.path) == (read.kind, read.model, user, read.url)
+    if read.object_ids is not None:
+        assert row.object_ids == read.object_ids
+        assert row.patient_ids == ([phi.patient.pk] if read.names_patient else [])
+
+
+def test_it_lists_every_phi_read_it_checks(phi):
+    assert sorted(PHI_READS) == sorted(phi_reads(phi))
+
+
+@pytest.mark.parametrize("scope", ["patient", "provider"])
+def test_it_records_exactly_one_row_per_api_read_of_a_visit(client, phi, scope):
+    token = phi.patient_token if scope == "patient" else phi.provider_token
+    url = f"/api/v1/visits/{phi.visit.public_id}"
+    for n in (1, 2):
+        assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+        assert AccessLog.objects.filter(kind="api_read", object_ids=[str(phi.visit.pk)]).count() == n
+    assert AccessLog.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("model", "file_format"), [("providerlicense", "0"), ("providerlicense", "1"), ("provider", "0")]
+)
+def test_it_records_exactly_one_row_per_export_and_none_for_its_form(client, phi, lead, model, file_format):
+    client.force_login(lead)
+    url = reverse(f"ops:clinical_{model}_export") + "?state__exact=CA" * (model == "providerlicense")
+    assert client.get(url).status_code == 200
+    assert not AccessLog.objects.exists()
+    assert client.post(url, {"format": file_format, "resource": "0"}).status_code == 200
+    row = AccessLog.objects.get()
+    assert (row.kind, row.model, row.user) == ("export", f"clinical.{model}", lead)
+
+
+def test_it_records_nothing_for_refused_phi_reads(client, phi, outsider, support_agent):
+    client.force_login(outsider)
+    for read in phi_reads(phi).values():
+        assert client.get(read.url, read.params).status_code == 403, read.url
+    client.force_login(support_agent)  # no export permission
+    assert (
+        client.post(reverse("ops:clinical_providerlicense_export"), {"format": "0", "resource": "0"}).status_code == 403
+    )
+    other_provider = make_provider(states=("CA",))
+    _, stranger = actions.create_api_client(
+        name="other", scope="provider", provider=other_provider, actor=Actor.system()
+    )
+    visit_url = f"/api/v1/visits/{phi.visit.public_id}"
+    assert client.get(visit_url, HTTP_AUTHORIZATION=f"Bearer {stranger}").status_code == 403  # not the holder
+    assert client.get(visit_url, HTTP_AUTHORIZATION="Bearer opc_0000_nope").status_code == 401
+    assert client.get(visit_url).status_code == 401
+    assert client.get("/api/v1/visits/ZZZZ-ZZZZ", HTTP_AUTHORIZATION=f"Bearer {phi.patient_token}").status_code == 404
+    assert client.get(_url("clinical.patient", "changelist"), {"nonexistent": "1"}).status_code == 302  # ?e=1
+    assert not AccessLog.objects.exists()
+
+
+def test_it_records_nothing_for_pages_that_show_only_counts_providers_or_licenses(client, phi, lead):
+    """The live queues page and its feed show counts per state, the dashboard counts and providers'
+    licenses: no patient, MRN or visit id, so nothing to record (unless recent actions name one).
+    """
+    client.force_login(lead)
+    pages = [
+        reverse("ops:live_queues"), reverse("ops:live_queues_data"), reverse("ops:index"),
+        _url("clinical.provider", "changelist"), _url("clinical.provider", "change", phi.provider.pk),
+        _url("clinical.providerlicense", "changelist"), reverse("ops:slow_pages"),
+    ]  # fmt: skip
+    for url in pages:
+        assert client.get(url).status_code == 200, url
+    live = client.get(reverse("ops:live_queues_data")).json()
+    assert phi.patient.mrn not in json.dumps(live) and phi.visit.public_id not in json.dumps(live)
+    assert not AccessLog.objects.exists()
+
+
+def _log_console_change(user, obj) -> None:
+    """Write the admin log entry the console writes when ``user`` saves ``obj`` in its form."""
+    request = RequestFactory().post("/")
+    request.user = user
+    ops_site._registry[type(obj)].log_change(request, obj, [{"changed": {"fields": ["Reason"]}}])
+
+
+def test_it_records_the_patients_and_visits_the_dashboards_recent_actions_name(client, phi, lead):
+    other = make_patient()
+    for obj in (phi.patient, phi.visit, other, phi.provider, phi.visit):
+        _log_console_change(lead, obj)
+    client.force_login(lead)
+    html = client.get(reverse("ops:index")).content.decode()
+    assert phi.patient.mrn in html and phi.visit.public_id in html  # what makes the page PHI
+    row = AccessLog.objects.get()
+    assert (row.kind, row.model, row.source, row.user) == ("list", "", "dashboard", lead)
+    # Newest first, as shown; each record once; the provider is not PHI.
+    assert row.object_ids == [f"clinical.visit:{phi.visit.pk}", f"clinical.patient:{other.pk}",
+                              f"clinical.patient:{phi.patient.pk}"]  # fmt: skip
+    assert row.patient_ids == sorted([phi.patient.pk, other.pk])
+
+
+def test_it_records_nothing_on_the_dashboard_of_someone_elses_changes(client, phi, lead, support_agent):
+    _log_console_change(lead, phi.patient)
+    client.force_login(support_agent)
+    assert phi.patient.mrn not in client.get(reverse("ops:index")).content.decode()
+    assert not AccessLog.objects.exists()
+
+
+def test_it_records_the_dashboards_recent_actions_in_one_insert_whatever_their_number(client, lead, db):
+    client.force_login(lead)
+
+    def dashboard_queries(more_visits: int) -> list[str]:
+        for _ in range(more_visits):
+            visit = make_visit()
+            _log_console_change(lead, visit)
+            _log_console_change(lead, visit.patient)
+        with CaptureQueriesContext(connection) as queries:
+            assert client.get(reverse("ops:index")).status_code == 200
+        return [q["sql"] for q in queries]
+
+    few, many = dashboard_queries(1), dashboard_queries(4)
+    assert len(few) == len(many)
+    assert [sql.split()[0] for sql in many if "support_accesslog" in sql] == ["INSERT"]
+    assert len(AccessLog.objects.latest("id").object_ids) == 10
 
 
 # --- pruning ---------------------------------------------------------------------------------
