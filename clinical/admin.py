@@ -454,6 +454,7 @@ class VisitEventAdmin(ReadOnlyAdmin):
     list_filter = ["to_status", "actor_kind"]
     search_fields = ["=visit__public_id"]
     search_document, search_path = "visit", "visit"  # the timelines of the visits found
+    phi_access = True  # a timeline row is part of a visit's record
     list_select_related = ["visit", "staff_user", "provider"]
     ordering = ["-at", "-id"]
 

@@ -3,11 +3,14 @@
 Django's ``AutocompleteJsonView`` checks the view permission on the model searched (the target)
 but answers for any foreign key of any model, offered on a form or not. Here the source field
 must also be one of the ``autocomplete_fields`` of a ModelAdmin (or of one of its inlines) whose
-page the user may open: an endpoint serves its forms, nothing else.
+page the user may open: an endpoint serves its forms, nothing else. Answers naming patients or
+visits are PHI reads: each is recorded with the terms and the records it returned.
 """
 
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.core.exceptions import PermissionDenied
+
+from support.access import record_access
 
 
 def offers_autocomplete(admin_site, request, model, field_name: str) -> bool:
@@ -30,3 +33,14 @@ class ConsoleAutocompleteJsonView(AutocompleteJsonView):
         if not offers_autocomplete(self.admin_site, request, source_field.model, source_field.name):
             raise PermissionDenied
         return term, model_admin, source_field, to_field_name
+
+    def get_context_data(self, **kwargs):
+        """Return the page of results; record it in the access log when it lists PHI records."""
+        context = super().get_context_data(**kwargs)
+        if getattr(self.model_admin, "phi_access", False):
+            shown = context["object_list"] = list(context["object_list"])  # evaluated once, reused
+            model = self.model_admin.model
+            record_access(
+                self.request, kind="search", model=model, records=shown, terms=self.term, source="autocomplete"
+            )
+        return context

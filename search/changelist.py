@@ -25,9 +25,6 @@ def search_results(model_admin, request, queryset, term: str):
     if ORDER_VAR in request.GET:
         # The changelist orders before it searches: keep the column the user sorted by.
         found = found.order_by(*queryset.query.order_by, "-search_score")
-    match = getattr(request, "resolver_match", None)
-    if match is not None and match.url_name == "autocomplete":
-        record_access(request, kind="search", model=model_admin.model, terms=term, source="autocomplete")
     return found, False
 
 

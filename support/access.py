@@ -15,7 +15,8 @@ from django.db.models import Model
 from support.models import AccessLog
 from support.selectors import record_id
 
-# Records whose reads the log keeps: patients, and visits (each names its patient).
+# Records the admin log (the dashboard's recent actions) names that the log keeps: patients, and
+# visits (each names its patient). Pages choose for themselves with ``phi_access``.
 PHI_LABELS = ("clinical.patient", "clinical.visit")
 
 
@@ -93,7 +94,11 @@ def _label(obj: Model, model: type[Model] | None) -> str:
 
 
 def _patient_id(obj: Model) -> int | None:
-    # Read from the loaded row only (never a deferred field: that would be a query per row).
+    # Read from the loaded row only (never a deferred field: that would be a query per row):
+    # the record's own patient, or its joined visit's (a visit event's).
     if obj._meta.label_lower == "clinical.patient":
         return obj.pk
-    return obj.__dict__.get("patient_id")
+    if "patient_id" in obj.__dict__:
+        return obj.__dict__["patient_id"]
+    visit = obj._state.fields_cache.get("visit")
+    return visit.__dict__.get("patient_id") if visit is not None else None

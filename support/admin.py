@@ -90,6 +90,7 @@ class SupportCaseAdmin(OpsModelAdmin):
     list_filter = ["status", "priority", "category", MyCasesFilter]
     search_fields = ["subject", "=patient__mrn", "=visit__public_id"]
     search_document = "case"  # case number, subject words, visit id, or the patient
+    phi_access = True  # a case names its patient and visit, and its notes tell their story
     list_select_related = ["patient", "visit", "assignee", "created_by"]
     autocomplete_fields = ["patient", "visit"]
     ordering = ["-created_at", "-id"]

@@ -43,8 +43,8 @@ BUDGET = {
     "visit list": 8,  # +1: the access log row
     "visit status filter": 8,  # +1: the access log row
     "visit search": 8,  # +1: the planner's row estimate (EXPLAIN) before an exact count
-    "visit event list": 7,
-    "support case list": 7,
+    "visit event list": 8,  # +1: the access log row
+    "support case list": 8,  # +1: the access log row
     "support case search": 8,  # +1: the planner's row estimate (EXPLAIN) before an exact count
     "security event list": 7,
     "access log list": 8,

@@ -15,12 +15,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from clinical import actions
-from clinical.models import Patient, Provider, Visit
+from clinical.models import Patient, Provider, Visit, VisitEvent
 from ops_console.admin_site import ops_site
 from ops_console.audit import Actor
 from support.actions import access_log_cutoff
-from support.models import AccessLog
+from support.models import AccessLog, SupportCase
 from tests.builders import make_patient, make_provider, make_visit
+from tests.ops_console.conftest import make_case
 
 
 @pytest.fixture(autouse=True)
@@ -184,6 +185,7 @@ class Phi:
     provider: Provider
     patient_token: str
     provider_token: str
+    case: SupportCase
 
 
 @pytest.fixture
@@ -195,7 +197,8 @@ def phi(db, redis_client) -> Phi:
     _, provider_token = actions.create_api_client(
         name="provider-app", scope="provider", provider=provider, actor=Actor.system()
     )
-    return Phi(visit.patient, visit, provider, patient_token, provider_token)
+    case = make_case(patient=visit.patient, visit=visit)
+    return Phi(visit.patient, visit, provider, patient_token, provider_token, case)
 
 
 @dataclass
@@ -216,6 +219,10 @@ def phi_reads(p: Phi) -> dict[str, Read]:
     patients, visits = _url("clinical.patient", "changelist"), _url("clinical.visit", "changelist")
     first_version = p.visit.history.earliest().history_id
     autocomplete = {"app_label": "support", "model_name": "supportcase", "field_name": "patient", "term": "exactly"}
+    events = [
+        str(pk) for pk in VisitEvent.objects.filter(visit=p.visit).order_by("-at", "-id").values_list("pk", flat=True)
+    ]
+    case = str(p.case.pk)
     return {
         "patient page": Read(_url("clinical.patient", "change", patient), {}, "view", "clinical.patient", [patient]),
         "patient history": Read(
@@ -235,17 +242,22 @@ def phi_reads(p: Phi) -> dict[str, Read]:
         "search finding nothing": Read(patients, {"q": "Nobodyhere"}, "search", "clinical.patient", [], False),
         "global search": Read(
             reverse("ops:global_search"), {"q": p.patient.mrn}, "search", "",
-            [f"clinical.patient:{patient}", f"clinical.visit:{visit}"],
+            [f"clinical.patient:{patient}", f"clinical.visit:{visit}", f"support.supportcase:{case}"],
         ),
-        # The autocomplete records its terms, not the names it answers with (see the report of issue #5).
-        "autocomplete": Read(reverse("ops:autocomplete"), autocomplete, "search", "clinical.patient", None),
+        "autocomplete": Read(reverse("ops:autocomplete"), autocomplete, "search", "clinical.patient", [patient]),
+        "timeline list": Read(_url("clinical.visitevent", "changelist"), {}, "list", "clinical.visitevent", events),
+        "timeline row": Read(
+            _url("clinical.visitevent", "change", events[0]), {}, "view", "clinical.visitevent", events[:1]
+        ),
+        "case list": Read(_url("support.supportcase", "changelist"), {}, "list", "support.supportcase", [case]),
+        "case page": Read(_url("support.supportcase", "change", case), {}, "view", "support.supportcase", [case]),
     }  # fmt: skip
 
 
 PHI_READS = [
     "patient page", "patient history", "visit page", "visit history", "visit old version", "patient list",
     "visit list", "visit list, filtered", "patient search", "visit search", "search finding nothing",
-    "global search", "autocomplete",
+    "global search", "autocomplete", "timeline list", "timeline row", "case list", "case page",
 ]  # fmt: skip
 
 
