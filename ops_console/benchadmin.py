@@ -152,8 +152,14 @@ def run(*, repeat: int, deep_page: int, progress=lambda message: None) -> list[d
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+    # The bench signs in with force_login: it times pages, not sign-in, so no second factor
+    # (with OPS_REQUIRE_2FA every page would time the redirect to the code page instead).
     with override_settings(
-        ROOT_URLCONF="ops_console.bench_urls", ALLOWED_HOSTS=["*"], SECURE_SSL_REDIRECT=False, STORAGES=storages
+        ROOT_URLCONF="ops_console.bench_urls",
+        ALLOWED_HOSTS=["*"],
+        SECURE_SSL_REDIRECT=False,
+        STORAGES=storages,
+        OPS_REQUIRE_2FA=False,
     ):
         client = Client()
         client.force_login(bench_user())

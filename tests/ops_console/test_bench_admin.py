@@ -9,7 +9,8 @@ from ops_console import benchadmin
 from tests.builders import make_patient, make_provider, make_visit
 
 
-def test_it_renders_every_page_and_its_vanilla_twin(lead, redis_client):
+def test_it_renders_every_page_and_its_vanilla_twin(lead, redis_client, settings):
+    settings.OPS_REQUIRE_2FA = True  # as in production: the bench must still time pages, not redirects
     patient = make_patient(last_name="Benchley")
     provider = make_provider(states=("CA",), available=True)
     for _ in range(6):
