@@ -20,6 +20,9 @@ from support.actions import record_security_event
 from support.models import SecurityEvent
 
 PREFIX = "ops:signin"
+LOCKED_MESSAGE = (
+    "Too many failed sign-ins. Sign-in is locked for %(minutes)d minutes; ask an ops lead if you need access sooner."
+)
 LAST_SEEN = "ops_last_seen"  # session key: when the user was last active (epoch seconds)
 
 
@@ -57,8 +60,7 @@ class LockoutAuthenticationForm(AdminAuthenticationForm):
 
     error_messages = {
         **AdminAuthenticationForm.error_messages,
-        "locked": "Too many failed sign-ins. Sign-in is locked for %(minutes)d minutes; "
-        "ask an ops lead if you need access sooner.",
+        "locked": LOCKED_MESSAGE,
     }
 
     def clean(self):

@@ -63,7 +63,8 @@ def license_key(value: str) -> str:
 
 def parse(raw: str, *, today: dt.date | None = None) -> SearchQuery:
     """Return every reading of ``raw`` (a name, phone, e-mail, date of birth, identifier)."""
-    raw = " ".join((raw or "").split())[:MAX_LENGTH]
+    # A NUL (which PostgreSQL refuses in any text parameter) separates words like a space.
+    raw = " ".join((raw or "").replace("\x00", " ").split())[:MAX_LENGTH]
     if not raw:
         return SearchQuery()
     if _EMAIL.match(raw):

@@ -37,9 +37,9 @@ def record_access(
         model=model._meta.label_lower if model is not None else "",
         object_ids=[_label(obj, model) for obj in records],
         patient_ids=sorted({pk for pk in map(_patient_id, records) if pk is not None}),
-        terms=_text(terms, 200),
+        terms=storable_text(terms, 200),
         source=source[:60],
-        detail=_text(detail, 200),
+        detail=storable_text(detail, 200),
         **_requester(request),
     )
 
@@ -76,15 +76,15 @@ def _requester(request) -> dict:
     return {
         "user": user if user is not None and user.is_authenticated else None,
         "api_client": getattr(request, "api_client", None),
-        "path": _text(request.path, 500),
+        "path": storable_text(request.path, 500),
         "method": request.method[:10],
         "ip": request.META.get("REMOTE_ADDR") or None,
-        "user_agent": _text(request.META.get("HTTP_USER_AGENT", ""), 500),
+        "user_agent": storable_text(request.META.get("HTTP_USER_AGENT", ""), 500),
     }
 
 
-def _text(value: str, limit: int) -> str:
-    # What the client sent, as PostgreSQL can store it: a NUL would fail the read being recorded.
+def storable_text(value: str, limit: int) -> str:
+    """Return what a client sent, as PostgreSQL can store it: without NULs (they would fail the write), clipped."""
     return value.replace("\x00", "")[:limit]
 
 

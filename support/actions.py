@@ -11,6 +11,7 @@ from ops_console.audit import Actor, stamp
 from ops_console.errors import ActionError
 from ops_console.errors import full_clean_or_raise as _full_clean
 from search import outbox as search_outbox
+from support.access import storable_text
 from support.models import OPEN_CASE_STATUSES, AccessLog, CaseNote, CaseStatus, SecurityEvent, SupportCase
 
 
@@ -90,9 +91,9 @@ def record_security_event(request, *, kind: str, detail: str = "") -> SecurityEv
         method=request.method[:10],
         ip=request.META.get("REMOTE_ADDR") or None,
         # A NUL in a header is refused by PostgreSQL: the probe or failed sign-in must be kept anyway.
-        user_agent=request.META.get("HTTP_USER_AGENT", "").replace("\x00", "")[:500],
+        user_agent=storable_text(request.META.get("HTTP_USER_AGENT", ""), 500),
         user=user if user is not None and user.is_authenticated else None,
-        detail=detail.replace("\x00", "")[:500],
+        detail=storable_text(detail, 500),
     )
 
 

@@ -10,15 +10,12 @@ from django.utils import timezone
 
 from ops_console.errors import ActionError
 from ops_console.models import TotpDevice
-from ops_console.signin import clear_failures, locked_out, record_failure
+from ops_console.signin import LOCKED_MESSAGE, clear_failures, locked_out, record_failure
 from ops_console.twofactor import totp
 from support.actions import record_security_event
 from support.models import SecurityEvent
 
 WRONG_CODE = "That code is not right. Check the time on your phone and enter the code it shows now."
-LOCKED = (
-    "Too many failed sign-ins. Sign-in is locked for %(minutes)d minutes; ask an ops lead if you need access sooner."
-)
 
 
 class CodeRefused(ActionError):
@@ -56,7 +53,7 @@ def do_verify_totp_code(request: HttpRequest, *, device: TotpDevice, code: str) 
     username, ip = device.user.get_username(), request.META.get("REMOTE_ADDR", "")
     if locked_out(username=username, ip=ip):
         record_security_event(request, kind=SecurityEvent.Kind.SIGN_IN_LOCKED, detail=username)
-        raise CodeRefused(LOCKED % {"minutes": settings.OPS_LOGIN_LOCK_MINUTES}, locked=True)
+        raise CodeRefused(LOCKED_MESSAGE % {"minutes": settings.OPS_LOGIN_LOCK_MINUTES}, locked=True)
     step = totp.matching_step(device.secret, code, at=time.time())
     if step is not None and _use_step(device, step):
         clear_failures(username=username)
@@ -64,7 +61,7 @@ def do_verify_totp_code(request: HttpRequest, *, device: TotpDevice, code: str) 
     replayed = " (a code already used)" if step is not None else ""
     record_security_event(request, kind=SecurityEvent.Kind.TWO_FACTOR_FAILED, detail=username + replayed)
     if record_failure(username=username, ip=ip):
-        raise CodeRefused(LOCKED % {"minutes": settings.OPS_LOGIN_LOCK_MINUTES}, locked=True)
+        raise CodeRefused(LOCKED_MESSAGE % {"minutes": settings.OPS_LOGIN_LOCK_MINUTES}, locked=True)
     raise CodeRefused(WRONG_CODE)
 
 

@@ -5,11 +5,9 @@ from django.contrib.auth import logout
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils.http import urlencode
 
-from ops_console.twofactor.policy import device_of, is_verified, requires_two_factor, was_verified
+from ops_console.twofactor.policy import device_of, is_verified, requires_two_factor, send_to, was_verified
 
 OPEN_PAGES = ("ops:login", "ops:logout", "ops:two_factor_setup", "ops:two_factor_verify")
 
@@ -51,4 +49,4 @@ def _refusal(request: HttpRequest) -> HttpResponse | None:
     if request.method not in ("GET", "HEAD"):
         raise PermissionDenied("Give the code from your authenticator app first.")
     page = "ops:two_factor_verify" if device is not None else "ops:two_factor_setup"
-    return redirect(f"{reverse(page)}?{urlencode({'next': request.get_full_path()})}")
+    return send_to(page, request.get_full_path())

@@ -1,10 +1,11 @@
 """Who must sign in with a second factor, and whether this session has."""
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import rotate_token
+from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from ops_console.models import TotpDevice
 
@@ -70,3 +71,8 @@ def safe_next(request: HttpRequest) -> str:
     if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         return target
     return reverse("ops:index")
+
+
+def send_to(page: str, next_url: str) -> HttpResponse:
+    """Redirect to the setup or verify ``page``, to come back to ``next_url`` once the code is given."""
+    return redirect(f"{reverse(page)}?{urlencode({'next': next_url})}")

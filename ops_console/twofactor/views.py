@@ -10,7 +10,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.http import urlencode
 
 from ops_console.twofactor import actions, policy, totp
 
@@ -30,7 +29,7 @@ def setup(request: HttpRequest, admin_site) -> HttpResponse:
     device = policy.device_of(request.user)
     if device is not None and not policy.is_verified(request, device):
         # Replacing a device takes a code from it, or whoever has the password could.
-        return _go_to("ops:two_factor_verify", reverse("ops:two_factor_setup"))
+        return policy.send_to("ops:two_factor_verify", reverse("ops:two_factor_setup"))
     secret = request.session.setdefault(policy.PENDING, totp.new_secret())
     form = CodeForm(request.POST or None)
     if form.is_valid():
@@ -53,7 +52,7 @@ def verify(request: HttpRequest, admin_site) -> HttpResponse:
     """Ask for the current code from the user's device; go on to ``next`` once it is right."""
     device = policy.device_of(request.user)
     if device is None:
-        return _go_to("ops:two_factor_setup", policy.safe_next(request))
+        return policy.send_to("ops:two_factor_setup", policy.safe_next(request))
     if policy.is_verified(request, device):
         return redirect(policy.safe_next(request))
     form = CodeForm(request.POST or None)
@@ -70,10 +69,6 @@ def verify(request: HttpRequest, admin_site) -> HttpResponse:
             policy.mark_verified(request, device)
             return redirect(policy.safe_next(request))
     return _render(request, admin_site, "admin/two_factor/verify.html", "Two-factor sign-in", form, {})
-
-
-def _go_to(page: str, next_url: str) -> HttpResponse:
-    return redirect(f"{reverse(page)}?{urlencode({'next': next_url})}")
 
 
 def _render(request, admin_site, template: str, title: str, form: CodeForm, extra: dict) -> TemplateResponse:
