@@ -2,21 +2,24 @@
 
 Each function runs in one transaction, locks the rows it changes (visit before provider, always
 in that order), refuses an illegal change with an ``ActionError`` naming the field, writes the
-``VisitEvent`` and the history record, and publishes the routing event on commit.
+``VisitEvent`` and the history record, and publishes the routing event on commit. Times come from
+the database's clock (``ops_console.dbclock``); a router's writes are fenced by its lease epoch.
 """
 
+import datetime as dt
 import hashlib
 import secrets
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
 
 from clinical import events
+from clinical.calendar import license_valid_sql, states_licensed_at
 from clinical.models import (
-    LICENSE_VALID_SQL,
     ApiClient,
     Availability,
     LicenseStatus,
+    OfferOutcome,
     Patient,
     Priority,
     Provider,
@@ -26,8 +29,9 @@ from clinical.models import (
     VisitStatus,
 )
 from clinical.validators import format_mrn
+from ops_console import dbclock
 from ops_console.audit import Actor, history_sql, stamp
-from ops_console.errors import ActionError, IllegalTransition
+from ops_console.errors import ActionError, Fenced, IllegalTransition
 from ops_console.errors import full_clean_or_raise as _full_clean
 from search import outbox as search_outbox
 
@@ -102,7 +106,9 @@ def save_license(license: ProviderLicense, *, actor: Actor, reason: str = "") ->
         locked = ProviderLicense.objects.select_for_update().filter(pk=license.pk)
         previous = locked.values_list("provider_id", flat=True).first()
     _full_clean(license, validate_constraints=True)
-    stamp(license, actor, reason or ("added" if creating else "edited"))
+    # Dated by the database after the row lock: the routing invariant checker reads a license's
+    # history as of an offer's instant, and an offer locks the license it relies on.
+    stamp(license, actor, reason or ("added" if creating else "edited"), at=dbclock.now())
     license.save()
     search_outbox.record("clinical.provider", [license.provider_id, previous])
     events.publish_on_commit("license_changed", actor=actor.kind, provider=license.provider_id, state=license.state)
@@ -232,18 +238,20 @@ def set_provider_availability(provider: Provider, *, available: bool, actor: Act
         )
     if available and not provider.is_active:
         raise IllegalTransition("An inactive provider cannot go available.", field="available")
-    _set_availability(provider, target, actor=actor, reason=reason or f"went {target}")
+    _set_availability(provider, target, actor=actor, reason=reason or f"went {target}", at=dbclock.now())
     return provider
 
 
-def _set_availability(provider: Provider, target: str, *, actor: Actor, reason: str, keep_since: bool = False) -> None:
+def _set_availability(
+    provider: Provider, target: str, *, actor: Actor, reason: str, at: dt.datetime, keep_since: bool = False
+) -> None:
     provider.availability = target
     if target == Availability.AVAILABLE:
         if not (keep_since and provider.available_since):
-            provider.available_since = timezone.now()
+            provider.available_since = at
     elif target == Availability.OFFLINE:
         provider.available_since = None
-    stamp(provider, actor, reason)
+    stamp(provider, actor, reason, at=at)
     provider.save(update_fields=["availability", "available_since"])
     search_outbox.record_instance(provider)
     events.publish_on_commit("provider_availability", actor=actor.kind, provider=provider.pk, availability=target)
@@ -256,13 +264,15 @@ def _set_availability(provider: Provider, target: str, *, actor: Actor, reason: 
 def request_visit(
     *, patient: Patient, located_state: str, reason: str, priority: int = Priority.ROUTINE, actor: Actor
 ) -> Visit:
-    """Create a waiting visit for a patient located in ``located_state``."""
-    visit = Visit(patient=patient, located_state=located_state, reason=reason, priority=priority)
+    """Create a waiting visit for a patient located in ``located_state``, requested now by the database's clock."""
+    visit = Visit(
+        patient=patient, located_state=located_state, reason=reason, priority=priority, requested_at=dbclock.now()
+    )
     _full_clean(visit, exclude=["public_id"])
-    stamp(visit, actor, "requested")
+    stamp(visit, actor, "requested", at=visit.requested_at)
     visit.save()
     search_outbox.record_instance(visit)
-    _record_event(visit, "", S.WAITING, actor=actor, detail="requested")
+    _record_event(visit, "", S.WAITING, actor=actor, detail="requested", at=visit.requested_at)
     _publish_waiting(visit, actor)
     return visit
 
@@ -279,12 +289,28 @@ def _publish_waiting(visit: Visit, actor: Actor) -> None:
     )
 
 
-def _lock_visit(visit: Visit | int) -> Visit:
+# A router holds its lease row in share mode until its transaction ends, so a takeover (which
+# updates the row) waits for the write to commit, and a write after a takeover finds no row.
+_FENCE_SQL = "SELECT 1 FROM clinical_routerlease WHERE id = 1 AND epoch = %s FOR SHARE"
+
+
+def _fence(actor: Actor) -> None:
+    """Refuse the write of a router whose lease epoch is no longer current (and keep it current until commit)."""
+    if actor.epoch is None:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_FENCE_SQL, [actor.epoch])
+        if cursor.fetchone() is None:
+            raise Fenced(f"Lease epoch {actor.epoch} is over: another router leads now.")
+
+
+def _lock_visit(visit: Visit | int, actor: Actor) -> Visit:
+    _fence(actor)
     visit_id = visit.pk if isinstance(visit, Visit) else visit
     try:
         return Visit.objects.select_for_update().get(pk=visit_id)
     except Visit.DoesNotExist:
-        raise ActionError("No such visit.", field="visit") from None
+        raise ActionError("No such visit.", field="visit", code="not_found") from None
 
 
 def _lock_provider(provider_id: int | None) -> Provider | None:
@@ -301,14 +327,16 @@ def _check_transition(visit: Visit, to: str) -> None:
         )
 
 
-def _move(visit: Visit, to: str, *, actor: Actor, detail: str, provider: Provider | None = None) -> Visit:
-    """Save the visit in its new status with its timeline event and history record."""
+def _move(
+    visit: Visit, to: str, *, actor: Actor, detail: str, at: dt.datetime, provider: Provider | None = None
+) -> Visit:
+    """Save the visit in its new status with its timeline event and history record, both dated ``at``."""
     from_status = visit.status
     visit.status = to
-    stamp(visit, actor, detail or f"{from_status} → {to}")
+    stamp(visit, actor, detail or f"{from_status} → {to}", at=at)
     visit.save()
     search_outbox.record_instance(visit)
-    _record_event(visit, from_status, to, actor=actor, detail=detail, provider=provider)
+    _record_event(visit, from_status, to, actor=actor, detail=detail, provider=provider, at=at)
     events.publish_on_commit(
         "visit_status",
         actor=actor.kind,
@@ -320,25 +348,14 @@ def _move(visit: Visit, to: str, *, actor: Actor, detail: str, provider: Provide
     return visit
 
 
-_MILESTONES = {
-    S.OFFERED: "offered_at",
-    S.ACCEPTED: "accepted_at",
-    S.IN_PROGRESS: "started_at",
-    S.COMPLETED: "ended_at",
-    S.FAILED: "ended_at",
-    S.EXPIRED: "ended_at",
-    S.CANCELLED: "cancelled_at",
-}
-
-
-def _record_event(visit: Visit, from_status: str, to: str, *, actor: Actor, detail: str, provider=None) -> VisitEvent:
-    # The event carries the same instant as the milestone it records (requested_at for a new visit).
-    milestone = "requested_at" if not from_status else _MILESTONES.get(to)
+def _record_event(
+    visit: Visit, from_status: str, to: str, *, actor: Actor, detail: str, at: dt.datetime, provider=None
+) -> VisitEvent:
     return VisitEvent.objects.create(
         visit=visit,
         from_status=from_status,
         to_status=to,
-        at=(getattr(visit, milestone) if milestone else None) or timezone.now(),
+        at=at,
         actor_kind=actor.kind,
         staff_user=actor.user,
         provider=provider or visit.provider,
@@ -346,22 +363,43 @@ def _record_event(visit: Visit, from_status: str, to: str, *, actor: Actor, deta
     )
 
 
+# --- offers ---------------------------------------------------------------------------------
+
+# Offering a batch of (visit, provider) pairs takes two statements in one transaction. The first
+# locks the pairs that qualify: the visit waits, the provider is active and available, a license of
+# theirs counts in the visit's state by the state's calendar (that license locked in share mode, so
+# a suspension either commits first and is seen, or waits for this offer), and the provider did not
+# decline or ignore the visit within the re-offer period. The second, with every row it needs
+# already locked, takes the instant from the database's clock, re-checks the license at that
+# instant, and writes the offers, their deadlines and the reservations in one statement.
+_LOCK_OFFERABLE_SQL = """
+WITH pairs(visit_id, provider_id) AS (SELECT * FROM unnest(%(visits)s::bigint[], %(providers)s::bigint[]))
+SELECT v.id, pr.id, l.id
+FROM pairs p
+JOIN clinical_visit v ON v.id = p.visit_id AND v.status = 'waiting'
+JOIN clinical_provider pr ON pr.id = p.provider_id AND pr.availability = 'available' AND pr.is_active
+JOIN clinical_providerlicense l ON l.provider_id = pr.id AND l.state = v.located_state AND {license_valid}
+WHERE NOT EXISTS (
+    SELECT 1 FROM clinical_offer o
+    WHERE o.visit_id = v.id AND o.provider_id = pr.id AND o.outcome IN ('declined', 'expired')
+      AND o.decided_at > statement_timestamp() - %(reoffer_after)s
+)
+ORDER BY v.id
+FOR UPDATE OF v, pr FOR SHARE OF l
+""".replace("{license_valid}", license_valid_sql("l", "statement_timestamp()"))
+
 _OFFER_SQL = """
-WITH pairs(visit_id, provider_id) AS (SELECT * FROM unnest(%(visits)s::bigint[], %(providers)s::bigint[])),
+WITH clock AS (SELECT clock_timestamp() AS now),
 eligible AS (
-    SELECT v.id AS visit_id, pr.id AS provider_id
-    FROM pairs p
-    JOIN clinical_visit v ON v.id = p.visit_id AND v.status = 'waiting'
-    JOIN clinical_provider pr ON pr.id = p.provider_id AND pr.availability = 'available' AND pr.is_active
-    WHERE EXISTS (
-        SELECT 1 FROM clinical_providerlicense l
-        WHERE l.provider_id = pr.id AND l.state = v.located_state AND {license_valid}
-    )
-    FOR UPDATE OF v, pr
+    SELECT e.visit_id, e.provider_id, e.license_id, c.now
+    FROM unnest(%(visits)s::bigint[], %(providers)s::bigint[], %(licenses)s::bigint[])
+         AS e(visit_id, provider_id, license_id)
+    CROSS JOIN clock c
+    JOIN clinical_providerlicense l ON l.id = e.license_id AND {license_valid}
 ),
 offered AS (
     UPDATE clinical_visit v
-    SET status = 'offered', provider_id = e.provider_id, offered_at = %(now)s, offer_count = v.offer_count + 1
+    SET status = 'offered', provider_id = e.provider_id, offered_at = e.now, offer_count = v.offer_count + 1
     FROM eligible e WHERE v.id = e.visit_id
     RETURNING v.id, v.provider_id, v.located_state
 ),
@@ -369,13 +407,19 @@ reserved AS (
     UPDATE clinical_provider pr SET availability = 'reserved'
     FROM eligible e WHERE pr.id = e.provider_id
     RETURNING pr.id
+),
+recorded AS (
+    INSERT INTO clinical_offer (visit_id, provider_id, license_id, offered_at, expires_at, router_epoch)
+    SELECT e.visit_id, e.provider_id, e.license_id, e.now, e.now + %(timeout)s, %(epoch)s FROM eligible e
+    RETURNING visit_id, offered_at
 )
-SELECT o.id, o.provider_id, o.located_state FROM offered o JOIN reserved r ON r.id = o.provider_id
-""".replace("{license_valid}", LICENSE_VALID_SQL)
+SELECT o.id, o.provider_id, o.located_state, rec.offered_at
+FROM offered o JOIN reserved r ON r.id = o.provider_id JOIN recorded rec ON rec.visit_id = o.id
+""".replace("{license_valid}", license_valid_sql("l", "c.now"))
 
 _OFFER_EVENTS_SQL = """
 INSERT INTO clinical_visitevent (visit_id, from_status, to_status, at, actor_kind, staff_user_id, provider_id, detail)
-SELECT v.id, 'waiting', 'offered', %(now)s, %(actor)s, %(user)s, v.provider_id,
+SELECT v.id, 'waiting', 'offered', v.offered_at, %(actor)s, %(user)s, v.provider_id,
        'offered to ' || pr.first_name || ' ' || pr.last_name
 FROM clinical_visit v JOIN clinical_provider pr ON pr.id = v.provider_id
 WHERE v.id = ANY(%(visits)s)
@@ -383,32 +427,39 @@ WHERE v.id = ANY(%(visits)s)
 
 
 @transaction.atomic
-def offer_visits(pairs: list[tuple[int, int]], *, actor: Actor) -> list[tuple[int, int]]:
-    """Offer each waiting visit to its paired provider in one conditional statement.
+def offer_visits(
+    pairs: list[tuple[int, int]], *, actor: Actor, offer_timeout: int | None = None, reoffer_after: int | None = None
+) -> list[tuple[int, int]]:
+    """Offer each waiting visit to its paired provider if it qualifies (see ``_LOCK_OFFERABLE_SQL``).
 
-    A pair is applied only if, at that moment, the visit is waiting and the provider is active,
-    available and licensed today in the visit's state; the others are skipped. Write the
-    timeline events and history of every applied pair, publish their events on commit, and
-    return the applied ``(visit_id, provider_id)`` pairs.
+    Pairs that fail a condition are skipped; a router whose lease epoch is over is refused
+    (``Fenced``). Write the timeline events and history of every applied pair, publish their events
+    on commit, and return the applied ``(visit_id, provider_id)`` pairs.
     """
     if not pairs:
         return []
-    now = timezone.now()
-    params = {
-        "visits": [visit for visit, _ in pairs],
-        "providers": [provider for _, provider in pairs],
-        "today": timezone.localdate(now),
-        "now": now,
-    }
+    reoffer_after = settings.ROUTING_REOFFER_AFTER if reoffer_after is None else reoffer_after
+    _fence(actor)
     with connection.cursor() as cursor:
-        cursor.execute(_OFFER_SQL, params)
+        cursor.execute(_LOCK_OFFERABLE_SQL, {
+            "visits": [visit for visit, _ in pairs], "providers": [provider for _, provider in pairs],
+            "reoffer_after": dt.timedelta(seconds=reoffer_after),
+        })  # fmt: skip
+        locked = cursor.fetchall()
+        if not locked:
+            return []
+        cursor.execute(_OFFER_SQL, {
+            "visits": [row[0] for row in locked], "providers": [row[1] for row in locked],
+            "licenses": [row[2] for row in locked], "epoch": actor.epoch,
+            "timeout": dt.timedelta(seconds=offer_timeout or settings.ROUTING_OFFER_TIMEOUT),
+        })  # fmt: skip
         applied = cursor.fetchall()
         if applied:
-            _write_offer_trail(cursor, applied, now=now, actor=actor)
-    return [(visit, provider) for visit, provider, _ in applied]
+            _write_offer_trail(cursor, applied, actor=actor)
+    return [(visit, provider) for visit, provider, _, _ in applied]
 
 
-def _write_offer_trail(cursor, applied, *, now, actor: Actor) -> None:
+def _write_offer_trail(cursor, applied, *, actor: Actor) -> None:
     visits = [row[0] for row in applied]
     providers = [row[1] for row in applied]
     sql, params = history_sql(Visit, actor=actor, reason="offered by the router")
@@ -416,22 +467,22 @@ def _write_offer_trail(cursor, applied, *, now, actor: Actor) -> None:
     sql, params = history_sql(Provider, actor=actor, reason="reserved for an offered visit")
     cursor.execute(sql, [*params, providers])
     user = actor.user.pk if actor.user is not None else None
-    cursor.execute(_OFFER_EVENTS_SQL, {"now": now, "actor": actor.kind, "user": user, "visits": visits})
+    cursor.execute(_OFFER_EVENTS_SQL, {"actor": actor.kind, "user": user, "visits": visits})
     search_outbox.record("clinical.visit", visits)
     search_outbox.record("clinical.provider", providers)
     events.publish_many_on_commit(
         [
             events.event("visit_status", actor=actor.kind, visit=v, status=S.OFFERED, state=state, provider=p)
-            for v, p, state in applied
+            for v, p, state, _ in applied
         ]
     )
 
 
-def offer_visit(visit: Visit | int, provider: Provider | int, *, actor: Actor) -> Visit:
-    """Offer a waiting visit to an available provider licensed today in the visit's state."""
+def offer_visit(visit: Visit | int, provider: Provider | int, *, actor: Actor, **timing) -> Visit:
+    """Offer a waiting visit to an available provider licensed now in the visit's state."""
     visit_id = visit.pk if isinstance(visit, Visit) else visit
     provider_id = provider.pk if isinstance(provider, Provider) else provider
-    if not offer_visits([(visit_id, provider_id)], actor=actor):
+    if not offer_visits([(visit_id, provider_id)], actor=actor, **timing):
         _explain_refused_offer(visit_id, provider_id)
     return Visit.objects.select_related("provider").get(pk=visit_id)
 
@@ -439,145 +490,307 @@ def offer_visit(visit: Visit | int, provider: Provider | int, *, actor: Actor) -
 def _explain_refused_offer(visit_id: int, provider_id: int) -> None:
     visit = Visit.objects.filter(pk=visit_id).first()
     if visit is None:
-        raise ActionError("No such visit.", field="visit")
+        raise ActionError("No such visit.", field="visit", code="not_found")
     _check_transition(visit, S.OFFERED)
     provider = Provider.objects.get(pk=provider_id)
     if provider.availability != Availability.AVAILABLE or not provider.is_active:
-        raise IllegalTransition(f"{provider} is not available.", field="provider")
-    raise IllegalTransition(f"{provider} is not licensed in {visit.located_state} today.", field="provider")
-
-
-@transaction.atomic
-def accept_visit(visit: Visit | int, *, actor: Actor) -> Visit:
-    """Record the offered provider's acceptance; the provider becomes busy."""
-    visit = _lock_visit(visit)
-    _check_transition(visit, S.ACCEPTED)
-    provider = _lock_provider(visit.provider_id)
-    visit.accepted_at = timezone.now()
-    _set_availability(provider, Availability.BUSY, actor=actor, reason=f"accepted visit {visit.public_id}")
-    return _move(visit, S.ACCEPTED, actor=actor, detail=f"accepted by {provider.full_name}", provider=provider)
-
-
-@transaction.atomic
-def decline_offer(visit: Visit | int, *, actor: Actor, expired: bool = False, provider_id: int | None = None) -> Visit:
-    """Put an offered visit back at its place in line; an expired offer also sets the provider offline.
-
-    With ``provider_id``, refuse unless the visit is still offered to that provider (a late
-    timeout or a repeated reject must not touch a newer offer).
-    """
-    visit = _lock_visit(visit)
-    _check_transition(visit, S.WAITING)
-    _check_offered_to(visit, provider_id)
-    provider = _lock_provider(visit.provider_id)
-    if expired:
-        _set_availability(provider, Availability.OFFLINE, actor=actor, reason=f"let offer {visit.public_id} expire")
-    else:
-        _set_availability(provider, Availability.AVAILABLE, actor=actor, reason=f"rejected visit {visit.public_id}")
-    visit.provider = None
-    detail = f"offer to {provider.full_name} {'expired' if expired else 'rejected'}"
-    return _move(visit, S.WAITING, actor=actor, detail=detail, provider=provider)
-
-
-@transaction.atomic
-def withdraw_offer(visit: Visit | int, *, actor: Actor, reason: str, provider_id: int | None = None) -> Visit:
-    """Take an offer back through no fault of the provider (e.g. their license stopped covering the state)."""
-    visit = _lock_visit(visit)
-    _check_transition(visit, S.WAITING)
-    _check_offered_to(visit, provider_id)
-    provider = _lock_provider(visit.provider_id)
-    _set_availability(
-        provider, Availability.AVAILABLE, actor=actor, reason=f"offer withdrawn: {reason}", keep_since=True
+        raise IllegalTransition(f"{provider} is not available.", field="provider", code="not_available")
+    if visit.located_state not in states_licensed_at(provider_id):
+        raise IllegalTransition(
+            f"{provider} is not licensed in {visit.located_state} now (the state's calendar).",
+            field="provider",
+            code="not_licensed",
+        )
+    raise IllegalTransition(
+        f"{provider} declined or let this visit's offer expire within the last "
+        f"{settings.ROUTING_REOFFER_AFTER // 60} minutes.",
+        field="provider",
+        code="recently_declined",
     )
+
+
+# Close the open offer of a visit to a provider, at the database's instant, only if the conditions
+# hold in the same statement: for an answer, before its deadline; for an acceptance, also the
+# provider active and a license of theirs counting in the visit's state (locked in share mode).
+_CLOSE_OFFER_SQL = """
+WITH clock AS (SELECT clock_timestamp() AS now)
+UPDATE clinical_offer o SET outcome = %(outcome)s, decided_at = c.now
+FROM clock c, clinical_visit v, clinical_provider p
+WHERE o.visit_id = %(visit)s AND o.provider_id = %(provider)s AND o.outcome IS NULL
+  AND v.id = o.visit_id AND v.status = 'offered' AND v.provider_id = o.provider_id AND p.id = o.provider_id
+  AND (NOT %(answer)s OR o.expires_at > c.now)
+  AND (NOT %(deadline_passed)s OR o.expires_at <= c.now)
+  AND (NOT %(accepting)s OR (p.is_active AND EXISTS (
+        SELECT 1 FROM clinical_providerlicense l
+        WHERE l.provider_id = p.id AND l.state = v.located_state AND {license_valid}
+        FOR SHARE OF l
+  )))
+RETURNING c.now
+""".replace("{license_valid}", license_valid_sql("l", "c.now"))
+
+
+def _close_offer(
+    visit: Visit, provider_id: int, outcome: str, *, answer: bool = False, deadline_passed: bool = False
+) -> dt.datetime | None:
+    """Decide the open offer of ``visit`` to ``provider_id``; return the instant, or None if a condition failed."""
+    params = {
+        "visit": visit.pk, "provider": provider_id, "outcome": outcome, "answer": answer,
+        "deadline_passed": deadline_passed, "accepting": outcome == OfferOutcome.ACCEPTED,
+    }  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_CLOSE_OFFER_SQL, params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _refuse_answer(visit: Visit, provider: Provider, to: str) -> None:
+    """Explain why a provider's answer to an offer was refused, with a code for the app."""
+    last = visit.offers.filter(provider=provider).order_by("-offered_at", "-id").first()
+    if last is None:
+        _check_transition(visit, to)
+        raise IllegalTransition("This visit was never offered to you.", field="visit", code="not_your_offer")
+    if last.outcome == OfferOutcome.EXPIRED or (last.outcome is None and last.expires_at <= dbclock.now()):
+        raise IllegalTransition(
+            f"Your offer of this visit expired at {last.expires_at:%H:%M:%S} UTC.", field="visit", code="offer_expired"
+        )
+    if last.outcome is not None:
+        raise IllegalTransition(
+            f"Your offer of this visit is closed ({last.get_outcome_display().lower()}).",
+            field="visit",
+            code=f"offer_{last.outcome}",
+        )
+    if not provider.is_active:
+        raise IllegalTransition("Your account is inactive.", field="provider", code="provider_inactive")
+    raise IllegalTransition(
+        f"You are not licensed in {visit.located_state} now (the state's calendar).",
+        field="provider",
+        code="not_licensed",
+    )
+
+
+@transaction.atomic
+def accept_visit(visit: Visit | int, *, provider: Provider | int, actor: Actor) -> Visit:
+    """Record ``provider``'s acceptance of the offer they hold; they become busy.
+
+    Refused (``IllegalTransition`` with a code) unless, at this instant by the database's clock, the
+    offer is open, theirs and before its deadline, they are active, and a license of theirs counts in
+    the visit's state.
+    """
+    visit = _lock_visit(visit, actor)
+    provider = _lock_provider(provider.pk if isinstance(provider, Provider) else provider)
+    at = _close_offer(visit, provider.pk, OfferOutcome.ACCEPTED, answer=True)
+    if at is None:
+        _refuse_answer(visit, provider, S.ACCEPTED)
+    visit.accepted_at = at
+    _set_availability(provider, Availability.BUSY, actor=actor, reason=f"accepted visit {visit.public_id}", at=at)
+    return _move(visit, S.ACCEPTED, actor=actor, detail=f"accepted by {provider.full_name}", provider=provider, at=at)
+
+
+@transaction.atomic
+def decline_offer(visit: Visit | int, *, provider: Provider | int, actor: Actor) -> Visit:
+    """Record ``provider``'s rejection of the offer they hold (before its deadline): the visit goes back
+    to its place in line and the provider stays available.
+    """
+    visit = _lock_visit(visit, actor)
+    provider = _lock_provider(provider.pk if isinstance(provider, Provider) else provider)
+    at = _close_offer(visit, provider.pk, OfferOutcome.DECLINED, answer=True)
+    if at is None:
+        _refuse_answer(visit, provider, S.WAITING)
+    _set_availability(provider, Availability.AVAILABLE, actor=actor, reason=f"rejected visit {visit.public_id}", at=at)
+    return _requeue(visit, provider, actor=actor, detail=f"offer to {provider.full_name} rejected", at=at)
+
+
+@transaction.atomic
+def expire_offer(visit: Visit | int, *, provider_id: int, actor: Actor) -> Visit:
+    """Time out an offer past its deadline (by the database's clock): the visit goes back to its
+    place in line and the provider, who did not answer, is set offline.
+    """
+    visit = _lock_visit(visit, actor)
+    provider = _lock_provider(provider_id)
+    at = _close_offer(visit, provider_id, OfferOutcome.EXPIRED, deadline_passed=True)
+    if at is None:
+        raise IllegalTransition(
+            f"Visit {visit.public_id} has no offer to that provider past its deadline.", field="visit"
+        )
+    reason = f"let offer {visit.public_id} expire"
+    _set_availability(provider, Availability.OFFLINE, actor=actor, reason=reason, at=at)
+    return _requeue(visit, provider, actor=actor, detail=f"offer to {provider.full_name} expired", at=at)
+
+
+@transaction.atomic
+def withdraw_offer(visit: Visit | int, *, provider_id: int, actor: Actor, reason: str) -> Visit:
+    """Take an offer back through no fault of the provider (e.g. their license stopped covering the state)."""
+    visit = _lock_visit(visit, actor)
+    provider = _lock_provider(provider_id)
+    at = _close_offer(visit, provider_id, OfferOutcome.WITHDRAWN)
+    if at is None:
+        raise IllegalTransition(f"Visit {visit.public_id} has no open offer to that provider.", field="visit")
+    _set_availability(
+        provider, Availability.AVAILABLE, actor=actor, reason=f"offer withdrawn: {reason}", at=at, keep_since=True
+    )
+    return _requeue(visit, provider, actor=actor, detail=f"offer withdrawn: {reason}", at=at)
+
+
+def _requeue(visit: Visit, provider: Provider, *, actor: Actor, detail: str, at: dt.datetime) -> Visit:
+    _check_transition(visit, S.WAITING)
     visit.provider = None
-    return _move(visit, S.WAITING, actor=actor, detail=f"offer withdrawn: {reason}", provider=provider)
+    return _move(visit, S.WAITING, actor=actor, detail=detail, provider=provider, at=at)
 
 
-def _check_offered_to(visit: Visit, provider_id: int | None) -> None:
+# --- a visit under way ----------------------------------------------------------------------
+
+
+def _lock_held(visit: Visit | int, provider: Provider | int | None, actor: Actor) -> Visit:
+    """Lock a visit and, when ``provider`` is given, refuse unless that provider holds it."""
+    visit = _lock_visit(visit, actor)
+    provider_id = provider.pk if isinstance(provider, Provider) else provider
     if provider_id is not None and visit.provider_id != provider_id:
-        raise IllegalTransition(f"Visit {visit.public_id} is no longer offered to that provider.", field="provider")
+        raise IllegalTransition("This visit is not yours.", field="visit", code="not_your_visit")
+    return visit
 
 
 @transaction.atomic
-def start_connecting(visit: Visit | int, *, actor: Actor) -> Visit:
+def start_connecting(visit: Visit | int, *, actor: Actor, provider: Provider | int | None = None) -> Visit:
     """Mark an accepted visit as connecting the video call."""
-    visit = _lock_visit(visit)
+    visit = _lock_held(visit, provider, actor)
     _check_transition(visit, S.CONNECTING)
-    return _move(visit, S.CONNECTING, actor=actor, detail="connecting video")
+    return _move(visit, S.CONNECTING, actor=actor, detail="connecting video", at=dbclock.now())
 
 
 @transaction.atomic
-def mark_connected(visit: Visit | int, *, actor: Actor) -> Visit:
+def mark_connected(visit: Visit | int, *, actor: Actor, provider: Provider | int | None = None) -> Visit:
     """Record that patient and provider are connected; the visit is in progress."""
-    visit = _lock_visit(visit)
+    visit = _lock_held(visit, provider, actor)
     _check_transition(visit, S.IN_PROGRESS)
-    visit.started_at = timezone.now()
-    return _move(visit, S.IN_PROGRESS, actor=actor, detail="connected")
+    visit.started_at = dbclock.now()
+    return _move(visit, S.IN_PROGRESS, actor=actor, detail="connected", at=visit.started_at)
 
 
 @transaction.atomic
-def complete_visit(visit: Visit | int, *, actor: Actor) -> Visit:
+def complete_visit(visit: Visit | int, *, actor: Actor, provider: Provider | int | None = None) -> Visit:
     """End an in-progress visit normally; the provider becomes available again."""
-    visit = _lock_visit(visit)
+    visit = _lock_held(visit, provider, actor)
     _check_transition(visit, S.COMPLETED)
     provider = _lock_provider(visit.provider_id)
-    visit.ended_at = timezone.now()
-    _set_availability(provider, Availability.AVAILABLE, actor=actor, reason=f"completed visit {visit.public_id}")
-    return _move(visit, S.COMPLETED, actor=actor, detail="completed")
+    visit.ended_at = at = dbclock.now()
+    _set_availability(provider, Availability.AVAILABLE, actor=actor, reason=f"completed visit {visit.public_id}", at=at)
+    return _move(visit, S.COMPLETED, actor=actor, detail="completed", at=at)
 
 
 @transaction.atomic
-def fail_visit(visit: Visit | int, *, actor: Actor, detail: str = "") -> Visit:
+def fail_visit(visit: Visit | int, *, actor: Actor, detail: str = "", provider: Provider | int | None = None) -> Visit:
     """End an accepted or running visit as failed (e.g. the call dropped); free the provider."""
-    visit = _lock_visit(visit)
+    visit = _lock_held(visit, provider, actor)
     _check_transition(visit, S.FAILED)
     provider = _lock_provider(visit.provider_id)
-    visit.ended_at = timezone.now()
-    _set_availability(provider, Availability.AVAILABLE, actor=actor, reason=f"visit {visit.public_id} failed")
-    return _move(visit, S.FAILED, actor=actor, detail=detail or "failed")
+    visit.ended_at = at = dbclock.now()
+    _set_availability(provider, Availability.AVAILABLE, actor=actor, reason=f"visit {visit.public_id} failed", at=at)
+    return _move(visit, S.FAILED, actor=actor, detail=detail or "failed", at=at)
 
 
 @transaction.atomic
 def cancel_visit(visit: Visit | int, *, actor: Actor, detail: str = "") -> Visit:
-    """Cancel a visit that has not started; a provider holding it is freed at once."""
-    visit = _lock_visit(visit)
+    """Cancel a visit that has not started; a provider holding it (or its offer) is freed at once."""
+    visit = _lock_visit(visit, actor)
     _check_transition(visit, S.CANCELLED)
     provider = _lock_provider(visit.provider_id)
-    visit.cancelled_at = timezone.now()
+    visit.cancelled_at = at = dbclock.now()
     if provider is not None:
+        if visit.status == S.OFFERED:
+            _close_offer(visit, provider.pk, OfferOutcome.CANCELLED)
         # Freed through no doing of their own: keep their place in the longest-idle order.
         _set_availability(
-            provider, Availability.AVAILABLE, actor=actor, reason=f"visit {visit.public_id} cancelled", keep_since=True
-        )
-    return _move(visit, S.CANCELLED, actor=actor, detail=detail or "cancelled", provider=provider)
+            provider, Availability.AVAILABLE, actor=actor, reason=f"visit {visit.public_id} cancelled", at=at,
+            keep_since=True,
+        )  # fmt: skip
+    return _move(visit, S.CANCELLED, actor=actor, detail=detail or "cancelled", provider=provider, at=at)
+
+
+# --- timeouts (the router) ------------------------------------------------------------------
 
 
 @transaction.atomic
-def expire_visit(visit: Visit | int, *, actor: Actor, detail: str = "", open_case: bool = True) -> Visit:
-    """Expire a visit that waited too long and open a support case about it, in one transaction."""
-    from support.actions import open_case as open_support_case
+def expire_visit(visit: Visit | int, *, actor: Actor, max_wait: int | None = None, detail: str = "") -> Visit:
+    """Expire a visit that waited too long and open a support case about it, in one transaction.
+
+    With ``max_wait`` (seconds), refuse unless it has waited that long by the database's clock.
+    """
+    visit = _lock_visit(visit, actor)
+    _check_transition(visit, S.EXPIRED)
+    at = dbclock.now()
+    if max_wait is not None and at - visit.requested_at < dt.timedelta(seconds=max_wait):
+        raise IllegalTransition(f"Visit {visit.public_id} has not waited {max_wait} s yet.", field="status")
+    visit.ended_at = at
+    _move(visit, S.EXPIRED, actor=actor, detail=detail or "waited too long", at=at)
+    waited = int((at - visit.requested_at).total_seconds() // 60)
+    _open_routing_case(
+        visit,
+        actor=actor,
+        subject=f"Visit {visit.public_id} expired after {waited} min waiting in {visit.located_state}",
+        note="Opened automatically: no licensed provider took the visit in time. Contact the patient.",
+    )
+    return visit
+
+
+# What a visit stuck in each status has waited for, and the setting that bounds it.
+_STUCK = {
+    S.ACCEPTED: ("accepted_at", "ROUTING_CONNECT_TIMEOUT", "never connected"),
+    S.CONNECTING: ("accepted_at", "ROUTING_CONNECT_TIMEOUT", "never connected"),
+    S.IN_PROGRESS: ("started_at", "ROUTING_MAX_VISIT_MINUTES", "ran past the longest visit"),
+}
+
+
+def stuck_limit(status: str) -> dt.timedelta:
+    """Return how long a visit may stay in ``status`` (accepted, connecting, in progress) before it fails."""
+    setting = _STUCK[status][1]
+    value = getattr(settings, setting)
+    return dt.timedelta(minutes=value) if setting.endswith("_MINUTES") else dt.timedelta(seconds=value)
+
+
+@transaction.atomic
+def time_out_visit(visit: Visit | int, *, actor: Actor) -> Visit:
+    """Fail a visit stuck past its timeout (by the database's clock): the provider app went quiet.
+
+    The provider is set offline with the reason on the timeline, and a support case opens, all in
+    one transaction. Refused if the visit is not (or no longer) past its timeout.
+    """
+    visit = _lock_visit(visit, actor)
+    at = dbclock.now()
+    if visit.status not in _STUCK:
+        raise IllegalTransition(f"Visit {visit.public_id} is {visit.status}; it cannot time out.", field="status")
+    since_field, setting, what = _STUCK[visit.status]
+    since = getattr(visit, since_field)
+    if since is None or at - since < stuck_limit(visit.status):
+        raise IllegalTransition(f"Visit {visit.public_id} is within {setting}.", field="status")
+    provider = _lock_provider(visit.provider_id)
+    minutes = int((at - since).total_seconds() // 60)
+    detail = f"timed out: {what} ({visit.status} for {minutes} min, {setting})"
+    visit.ended_at = at
+    _set_availability(provider, Availability.OFFLINE, actor=actor, reason=f"visit {visit.public_id} {detail}", at=at)
+    _move(visit, S.FAILED, actor=actor, detail=detail, at=at, provider=provider)
+    _open_routing_case(
+        visit,
+        actor=actor,
+        subject=f"Visit {visit.public_id} failed: {what} ({provider.full_name})",
+        note=f"Opened automatically: the visit {detail}. The provider was set offline. Contact patient and provider.",
+    )
+    return visit
+
+
+def _open_routing_case(visit: Visit, *, actor: Actor, subject: str, note: str) -> None:
+    """Open a high-priority routing support case about ``visit`` in the current transaction."""
+    from support.actions import open_case
     from support.models import CaseCategory, CasePriority
 
-    visit = _lock_visit(visit)
-    _check_transition(visit, S.EXPIRED)
-    visit.ended_at = timezone.now()
-    _move(visit, S.EXPIRED, actor=actor, detail=detail or "waited too long")
-    if open_case:
-        waited = int((visit.ended_at - visit.requested_at).total_seconds() // 60)
-        open_support_case(
-            subject=f"Visit {visit.public_id} expired after {waited} min waiting in {visit.located_state}",
-            category=CaseCategory.ROUTING,
-            priority=CasePriority.HIGH,
-            visit=visit,
-            actor=actor,
-            note="Opened automatically: no licensed provider took the visit in time. Contact the patient.",
-        )
-    return visit
+    open_case(
+        subject=subject, category=CaseCategory.ROUTING, priority=CasePriority.HIGH, visit=visit, actor=actor, note=note
+    )
 
 
 @transaction.atomic
 def update_visit_details(visit: Visit, *, actor: Actor, reason: str = "") -> Visit:
     """Save a change to an open visit's reason or priority (never its status)."""
-    current = _lock_visit(visit)
+    current = _lock_visit(visit, actor)
     if not current.is_open:
         raise IllegalTransition(f"Visit {current.public_id} has ended; its details are final.", field="priority")
     current.reason, current.priority = visit.reason, visit.priority
@@ -594,8 +807,8 @@ def update_visit_details(visit: Visit, *, actor: Actor, reason: str = "") -> Vis
 def verify_license(license: ProviderLicense, *, actor: Actor) -> ProviderLicense:
     """Record that ``actor`` checked the license against the state board today."""
     license = ProviderLicense.objects.select_for_update().get(pk=license.pk)
-    license.verified_by, license.verified_at = actor.user, timezone.now()
-    stamp(license, actor, "verified against the state board")
+    license.verified_by, license.verified_at = actor.user, dbclock.now()
+    stamp(license, actor, "verified against the state board", at=license.verified_at)
     license.save(update_fields=["verified_by", "verified_at"])
     search_outbox.record("clinical.provider", [license.provider_id])
     return license

@@ -5,6 +5,7 @@ import datetime as dt
 from django import forms
 from django.contrib import admin
 from django.db.models import Prefetch
+from django.db.models.functions import Now
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
@@ -14,7 +15,6 @@ from clinical import actions, selectors
 from clinical.import_admin import LicenseImportExportMixin, ProviderExportMixin
 from clinical.models import (
     ApiClient,
-    LicenseStatus,
     Patient,
     Provider,
     ProviderLicense,
@@ -32,6 +32,10 @@ def _change_link(obj, label=None) -> str:
         return "—"
     url = reverse(f"{ops_site.name}:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
     return format_html('<a href="{}">{}</a>', url, label or str(obj))
+
+
+def _time(at: dt.datetime) -> str:
+    return timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _duration(delta: dt.timedelta | None) -> str:
@@ -126,8 +130,7 @@ class ProviderAdmin(ProviderExportMixin, OpsModelAdmin):
     actions = ["set_offline"]
 
     def get_queryset(self, request):
-        today = timezone.localdate()
-        valid = ProviderLicense.objects.valid_on(today).only("provider_id", "state").order_by("state")
+        valid = ProviderLicense.objects.valid_at().only("provider_id", "state").order_by("state")
         return selectors.providers_for_list().prefetch_related(Prefetch("licenses", valid, to_attr="valid_licenses"))
 
     @admin.display(description="name", ordering="last_name")
@@ -138,12 +141,12 @@ class ProviderAdmin(ProviderExportMixin, OpsModelAdmin):
     def visits_today(self, obj):
         return obj.visits_today
 
-    @admin.display(description="can take patients from (today)")
+    @admin.display(description="can take patients from (now, each state's calendar)")
     def states_today(self, obj):
         states = [lic.state for lic in getattr(obj, "valid_licenses", None) or []]
         if not hasattr(obj, "valid_licenses") and obj.pk:
-            states = selectors.licensed_states_today(obj)
-        return ", ".join(states) or "no state today"
+            states = selectors.licensed_states_now(obj)
+        return ", ".join(states) or "no state now"
 
     def save_model(self, request, obj, form, change):
         actions.save_provider(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
@@ -174,13 +177,11 @@ class ExpiringFilter(admin.SimpleListFilter):
         return [("30", "Active, expiring within 30 days"), ("lapsed", "Past expiry date")]
 
     def queryset(self, request, queryset):
-        today = timezone.localdate()
+        # Both in each license's state calendar (clinical.calendar).
         if self.value() == "30":
-            return queryset.filter(
-                status=LicenseStatus.ACTIVE, expires_on__gte=today, expires_on__lte=today + dt.timedelta(30)
-            )
+            return selectors.expiring_within(queryset, 30)
         if self.value() == "lapsed":
-            return queryset.filter(expires_on__lt=today)
+            return selectors.lapsed(queryset)
         return queryset
 
 
@@ -217,9 +218,10 @@ class ProviderLicenseAdmin(LicenseImportExportMixin, OpsModelAdmin):
     def get_queryset(self, request):
         return selectors.licenses_for_list()
 
-    @admin.display(description="valid today", boolean=True)
+    @admin.display(description="counts now", boolean=True)
     def valid_today(self, obj):
-        return obj.is_valid_on(timezone.localdate()) if obj.pk else None
+        """Return whether the license counts now in its state's calendar (every zone the state spans)."""
+        return getattr(obj, "counts_now", None) if obj.pk else None
 
     def save_model(self, request, obj, form, change):
         actions.save_license(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
@@ -309,7 +311,7 @@ class WaitingLongerFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() in {"5", "15", "30"}:
-            cutoff = timezone.now() - dt.timedelta(minutes=int(self.value()))
+            cutoff = Now() - dt.timedelta(minutes=int(self.value()))  # the database's clock
             return queryset.filter(status=VisitStatus.WAITING, requested_at__lt=cutoff)
         return queryset
 
@@ -376,14 +378,16 @@ class VisitAdmin(OpsModelAdmin):
         return [
             (None, {"fields": ["public_id", "patient_link", "located_state", "priority", "reason"]}),
             ("Status", {"fields": self.timeline_fields}),
-            ("Timeline", {"fields": ["timeline", "support_links"]}),
+            ("Timeline", {"fields": ["offers", "timeline", "support_links"]}),
             ("Audit", {"fields": ["change_reason"]}),
         ]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        return ["public_id", "patient_link", "located_state", *self.timeline_fields, "timeline", "support_links"]
+        return [
+            "public_id", "patient_link", "located_state", *self.timeline_fields, "offers", "timeline", "support_links"
+        ]  # fmt: skip
 
     @admin.display(description="patient", ordering="patient__last_name")
     def patient_link(self, obj):
@@ -410,13 +414,29 @@ class VisitAdmin(OpsModelAdmin):
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (timezone.localtime(e.at).strftime("%Y-%m-%d %H:%M:%S"), f"{e.from_status or '—'} → {e.to_status}",
+                (_time(e.at), f"{e.from_status or '—'} → {e.to_status}",
                  e.get_actor_kind_display() + (f" ({e.staff_user.get_username()})" if e.staff_user_id else ""),
                  e.provider.full_name if e.provider_id else "", e.detail)
                 for e in selectors.visit_timeline(obj)
             ),
         )  # fmt: skip
         head = "<thead><tr><th>At</th><th>Change</th><th>By</th><th>Provider</th><th>Detail</th></tr></thead>"
+        return format_html('<table class="ops-inline-table">' + head + "<tbody>{}</tbody></table>", rows)
+
+    @admin.display(description="offers")
+    def offers(self, obj):
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (_time(o.offered_at), _change_link(o.provider, o.provider.full_name), _time(o.expires_at),
+                 o.get_outcome_display() if o.outcome else "open", _time(o.decided_at) if o.decided_at else "—")
+                for o in selectors.visit_offers(obj)
+            ),
+        )  # fmt: skip
+        if not rows:
+            return "Not offered yet."
+        head = "<thead><tr><th>Offered</th><th>To</th><th>Deadline</th><th>Outcome</th><th>Decided</th></tr></thead>"
         return format_html('<table class="ops-inline-table">' + head + "<tbody>{}</tbody></table>", rows)
 
     @admin.display(description="support")

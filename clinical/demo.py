@@ -25,6 +25,7 @@ from django.db.models import Max
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from clinical import backfill
 from clinical.actions import VISIT_TRANSITIONS
 from clinical.models import (
     PROVIDER_HOLDING_STATUSES,
@@ -461,12 +462,12 @@ class _ProviderPool:
         return cls(names, active, dict(licenses), _busy_until())
 
     def take(self, rng: random.Random, state: str, at: dt.datetime, *, live: bool) -> int | None:
-        """Pick a provider free at ``at`` and licensed that day in ``state``, and hold them."""
+        """Pick a provider free at ``at`` and licensed then in ``state``, and hold them."""
         day = timezone.localdate(at)
         free = [
             provider_id
             for provider_id, valid_from, valid_to in self.licenses.get(state, ())
-            if valid_from <= day <= valid_to
+            if _counts_any_zone(valid_from, day, valid_to)
             and self.busy_until.get(provider_id, EARLIEST) <= at
             and (provider_id in self.active or not live)
         ]
@@ -484,7 +485,7 @@ class _ProviderPool:
             state
             for state, rows in self.licenses.items()
             if any(
-                valid_from <= day <= valid_to
+                _counts_any_zone(valid_from, day, valid_to)
                 and provider_id in self.active
                 and self.busy_until.get(provider_id, EARLIEST) <= at
                 for provider_id, valid_from, valid_to in rows
@@ -494,6 +495,14 @@ class _ProviderPool:
     def release(self, provider_id: int, at: dt.datetime) -> None:
         """Free a provider from ``at``."""
         self.busy_until[provider_id] = at
+
+
+def _counts_any_zone(valid_from: dt.date, utc_day: dt.date, valid_to: dt.date) -> bool:
+    """Return True if a license valid from ``valid_from`` to ``valid_to`` counts on ``utc_day`` in any
+    US time zone: a day's margin either side (every zone's date is within a day of UTC's), so the
+    seed never needs the state's calendar (clinical.calendar, in SQL) to be right about a midnight.
+    """
+    return valid_from < utc_day < valid_to
 
 
 def _busy_until() -> dict[int, dt.datetime]:
@@ -807,6 +816,8 @@ def _save_timelines(timelines: list[_Timeline]) -> int:
     _bulk(Visit, [timeline.visit for timeline in timelines])
     events = [event for timeline in timelines for event in timeline.events]
     _bulk(VisitEvent, events)
+    with connection.cursor() as cursor:
+        backfill.derive_offers(cursor, offer_timeout=settings.ROUTING_OFFER_TIMEOUT)
     history = [
         _history_row(Visit, {**values, "id": timeline.visit.pk}, at=at, history_type="~" if index else "+")
         for timeline in timelines

@@ -16,9 +16,11 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from clinical import backfill
 from clinical.models import Patient, Provider, ProviderLicense, Visit
 from clinical.reference import FIXTURES_DIR, SPECIALTY_CHOICES, states
 from clinical.validators import PUBLIC_ID_ALPHABET, format_mrn, make_npi
@@ -228,7 +230,7 @@ class Generator:
         Generated inside PostgreSQL (``INSERT … SELECT`` over ``generate_series``): at a million
         rows, building them in Python would take longer than the database needs to write them.
         """
-        written = {"visits": 0, "events": 0, "visit_history": 0, "cases": 0}
+        written = {"visits": 0, "events": 0, "offers": 0, "visit_history": 0, "cases": 0}
         if not count:
             return written
         # One transaction: secondary indexes are dropped for the load and rebuilt at the end
@@ -293,12 +295,15 @@ class Generator:
         visits = cursor.rowcount
         cursor.execute(_EVENTS_SQL, params)
         events = cursor.rowcount
+        offers = backfill.derive_offers(
+            cursor, offer_timeout=settings.ROUTING_OFFER_TIMEOUT, first=params["first"], last=params["last"]
+        )
         sql, history_params = history_sql(Visit, actor=GENERATOR, reason="generated")
         cursor.execute(_FIRST_HISTORY_SQL, params)
         cursor.execute(sql.replace("clock_timestamp()", "coalesce(ended_at, cancelled_at)"),
                        [*history_params, list(range(first, first + size))])  # fmt: skip
         cases = self._cases(cursor, params)
-        return {"visits": visits, "events": events, "visit_history": 2 * visits, "cases": cases}
+        return {"visits": visits, "events": events, "offers": offers, "visit_history": 2 * visits, "cases": cases}
 
     def _cases(self, cursor, params) -> int:
         cursor.execute(_CASES_SQL, params)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from django.db import connection
 
 from clinical import actions
+from clinical.calendar import license_valid_sql
 from clinical.models import LicenseStatus, ProviderLicense
 from clinical.resources import ProviderLicenseResource
 from ops_console.audit import Actor
@@ -206,6 +207,7 @@ class RowResult:
     key: str
     errors: list[tuple[str, str]] = field(default_factory=list)  # (column heading, message)
     changes: list[tuple[str, str, str]] = field(default_factory=list)  # (column heading, before, after)
+    routing: str = ""  # "starts" or "stops" when confirming changes whether it counts now for routing
 
 
 @dataclass
@@ -218,6 +220,7 @@ class Preview:
     blank_rows: int
     ignored_columns: list[str]
     counts: dict[str, int]
+    routing: dict[str, int]  # licenses that would start and stop counting now, in their state's calendar
     results: list[RowResult]  # every row except the unchanged ones, in file order
     plan: dict  # for apply_license_plan: JSON-ready
 
@@ -228,12 +231,14 @@ class Preview:
     def to_json(self) -> dict:
         """Return the preview without its plan, for storing and showing."""
         # Built by hand: dataclasses.asdict deep-copies, seconds for 50,000 rows.
-        data = {name: getattr(self, name) for name in ("file_name", "source", "rows", "blank_rows", "counts")}
+        names = ("file_name", "source", "rows", "blank_rows", "counts", "routing")
+        data = {name: getattr(self, name) for name in names}
         data["ignored_columns"] = self.ignored_columns
         data["results"] = [
-            {"line": r.line, "outcome": r.outcome, "key": r.key, "errors": r.errors, "changes": r.changes}
+            {"line": r.line, "outcome": r.outcome, "key": r.key, "errors": r.errors, "changes": r.changes,
+             "routing": r.routing}
             for r in self.results
-        ]
+        ]  # fmt: skip
         return data
 
 
@@ -244,6 +249,7 @@ class _Row:
     errors: list[tuple[str, str]]
     provider_id: int | None = None
     existing: tuple | None = None  # (id, *FIELDS) of the license it updates
+    routing: str = ""
 
 
 def check_license_file(data: bytes, file_name: str, *, max_rows: int, progress: Progress = _no_progress) -> Preview:
@@ -262,6 +268,7 @@ def check_license_file(data: bytes, file_name: str, *, max_rows: int, progress: 
     _check_expiry_after_issue(rows, headings)
     _check_duplicates(rows, headings)
     _check_one_active_per_state(rows, licenses, headings)
+    _check_routing_now(rows)
     return _preview(rows, table, file_name, ignored, headings)
 
 
@@ -382,22 +389,60 @@ def _check_one_active_per_state(rows: list[_Row], licenses: list[tuple], heading
             row.errors.append((headings["status"], message))
 
 
+# Whether each license counts now, in its state's calendar (clinical.calendar), as on record (a)
+# and as the file would leave it (b): one statement for the whole file.
+_COUNTS_NOW_SQL = f"""
+SELECT {license_valid_sql("a", "statement_timestamp()")}, {license_valid_sql("b", "statement_timestamp()")}
+FROM unnest(%s::varchar[], %s::varchar[], %s::date[], %s::date[], %s::varchar[], %s::varchar[], %s::date[],
+            %s::date[]) WITH ORDINALITY
+     AS u(a_status, a_state, a_issued_on, a_expires_on, b_status, b_state, b_issued_on, b_expires_on, n)
+CROSS JOIN LATERAL (SELECT a_status AS status, a_state AS state, a_issued_on AS issued_on, a_expires_on AS expires_on) a
+CROSS JOIN LATERAL (SELECT b_status AS status, b_state AS state, b_issued_on AS issued_on, b_expires_on AS expires_on) b
+ORDER BY n
+"""  # noqa: S608 (no input in the text)
+_ROUTING_FIELDS = ("status", "state", "issued_on", "expires_on")
+
+
+def _check_routing_now(rows: list[_Row]) -> None:
+    """Mark each clean row that would start or stop counting now for routing once confirmed."""
+    clean = [row for row in rows if not row.errors]
+    if not clean:
+        return
+    index = {name: i for i, name in enumerate(FIELDS, start=1)}
+    before = [
+        tuple(row.existing[index[name]] for name in _ROUTING_FIELDS) if row.existing else ("", "", None, None)
+        for row in clean
+    ]
+    after = [tuple(row.values[name] for name in _ROUTING_FIELDS) for row in clean]
+    columns = [list(column) for column in zip(*before, strict=True)] + [
+        list(column) for column in zip(*after, strict=True)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_COUNTS_NOW_SQL, columns)
+        answers = cursor.fetchall()
+    for row, (was, will) in zip(clean, answers, strict=True):
+        row.routing = "starts" if will and not was else "stops" if was and not will else ""
+
+
 # --- preview and plan ------------------------------------------------------------------------
 
 
 def _preview(rows: list[_Row], table: Table, file_name: str, ignored: list[str], headings: dict[str, str]) -> Preview:
     counts = {"new": 0, "updated": 0, "unchanged": 0, "error": 0}
+    routing = {"starts": 0, "stops": 0}
     results, plan = [], {"new": [], "changed": [], "expected": []}
     labels = {name: headings.get(name) or ProviderLicenseResource.fields[name].column_name for name in FIELDS}
     for row in rows:
         result = _result(row, labels)
         counts[result.outcome] += 1
+        if result.routing:
+            routing[result.routing] += 1
         if result.outcome != "unchanged":
             results.append(result)
         _add_to_plan(plan, row, result.outcome)
     return Preview(
         file_name=file_name, source=table.source, rows=len(rows), blank_rows=table.blank_rows,
-        ignored_columns=ignored, counts=counts, results=results, plan=plan,
+        ignored_columns=ignored, counts=counts, routing=routing, results=results, plan=plan,
     )  # fmt: skip
 
 
@@ -411,14 +456,14 @@ def _result(row: _Row, labels: dict[str, str]) -> RowResult:
     after = [row.values[name] for name in FIELDS]
     if row.existing is None:
         changes = [(labels[name], "", _shown(value)) for name, value in zip(FIELDS, after, strict=True) if value]
-        return RowResult(row.line, "new", _key(row), changes=changes)
+        return RowResult(row.line, "new", _key(row), changes=changes, routing=row.routing)
     before = row.existing[1:]
     changes = [
         (labels[name], _shown(old), _shown(new))
         for name, old, new in zip(FIELDS, before, after, strict=True)
         if old != new
     ]
-    return RowResult(row.line, "updated" if changes else "unchanged", _key(row), changes=changes)
+    return RowResult(row.line, "updated" if changes else "unchanged", _key(row), changes=changes, routing=row.routing)
 
 
 def _shown(value) -> str:

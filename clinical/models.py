@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from clinical.calendar import LicenseValidAt
 from clinical.reference import SPECIALTY_CHOICES, STATE_CHOICES
 from clinical.validators import new_public_id, validate_e164, validate_npi
 from ops_console.audit import ActorKind, AuditedHistoryModel
@@ -81,18 +82,9 @@ class LicenseStatus(models.TextChoices):
 
 
 class ProviderLicenseQuerySet(models.QuerySet):
-    def valid_on(self, day):
-        """Return licenses that let the provider practise on ``day``: active, issued, not expired."""
-        return self.filter(status=LicenseStatus.ACTIVE, issued_on__lte=day).filter(
-            Q(expires_on__isnull=True) | Q(expires_on__gte=day)
-        )
-
-
-# The rule of ``valid_on`` for set-based SQL (the router, the live queues page): the license
-# table aliased ``l``, the day passed as the ``%(today)s`` parameter.
-LICENSE_VALID_SQL = (
-    "l.status = 'active' AND l.issued_on <= %(today)s AND (l.expires_on IS NULL OR l.expires_on >= %(today)s)"
-)
+    def valid_at(self, at=None):
+        """Return licenses that count at instant ``at`` (now by the database's clock) in the state's calendar."""
+        return self.filter(LicenseValidAt(at))
 
 
 class ProviderLicense(models.Model):
@@ -141,14 +133,6 @@ class ProviderLicense(models.Model):
 
     def __str__(self) -> str:
         return f"{self.state} {self.license_type} {self.license_number}"
-
-    def is_valid_on(self, day) -> bool:
-        """Return True if this license lets the provider practise on ``day``."""
-        return (
-            self.status == LicenseStatus.ACTIVE
-            and self.issued_on <= day
-            and (self.expires_on is None or self.expires_on >= day)
-        )
 
 
 class Patient(models.Model):
@@ -264,6 +248,16 @@ class Visit(models.Model):
             models.Index(fields=["located_state"], name="clinical_visit_offered_idx", condition=Q(status="offered")),
             # Provider page "visits today" (provider FK plus order).
             models.Index(fields=["provider", "-requested_at"], name="clinical_visit_provider_idx"),
+            # Router: waiting visits past the maximum wait.
+            models.Index(fields=["requested_at"], name="clinical_visit_waiting_idx", condition=Q(status="waiting")),
+            # Router: accepted visits that never connected (ROUTING_CONNECT_TIMEOUT).
+            models.Index(
+                fields=["accepted_at"],
+                name="clinical_visit_connecting_idx",
+                condition=Q(status__in=["accepted", "connecting"]),
+            ),
+            # Router: visits in progress past ROUTING_MAX_VISIT_MINUTES.
+            models.Index(fields=["started_at"], name="clinical_visit_running_idx", condition=Q(status="in_progress")),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -314,6 +308,126 @@ class VisitEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '∅'} → {self.to_status}"
+
+
+class OfferOutcome(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted"
+    DECLINED = "declined", "Declined"
+    EXPIRED = "expired", "Not answered in time"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+    CANCELLED = "cancelled", "Cancelled by the patient"
+
+
+# After these, the provider is offered the visit again only past ROUTING_REOFFER_AFTER, and only
+# when nobody else eligible is free (clinical.routing).
+SPURNED_OUTCOMES = (OfferOutcome.DECLINED, OfferOutcome.EXPIRED)
+
+
+class Offer(models.Model):
+    """One offer of a visit to a provider: when, until when, and how it ended (the routing record).
+
+    Times come from the database's clock. Written only by ``clinical.actions``.
+    """
+
+    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, related_name="offers")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="offers")
+    license = models.ForeignKey(
+        ProviderLicense, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        help_text="The license that let the provider take the visit when it was offered.",
+    )  # fmt: skip
+    offered_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    outcome = models.CharField(max_length=10, choices=OfferOutcome.choices, null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    router_epoch = models.BigIntegerField(null=True, blank=True, help_text="Lease epoch of the router that made it.")
+
+    class Meta:
+        ordering = ["offered_at", "id"]
+        indexes = [
+            # Visit page: the visit's offers in order; the router's "who declined this visit".
+            models.Index(fields=["visit", "offered_at"], name="clinical_offer_visit_idx"),
+            # A provider's offers, newest first (acceptance rate per provider).
+            models.Index(fields=["provider", "-offered_at"], name="clinical_offer_provider_idx"),
+            # Router: open offers past their deadline.
+            models.Index(fields=["expires_at"], name="clinical_offer_open_idx", condition=Q(outcome__isnull=True)),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["visit"], condition=Q(outcome__isnull=True), name="clinical_offer_one_open_per_visit"
+            ),
+            models.UniqueConstraint(
+                fields=["provider"], condition=Q(outcome__isnull=True), name="clinical_offer_one_open_per_provider"
+            ),
+            models.CheckConstraint(
+                condition=Q(outcome__isnull=True, decided_at__isnull=True)
+                | Q(outcome__isnull=False, decided_at__isnull=False),
+                name="clinical_offer_decided_iff_outcome",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=models.F("offered_at")), name="clinical_offer_expires_after_offered"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Offer of visit {self.visit_id} to provider {self.provider_id}"
+
+
+class StateTimeZone(models.Model):
+    """One IANA time zone a state or territory spans (``fixtures/us_states.json``; see ``clinical.calendar``)."""
+
+    state = models.CharField(max_length=2, choices=STATE_CHOICES)
+    time_zone = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            # Also the index of clinical_license_valid_at's lookup by state.
+            models.UniqueConstraint(fields=["state", "time_zone"], name="clinical_statetimezone_one_row_per_zone"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.state}: {self.time_zone}"
+
+
+class RouterLease(models.Model):
+    """The routing leader's lease, one row. Its epoch grows with every takeover: every router write
+    checks it (``clinical.routing.lease``), so a paused old leader's writes change nothing.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    holder = models.CharField(max_length=200, blank=True)
+    epoch = models.BigIntegerField(default=0)
+    leader_since = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="clinical_routerlease_single_row")]
+
+    def __str__(self) -> str:
+        return f"{self.holder or 'nobody'} (epoch {self.epoch})"
+
+
+class RouterHealth(models.Model):
+    """What one routing worker last said about itself (written every second or so)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    host = models.CharField(max_length=200)
+    pid = models.IntegerField()
+    is_leader = models.BooleanField(default=False)
+    epoch = models.BigIntegerField(null=True, blank=True)
+    leader_since = models.DateTimeField(null=True, blank=True)
+    last_decision_at = models.DateTimeField(null=True, blank=True)
+    offers_made = models.BigIntegerField(default=0)
+    events_pending = models.IntegerField(default=0)
+    rebuilds = models.IntegerField(default=0)
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-is_leader", "name"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class ApiScope(models.TextChoices):

@@ -3,13 +3,15 @@
 import datetime as dt
 
 from django.db.models import Count, Min, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
+from clinical.calendar import LicenseValidAt, license_valid_sql, states_licensed_at
 from clinical.models import (
-    LICENSE_VALID_SQL,
+    PROVIDER_HOLDING_STATUSES,
     Availability,
     LicenseStatus,
+    Offer,
     Patient,
     Provider,
     ProviderLicense,
@@ -17,6 +19,7 @@ from clinical.models import (
     VisitEvent,
     VisitStatus,
 )
+from ops_console import dbclock
 
 
 def visits_for_list() -> QuerySet[Visit]:
@@ -56,14 +59,13 @@ def providers_for_list() -> QuerySet[Provider]:
 
 
 def licenses_for_list() -> QuerySet[ProviderLicense]:
-    """Return licenses with provider and verifier joined."""
-    return ProviderLicense.objects.select_related("provider", "verified_by")
+    """Return licenses with provider and verifier joined, each with ``counts_now`` (the state's calendar)."""
+    return ProviderLicense.objects.select_related("provider", "verified_by").annotate(counts_now=LicenseValidAt())
 
 
-def licensed_states_today(provider: Provider) -> list[str]:
-    """Return the states the provider can take patients from today, sorted."""
-    today = timezone.localdate()
-    return sorted(ProviderLicense.objects.filter(provider=provider).valid_on(today).values_list("state", flat=True))
+def licensed_states_now(provider: Provider) -> list[str]:
+    """Return the states the provider can take patients from now (each state's own calendar), sorted."""
+    return states_licensed_at(provider.pk)
 
 
 def patient_recent_visits(patient: Patient, limit: int = 10) -> QuerySet[Visit]:
@@ -82,12 +84,27 @@ def waiting_by_state() -> list[dict]:
 
 
 def licenses_expiring(within_days: int = 30) -> QuerySet[ProviderLicense]:
-    """Return active licenses whose last valid day falls within the next ``within_days`` days."""
-    today = timezone.localdate()
-    return (
-        licenses_for_list()
-        .filter(status=LicenseStatus.ACTIVE, expires_on__gte=today, expires_on__lte=today + dt.timedelta(within_days))
-        .order_by("expires_on", "id")
+    """Return licenses that count now but will not in ``within_days`` days: they expire in between,
+    by the state's calendar.
+    """
+    return expiring_within(licenses_for_list(), within_days).order_by("expires_on", "id")
+
+
+def expiring_within(licenses: QuerySet[ProviderLicense], within_days: int) -> QuerySet[ProviderLicense]:
+    """Filter to licenses that count now and stop counting within ``within_days`` days (the state's calendar)."""
+    utc_today = timezone.now().date()
+    return licenses.filter(
+        # An index range (active, expiry date near) before the exact per-state rule.
+        status=LicenseStatus.ACTIVE,
+        expires_on__gte=utc_today - dt.timedelta(days=1),
+        expires_on__lte=utc_today + dt.timedelta(days=within_days + 1),
+    ).filter(LicenseValidAt(), ~LicenseValidAt(at=Now() + dt.timedelta(days=within_days)))
+
+
+def lapsed(licenses: QuerySet[ProviderLicense]) -> QuerySet[ProviderLicense]:
+    """Filter to licenses past their expiry date in their state's calendar (whatever their status)."""
+    return licenses.filter(expires_on__lte=timezone.now().date() + dt.timedelta(days=1)).filter(
+        ~LicenseValidAt(status="active", issued_on=dt.date.min)
     )
 
 
@@ -107,20 +124,41 @@ def dashboard_summary() -> dict:
     }
 
 
+def _with_open_offer(visits: QuerySet[Visit]) -> QuerySet[Visit]:
+    """Annotate each visit with its open offer's id and deadline (``open_offer_id``, ``offer_expires_at``)."""
+    open_offer = Offer.objects.filter(visit=OuterRef("pk"), outcome__isnull=True)
+    return visits.annotate(
+        open_offer_id=Subquery(open_offer.values("id")[:1]),
+        offer_expires_at=Subquery(open_offer.values("expires_at")[:1]),
+    )
+
+
 def visit_for_api(public_id: str) -> Visit | None:
-    """Return a visit by public id with patient and provider joined, or None."""
-    return Visit.objects.select_related("patient", "provider").filter(public_id=public_id.upper()).first()
+    """Return a visit by public id with patient, provider and open offer joined, or None."""
+    return (
+        _with_open_offer(Visit.objects.select_related("patient", "provider"))
+        .filter(public_id=public_id.upper())
+        .first()
+    )
 
 
 def visit_held_by(provider: Provider) -> Visit | None:
     """Return the visit the provider holds now (offered to them or in progress with them)."""
-    from clinical.models import PROVIDER_HOLDING_STATUSES
-
     return (
-        Visit.objects.select_related("patient", "provider")
+        _with_open_offer(Visit.objects.select_related("patient", "provider"))
         .filter(provider=provider, status__in=PROVIDER_HOLDING_STATUSES)
         .first()
     )
+
+
+def was_offered(visit: Visit, provider_id: int) -> bool:
+    """Return True if the visit was ever offered to the provider."""
+    return Offer.objects.filter(visit=visit, provider_id=provider_id).exists()
+
+
+def visit_offers(visit: Visit) -> QuerySet[Offer]:
+    """Return a visit's offers in order, with the provider joined (the visit page's offer table)."""
+    return Offer.objects.filter(visit=visit).select_related("provider").order_by("offered_at", "id")
 
 
 _LIVE_STATES_SQL = """
@@ -141,7 +179,7 @@ SELECT s.state, coalesce(w.waiting, 0), w.oldest, coalesce(a.available, 0), coal
 FROM (SELECT state FROM waiting UNION SELECT state FROM offers UNION SELECT state FROM available) s
 LEFT JOIN waiting w USING (state) LEFT JOIN offers o USING (state) LEFT JOIN available a USING (state)
 ORDER BY coalesce(w.waiting, 0) DESC, s.state
-""".replace("{license_valid}", LICENSE_VALID_SQL)
+""".replace("{license_valid}", license_valid_sql("l", "statement_timestamp()"))
 
 _LIVE_WAITS_SQL = """
 SELECT date_bin(%(bucket)s, accepted_at, %(since)s) AS bucket, count(*),
@@ -152,16 +190,26 @@ GROUP BY ROLLUP (1) ORDER BY 1 NULLS LAST
 """
 
 
+# What each routing worker last reported, and how long ago by the database's clock.
+_ROUTERS_SQL = """
+SELECT name, host, is_leader, epoch, leader_since, last_decision_at, offers_made, events_pending, rebuilds,
+       extract(epoch FROM statement_timestamp() - seen_at), last_error
+FROM clinical_routerhealth ORDER BY is_leader DESC, name
+"""
+ROUTER_SILENT_SECONDS = 10  # a router not heard from for this long is shown as silent
+
+
 def live_queues(*, window: dt.timedelta = dt.timedelta(hours=1), bucket_minutes: int = 5) -> dict:
     """Return the live queues: per state waiting, longest wait, available providers and offers out;
-    median and p90 wait (request to acceptance) over the window, overall and per time bucket.
+    median and p90 wait (request to acceptance) over the window, overall and per time bucket; and
+    the routers' health.
     """
     from django.db import connection
 
-    now = timezone.now()
+    now = dbclock.now()
     since = now - window
     with connection.cursor() as cursor:
-        cursor.execute(_LIVE_STATES_SQL, {"today": timezone.localdate()})
+        cursor.execute(_LIVE_STATES_SQL)
         per_state = [
             {"state": state, "waiting": waiting, "longest_wait_s": int((now - oldest).total_seconds()) if oldest else 0,
              "available": available, "offers": offers}
@@ -169,6 +217,8 @@ def live_queues(*, window: dt.timedelta = dt.timedelta(hours=1), bucket_minutes:
         ]  # fmt: skip
         cursor.execute(_LIVE_WAITS_SQL, {"since": since, "bucket": dt.timedelta(minutes=bucket_minutes)})
         rows = cursor.fetchall()
+        cursor.execute(_ROUTERS_SQL)
+        routers = [_router_row(*row) for row in cursor.fetchall()]
     overall = next((row for row in rows if row[0] is None), None)
     return {
         "at": now.isoformat(),
@@ -183,7 +233,18 @@ def live_queues(*, window: dt.timedelta = dt.timedelta(hours=1), bucket_minutes:
             for start, n, p50, p90 in rows
             if start is not None
         ],
+        "routers": routers,
     }
+
+
+def _router_row(name, host, is_leader, epoch, leader_since, decided, offers, pending, rebuilds, seen_ago, error):
+    silent = float(seen_ago) > ROUTER_SILENT_SECONDS
+    return {
+        "name": name, "host": host, "role": "silent" if silent else "leader" if is_leader else "standby",
+        "epoch": epoch if is_leader else None, "leader_since": leader_since.isoformat() if leader_since else None,
+        "last_decision_at": decided.isoformat() if decided else None, "offers_made": offers,
+        "events_pending": pending, "rebuilds": rebuilds, "seen_ago_s": round(float(seen_ago), 1), "last_error": error,
+    }  # fmt: skip
 
 
 def _round(value) -> float | None:

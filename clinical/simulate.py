@@ -246,6 +246,14 @@ class Stats:
             lines.append(f"errors: {kinds}; last: {self.last_error}")
         return lines
 
+    def counts(self) -> dict:
+        """Return every count, for a machine to read."""
+        names = (
+            "requested", "waiting", "offers", "accepted", "rejected", "ignored", "completed", "cancelled", "failed",
+            "expired", "requests", "conflicts", "errors", "withdrawn_at_stop", "finished_at_stop",
+        )  # fmt: skip
+        return {**{name: getattr(self, name) for name in names}, "error_kinds": dict(self.error_kinds)}
+
     def count_error(self, kind: str, message: str) -> None:
         """Count an error of ``kind`` (an HTTP status or an exception name) and keep its message."""
         self.errors += 1
@@ -354,7 +362,7 @@ class Session:
 
 def providers_to_play(count: int, rng: random.Random) -> list[Provider]:
     """Return up to ``count`` active providers licensed somewhere today, those not holding a visit first."""
-    licensed = ProviderLicense.objects.valid_on(timezone.localdate()).values("provider_id")
+    licensed = ProviderLicense.objects.valid_at().values("provider_id")
     candidates = list(
         Provider.objects.filter(is_active=True, pk__in=licensed).only("npi", "availability").order_by("pk")
     )
@@ -392,7 +400,7 @@ def open_session(config: SimConfig) -> Session:
 def _covered_states(config: SimConfig, players: list[Provider]) -> list[str]:
     if config.all_states or not players:
         return []
-    licenses = ProviderLicense.objects.valid_on(timezone.localdate()).filter(provider__in=players)
+    licenses = ProviderLicense.objects.valid_at().filter(provider__in=players)
     return sorted(set(licenses.values_list("state", flat=True)))
 
 

@@ -27,6 +27,7 @@ class Actor:
     kind: str
     user: object | None = None
     label: str = ""
+    epoch: int | None = None  # a router's lease epoch: its writes are refused once a newer one exists
 
     @classmethod
     def staff(cls, user) -> "Actor":
@@ -39,9 +40,9 @@ class Actor:
         return cls(ActorKind.SYSTEM, label=label)
 
     @classmethod
-    def router(cls) -> "Actor":
-        """Return the actor for the routing worker."""
-        return cls(ActorKind.ROUTER, label="router")
+    def router(cls, epoch: int | None = None) -> "Actor":
+        """Return the actor for the routing worker; with ``epoch``, its writes are fenced by its lease."""
+        return cls(ActorKind.ROUTER, label="router", epoch=epoch)
 
     @classmethod
     def patient_app(cls, label: str = "patient app") -> "Actor":
@@ -75,11 +76,15 @@ class AuditedHistoryModel(models.Model):
         return f"{kind}: {label}" if label and label.lower() != kind.lower() else kind
 
 
-def stamp(instance, actor: Actor, reason: str) -> None:
-    """Attach the actor and reason that the next historical record of ``instance`` carries."""
+def stamp(instance, actor: Actor, reason: str, *, at=None) -> None:
+    """Attach the actor, reason and (database) time that the next historical record of ``instance`` carries."""
     instance._history_user = actor.user
     instance._history_actor = actor
     instance._change_reason = reason[:2000]
+    if at is not None:
+        instance._history_date = at
+    else:
+        instance.__dict__.pop("_history_date", None)
 
 
 @receiver(pre_create_historical_record)

@@ -4,15 +4,30 @@ from django.core.exceptions import ValidationError
 
 
 class ActionError(Exception):
-    """A write refused for a reason the caller can show; ``field`` names the input at fault."""
+    """A write refused for a reason the caller can show.
 
-    def __init__(self, message: str, *, field: str | None = None):
+    ``field`` names the input at fault; ``code`` is a short machine-readable reason the API answers with.
+    """
+
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
         super().__init__(message)
         self.field = field
+        if code:
+            self.code = code
 
 
 class IllegalTransition(ActionError):
     """The change is not legal in the record's current state (HTTP 409)."""
+
+    code = "conflict"
+
+
+class Fenced(IllegalTransition):
+    """A router wrote with a lease epoch that is no longer current: another router leads now."""
+
+    code = "fenced"
 
 
 def full_clean_or_raise(instance, **kwargs) -> None:

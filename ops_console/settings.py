@@ -65,6 +65,17 @@ ROUTING_SWEEP_SECONDS = env_int("ROUTING_SWEEP_SECONDS", 5, minimum=1)
 ROUTING_REBUILD_SECONDS = env_int("ROUTING_REBUILD_SECONDS", 60, minimum=5)
 ROUTING_LEASE_SECONDS = env_int("ROUTING_LEASE_SECONDS", 5, minimum=2)
 ROUTING_BATCH_SIZE = env_int("ROUTING_BATCH_SIZE", 200, minimum=1)
+# Target waits per priority: past its target a waiting visit moves up the line (aging).
+ROUTING_SLA_URGENT = env_int("ROUTING_SLA_URGENT", 120, minimum=1)
+ROUTING_SLA_ELEVATED = env_int("ROUTING_SLA_ELEVATED", 600, minimum=1)
+ROUTING_SLA_ROUTINE = env_int("ROUTING_SLA_ROUTINE", 30 * 60, minimum=1)
+# A provider who declined or ignored a visit may be offered it again after this, if nobody else is free.
+ROUTING_REOFFER_AFTER = env_int("ROUTING_REOFFER_AFTER", 10 * 60, minimum=0)
+# Accepted or connecting visits that never connect, and visits running past the longest visit, fail.
+ROUTING_CONNECT_TIMEOUT = env_int("ROUTING_CONNECT_TIMEOUT", 5 * 60, minimum=10)
+ROUTING_MAX_VISIT_MINUTES = env_int("ROUTING_MAX_VISIT_MINUTES", 120, minimum=1)
+# Test-only: shift the router process's own clock (soak_routing proves nothing depends on it).
+ROUTING_TEST_CLOCK_SKEW_SECONDS = env_int("ROUTING_TEST_CLOCK_SKEW_SECONDS", 0)
 
 # License import (clinical/imports.py): see README.md#license-import-and-export.
 IMPORT_MAX_MB = env_int("IMPORT_MAX_MB", 20, minimum=1)
@@ -92,6 +103,7 @@ INSTALLED_APPS = [
     "clinical.apps.ClinicalConfig",
     "support.apps.SupportConfig",
     "search.apps.SearchConfig",
+    "devtools.apps.DevtoolsConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

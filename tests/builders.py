@@ -4,11 +4,12 @@ import datetime as dt
 import itertools
 import secrets
 
-from django.utils import timezone
+from django.db import connection
 
 from clinical import actions
-from clinical.models import LicenseStatus, Patient, Provider, ProviderLicense
+from clinical.models import LicenseStatus, Offer, Patient, Provider, ProviderLicense
 from clinical.validators import make_npi
+from ops_console import dbclock
 from ops_console.audit import Actor
 
 SYSTEM = Actor.system("tests")
@@ -43,8 +44,8 @@ def make_provider(*, states=("CA",), available=False, first_name="Ada", last_nam
 def make_license(
     provider: Provider, state: str, *, status=LicenseStatus.ACTIVE, issued_days_ago=365, expires_in_days=365
 ):
-    """Create a license for ``provider`` in ``state``."""
-    today = timezone.localdate()
+    """Create a license for ``provider`` in ``state``, its dates counted from the state's own date today."""
+    today = state_today(state)
     return actions.save_license(
         ProviderLicense(
             provider=provider, state=state, license_number=f"{state}-{next(_counter):06d}", license_type="MD",
@@ -73,3 +74,22 @@ def make_visit(*, patient=None, state="CA", priority=0, reason="Sore throat"):
     return actions.request_visit(
         patient=patient or make_patient(), located_state=state, reason=reason, priority=priority, actor=SYSTEM
     )
+
+
+def state_today(state: str) -> dt.date:
+    """Return the state's own date now (the earliest of its zones), by the database's clock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT min((statement_timestamp() AT TIME ZONE time_zone)::date) FROM clinical_statetimezone "
+            "WHERE state = %s",
+            [state],
+        )
+        return cursor.fetchone()[0]
+
+
+def past_deadline(visit, *, seconds: int = 1) -> None:
+    """Move a visit's open offer into the past, its deadline ``seconds`` ago (test set-up only)."""
+    offer = Offer.objects.get(visit=visit, outcome__isnull=True)
+    timeout = offer.expires_at - offer.offered_at
+    deadline = dbclock.now() - dt.timedelta(seconds=seconds)
+    Offer.objects.filter(pk=offer.pk).update(offered_at=deadline - timeout, expires_at=deadline)

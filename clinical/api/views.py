@@ -10,7 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from clinical import actions, selectors
 from clinical.api.auth import NotAuthenticated, client_for
-from clinical.models import ApiScope, Patient, Priority, Provider, Visit
+from clinical.models import ApiScope, Patient, Priority, Provider, Visit, VisitStatus
 from clinical.reference import STATE_CHOICES
 from ops_console.audit import Actor
 from ops_console.errors import ActionError, IllegalTransition
@@ -61,9 +61,9 @@ def api_view(*methods: str, scopes: tuple[str, ...]):
             except ApiError as error:
                 return error_response(error.status, error.code, str(error), error.field)
             except IllegalTransition as error:
-                return error_response(409, "conflict", str(error), error.field)
+                return error_response(409, error.code, str(error), error.field)
             except ActionError as error:
-                return error_response(400, "invalid", str(error), error.field)
+                return error_response(404 if error.code == "not_found" else 400, error.code, str(error), error.field)
 
         return wrapper
 
@@ -118,6 +118,7 @@ def visit_json(visit: Visit) -> dict:
         "reason": visit.reason,
         "provider": {"npi": provider.npi, "name": provider.full_name} if provider else None,
         "offer_count": visit.offer_count,
+        "offer": _offer_json(visit),
         **{
             name: value.isoformat() if value else None
             for name, value in (
@@ -129,6 +130,18 @@ def visit_json(visit: Visit) -> dict:
                 ("cancelled_at", visit.cancelled_at),
             )
         },  # fmt: skip
+    }
+
+
+def _offer_json(visit: Visit) -> dict | None:
+    """Return the open offer (id and deadline, the database's time) of an offered visit."""
+    offer_id = getattr(visit, "open_offer_id", None)
+    if visit.status != VisitStatus.OFFERED or offer_id is None:
+        return None
+    return {
+        "id": offer_id,
+        "offered_at": visit.offered_at.isoformat(),
+        "expires_at": visit.offer_expires_at.isoformat(),
     }
 
 
@@ -146,10 +159,16 @@ def _actor(request) -> Actor:
     return Actor.patient_app(client.name)
 
 
-def _own_visit(request, public_id: str) -> Visit:
-    """Return the visit if the calling provider holds it (offered or assigned), else 403."""
+def _own_visit(request, public_id: str, *, answering: bool = False) -> Visit:
+    """Return the visit if the calling provider holds it (or, to answer an offer, was offered it), else 403.
+
+    Read without a lock: the action the request leads to re-checks, under lock, that the provider
+    may do what it asks, and answers 409 with a code when the visit moved on meanwhile (e.g. the
+    provider's offer expired a moment before they tapped accept).
+    """
     visit = _visit(public_id)
-    if visit.provider_id != request.api_client.provider_id:
+    provider_id = request.api_client.provider_id
+    if visit.provider_id != provider_id and not (answering and selectors.was_offered(visit, provider_id)):
         raise ApiError(403, "not_your_visit", "This visit is not offered or assigned to you.")
     return visit
 
@@ -192,18 +211,24 @@ def cancel_visit(request, public_id: str):
 
 
 PROVIDER_ACTIONS = {
-    "accept": lambda visit, actor, provider: actions.accept_visit(visit, actor=actor),
-    "reject": lambda visit, actor, provider: actions.decline_offer(visit, actor=actor, provider_id=provider),
-    "connected": lambda visit, actor, provider: actions.mark_connected(visit, actor=actor),
-    "complete": lambda visit, actor, provider: actions.complete_visit(visit, actor=actor),
-    "fail": lambda visit, actor, provider: actions.fail_visit(visit, actor=actor, detail="failed (provider app)"),
+    "accept": lambda visit, actor, provider: actions.accept_visit(visit, provider=provider, actor=actor),
+    "reject": lambda visit, actor, provider: actions.decline_offer(visit, provider=provider, actor=actor),
+    "connected": lambda visit, actor, provider: actions.mark_connected(visit, provider=provider, actor=actor),
+    "complete": lambda visit, actor, provider: actions.complete_visit(visit, provider=provider, actor=actor),
+    "fail": lambda visit, actor, provider: actions.fail_visit(
+        visit, provider=provider, actor=actor, detail="failed (provider app)"
+    ),
 }
 
 
 @api_view("POST", scopes=(ApiScope.PROVIDER,))
 def provider_visit_action(request, public_id: str, verb: str):
-    """Accept, reject, mark connected, complete or fail a visit the provider holds."""
-    visit = _own_visit(request, public_id)
+    """Accept, reject, mark connected, complete or fail a visit the provider holds.
+
+    The action names the calling provider and re-checks everything under lock: a refusal is a 409
+    with its own ``code`` (``offer_expired``, ``not_your_offer``, ``not_licensed``, ``provider_inactive``, …).
+    """
+    visit = _own_visit(request, public_id, answering=verb in ("accept", "reject"))
     PROVIDER_ACTIONS[verb](visit, _actor(request), request.api_client.provider_id)
     return JsonResponse(visit_json(_visit(public_id)))
 
@@ -241,7 +266,7 @@ def _provider_json(provider: Provider) -> dict:
         "npi": provider.npi,
         "availability": provider.availability,
         "available_since": provider.available_since.isoformat() if provider.available_since else None,
-        "states_today": selectors.licensed_states_today(provider),
+        "states_today": selectors.licensed_states_now(provider),
         "visit": visit_json(current) if current else None,
     }
 

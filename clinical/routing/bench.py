@@ -26,6 +26,8 @@ from django.utils import timezone
 from clinical import actions
 from clinical.models import Availability, LicenseStatus, Patient, Provider, ProviderLicense, Visit, VisitStatus
 from clinical.reference import states
+from clinical.routing import lease
+from clinical.routing import workingset as ws
 from clinical.routing.engine import Router, RouterConfig
 from clinical.validators import format_mrn, make_npi
 from ops_console.audit import Actor
@@ -33,6 +35,7 @@ from ops_console.redis import get_redis
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 _BENCH_TABLES = (
+    "clinical_offer", "clinical_routerhealth", "clinical_routerlease",
     "clinical_visitevent", "clinical_historicalvisit", "clinical_visit", "clinical_historicalproviderlicense",
     "clinical_providerlicense", "clinical_historicalprovider", "clinical_apiclient", "clinical_historicalapiclient",
     "clinical_provider", "clinical_historicalpatient", "clinical_patient", "support_casenote",
@@ -207,7 +210,8 @@ def _start_router(database_url: str, redis_url: str) -> subprocess.Popen:
 def _wait_for_leader(r: redis.Redis) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if r.get("router:leader") == "bench-router" and r.exists("rt:built"):
+        held = lease.current()
+        if held and held["holder"] == "bench-router" and held["live"] and r.exists(ws.BUILT):
             return
         time.sleep(0.05)
     raise RuntimeError("the bench router did not take the lease within 20 s")

@@ -1,19 +1,24 @@
-"""One router's decisions: match waiting visits to providers, time out offers, expire long waits."""
+"""One router's decisions: match waiting visits to providers, and run the timeouts.
 
+The working set (Redis) says who waits and who is free; PostgreSQL says everything else (who
+declined what and when, deadlines, the time) and has the last word on every write.
+"""
+
+import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
 import redis
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
 
 from clinical import actions
-from clinical.models import LICENSE_VALID_SQL
+from clinical.calendar import license_valid_sql
+from clinical.models import Priority
 from clinical.routing import policy as policies
 from clinical.routing import workingset as ws
 from ops_console.audit import Actor
-from ops_console.errors import ActionError
+from ops_console.errors import ActionError, Fenced
 
 logger = logging.getLogger(__name__)
 
@@ -23,16 +28,43 @@ WHERE v.status = 'offered' {only} AND NOT EXISTS (
     SELECT 1 FROM clinical_providerlicense l JOIN clinical_provider p ON p.id = l.provider_id
     WHERE l.provider_id = v.provider_id AND l.state = v.located_state AND p.is_active AND {license_valid}
 )
-""".replace("{license_valid}", LICENSE_VALID_SQL)
+""".replace("{license_valid}", license_valid_sql("l", "statement_timestamp()"))
 
+# Everything whose time is up, by the database's clock, in one round trip.
+_DUE_SQL = """
+SELECT 'offer', o.visit_id, o.provider_id FROM clinical_offer o
+WHERE o.outcome IS NULL AND o.expires_at <= clock_timestamp()
+UNION ALL
+SELECT 'wait', v.id, NULL FROM clinical_visit v
+WHERE v.status = 'waiting' AND v.requested_at <= clock_timestamp() - %(max_wait)s
+UNION ALL
+SELECT 'stuck', v.id, v.provider_id FROM clinical_visit v
+WHERE v.status IN ('accepted', 'connecting') AND v.accepted_at <= clock_timestamp() - %(connect)s
+UNION ALL
+SELECT 'stuck', v.id, v.provider_id FROM clinical_visit v
+WHERE v.status = 'in_progress' AND v.started_at <= clock_timestamp() - %(running)s
+LIMIT %(limit)s
+"""
+
+# The database's time, and who declined or ignored which candidate visit when (the memory that
+# keeps a visit from going back to a provider who turned it down). One row.
+_HISTORY_SQL = """
+SELECT extract(epoch FROM clock_timestamp()),
+       array_agg(o.visit_id), array_agg(o.provider_id), array_agg(extract(epoch FROM o.decided_at))
+FROM clinical_offer o WHERE o.visit_id = ANY(%s) AND o.outcome IN ('declined', 'expired')
+"""
 
 # Waiting and available counts per state in one round trip: [code, waiting, available, ...]
-# for the states that have either. ARGV: queue key prefix, pool key prefix, state codes.
-# (Keys are built in the script, which a single Redis allows; a Redis Cluster would not.)
+# for the states that have either. ARGV: the queue key pattern parts, pool key prefix, priorities
+# count, then state codes. (Keys are built in the script, which a single Redis allows; a Redis
+# Cluster would not.)
 _COUNT_STATES = """
 local out = {}
-for i = 3, #ARGV do
-  local waiting = redis.call('ZCARD', ARGV[1] .. ARGV[i])
+for i = 4, #ARGV do
+  local waiting = 0
+  for p = 0, tonumber(ARGV[3]) - 1 do
+    waiting = waiting + redis.call('ZCARD', ARGV[1] .. ARGV[i] .. ':' .. p)
+  end
   local available = redis.call('ZCARD', ARGV[2] .. ARGV[i])
   if waiting > 0 or available > 0 then
     table.insert(out, ARGV[i]); table.insert(out, waiting); table.insert(out, available)
@@ -48,53 +80,104 @@ class RouterConfig:
     offer_timeout: int = field(default_factory=lambda: settings.ROUTING_OFFER_TIMEOUT)
     max_wait: int = field(default_factory=lambda: settings.ROUTING_MAX_WAIT)
     batch_size: int = field(default_factory=lambda: settings.ROUTING_BATCH_SIZE)
+    reoffer_after: int = field(default_factory=lambda: settings.ROUTING_REOFFER_AFTER)
+    targets: dict[int, int] = field(
+        default_factory=lambda: {
+            Priority.URGENT: settings.ROUTING_SLA_URGENT,
+            Priority.ELEVATED: settings.ROUTING_SLA_ELEVATED,
+            Priority.ROUTINE: settings.ROUTING_SLA_ROUTINE,
+        }
+    )
 
 
 @dataclass
 class Candidate:
     visit: int
     state: str
-    score: float
+    priority: int
+    requested: float  # epoch seconds, the database's clock
 
 
-def decide(pools: dict[str, list[int]], queues: dict[str, list[Candidate]], offered_before: dict[int, set[int]]):
-    """Return ``(visit, provider, state)`` offers: visits in global priority-then-age order, each
-    to the first provider in its state's policy-ordered pool who is still free this pass and was
-    never offered that visit before.
+@dataclass
+class OfferHistory:
+    """What PostgreSQL remembers of past offers of the candidate visits."""
+
+    spurned: dict[int, dict[int, float]] = field(default_factory=dict)  # visit -> provider -> decided (epoch)
+    turned_down: set[int] = field(default_factory=set)  # visits declined or ignored at least once
+
+
+def place(candidate: Candidate, now: float, history: OfferHistory, config: RouterConfig) -> tuple:
+    """Return a waiting visit's place in line (lower goes first).
+
+    Everyone gets a first offer before anyone gets a second: visits never turned down go before
+    visits a provider declined or ignored. Within each, by level, highest first: the
+    visit's priority, raised by one for every target wait (``ROUTING_SLA_*``) it has already waited
+    (aging), so a steady stream of urgent visits cannot starve the others. Within a level, the
+    oldest request first.
     """
-    candidates = sorted((c for queue in queues.values() for c in queue), key=lambda c: (c.score, c.visit))
+    waited = max(now - candidate.requested, 0.0)
+    level = candidate.priority + int(waited // config.targets[candidate.priority])
+    return (candidate.visit in history.turned_down, -level, candidate.requested, candidate.visit)
+
+
+def decide(
+    pools: dict[str, list[int]],
+    candidates: list[Candidate],
+    history: OfferHistory,
+    *,
+    now: float,
+    config: RouterConfig,
+    key=place,
+) -> list[tuple[int, int, str]]:
+    """Return ``(visit, provider, state)`` offers: visits in ``place`` order, each to the first
+    provider of its state's policy-ordered pool still free in this pass who did not decline or
+    ignore it; failing that, to one who did so at least ``reoffer_after`` seconds ago.
+    """
     used: set[int] = set()
     start = dict.fromkeys(pools, 0)
     pairs = []
-    for candidate in candidates:
-        pool = pools.get(candidate.state, [])
-        while start.get(candidate.state, 0) < len(pool) and pool[start[candidate.state]] in used:
+    for candidate in sorted(candidates, key=lambda c: key(c, now, history, config)):
+        pool = pools.get(candidate.state)
+        if not pool:
+            continue
+        while start[candidate.state] < len(pool) and pool[start[candidate.state]] in used:
             start[candidate.state] += 1
-        excluded = offered_before.get(candidate.visit, set())
-        for provider in pool[start.get(candidate.state, 0) :]:
-            if provider not in used and provider not in excluded:
-                used.add(provider)
-                pairs.append((candidate.visit, provider, candidate.state))
-                break
+        chosen = _choose(pool[start[candidate.state] :], used, history.spurned.get(candidate.visit, {}), now, config)
+        if chosen is not None:
+            used.add(chosen)
+            pairs.append((candidate.visit, chosen, candidate.state))
     return pairs
+
+
+def _choose(pool: list[int], used: set[int], spurned: dict[int, float], now: float, config: RouterConfig):
+    fallback = None
+    for provider in pool:
+        if provider in used:
+            continue
+        decided = spurned.get(provider)
+        if decided is None:
+            return provider
+        if fallback is None and now - decided >= config.reoffer_after:
+            fallback = provider
+    return fallback
 
 
 class Router:
     """Routing decisions over the Redis working set; every write goes through ``clinical.actions``."""
 
-    actor = Actor.router()
-
-    def __init__(self, r: redis.Redis, config: RouterConfig | None = None):
+    def __init__(self, r: redis.Redis, config: RouterConfig | None = None, *, actor: Actor | None = None):
         self.r = r
         self.config = config or RouterConfig()
+        self.actor = actor or Actor.router()
         self._count_script = r.register_script(_COUNT_STATES)
+        self.last_offer_count = 0
 
     # --- working set ----------------------------------------------------------------------
 
     def rebuild(self) -> dict:
         """Recreate the working set from PostgreSQL."""
-        loaded = ws.rebuild(self.r, offer_timeout=self.config.offer_timeout)
-        logger.info("router working set rebuilt: %(visits)s open visits, %(providers)s available providers", loaded)
+        loaded = ws.rebuild(self.r)
+        logger.info("router working set rebuilt: %(visits)s waiting visits, %(providers)s available providers", loaded)
         return loaded
 
     def ensure_built(self) -> bool:
@@ -118,7 +201,7 @@ class Router:
             ws.queue_visit(self.r, int(event["visit"]), event["state"], int(event["priority"]), event["requested_at"])
             return
         if event.get("visit"):
-            ws.refresh_visit(self.r, int(event["visit"]), offer_timeout=self.config.offer_timeout)
+            ws.refresh_visit(self.r, int(event["visit"]))
         if event.get("provider"):
             ws.refresh_provider(self.r, int(event["provider"]))
         if event.get("kind") in ("license_changed", "provider_changed") and event.get("provider"):
@@ -128,40 +211,78 @@ class Router:
 
     def match(self) -> int:
         """Offer as many waiting visits as the available providers allow; return offers made."""
-        pools, queues = self._load_pools_and_queues()
-        if not pools:
-            return 0
-        offered_before = self._offered_before([c.visit for queue in queues.values() for c in queue])
-        pairs = decide(pools, queues, offered_before)
-        return self._commit(pairs)
-
-    def _load_pools_and_queues(self):
-        waiting_counts, available_counts = self._counts()
-        active = [code for code in waiting_counts if waiting_counts[code] and available_counts[code]]
+        waiting, available = self._counts()
+        active = [code for code in waiting if waiting[code] and available[code]]
         if not active:
-            return {}, {}
-        candidates = sum(min(waiting_counts[c], 2 * available_counts[c] + 20) for c in active)
-        # Longest idle needs only the head of each pool; scarcity must score the whole pool.
-        depth = candidates + 50 if self.config.policy == policies.LONGEST_IDLE else -1
-        pipe = self.r.pipeline(transaction=False)
-        for code in active:
-            pipe.zrange(ws.AVAILABLE.format(code), 0, depth, withscores=True)
-            pipe.zrange(ws.QUEUE.format(code), 0, 2 * available_counts[code] + 20, withscores=True)
-        loaded = pipe.execute()
-        raw_pools = {code: loaded[2 * i] for i, code in enumerate(active)}
-        queues = {
-            code: [Candidate(int(v), code, score) for v, score in loaded[2 * i + 1]] for i, code in enumerate(active)
-        }
-        states_with_waiting = {code for code, count in waiting_counts.items() if count}
-        return self._order_pools(raw_pools, states_with_waiting), queues
+            return 0
+        depth = {code: 2 * available[code] + 20 for code in active}
+        while True:
+            candidates = self._load_candidates(active, depth)
+            history, now = self._history([c.visit for c in candidates])
+            pools = self._load_pools(active, waiting, len(candidates) + sum(map(len, history.spurned.values())) + 50)
+            pairs = decide(pools, candidates, history, now=now, config=self.config)
+            # A state whose free providers all declined the visits loaded so far: look deeper into
+            # its queue, so visits at the head never hide the eligible ones behind them.
+            deeper = self._blocked_states(pools, pairs, candidates, waiting)
+            if not deeper:
+                return self._commit(pairs)
+            for code in deeper:
+                depth[code] *= 4
 
     def _counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """Return waiting and available counts of every state that has either, in one round trip."""
-        flat = self._count_script(keys=[], args=[ws.QUEUE.format(""), ws.AVAILABLE.format(""), *ws.STATE_CODES])
+        args = [ws.QUEUE_PREFIX, ws.AVAILABLE_PREFIX, len(ws.PRIORITIES), *ws.STATE_CODES]
+        flat = self._count_script(keys=[], args=args)
         waiting, available = {}, {}
         for i in range(0, len(flat), 3):
             waiting[flat[i]], available[flat[i]] = int(flat[i + 1]), int(flat[i + 2])
         return waiting, available
+
+    def _load_pools(self, active: list[str], waiting: dict, depth: int) -> dict[str, list[int]]:
+        # Longest idle needs only the head of each pool (one pass uses at most one provider per
+        # candidate, past those who declined); scarcity must score the whole pool.
+        last = depth if self.config.policy == policies.LONGEST_IDLE else -1
+        pipe = self.r.pipeline(transaction=False)
+        for code in active:
+            pipe.zrange(ws.AVAILABLE.format(code), 0, last, withscores=True)
+        raw = dict(zip(active, pipe.execute(), strict=True))
+        states_with_waiting = {code for code, count in waiting.items() if count}
+        return self._order_pools(raw, states_with_waiting)
+
+    def _load_candidates(self, active: list[str], depth: dict[str, int]) -> list[Candidate]:
+        """Load the oldest ``depth`` visits of each priority in each state (enough for any order)."""
+        pipe = self.r.pipeline(transaction=False)
+        keys = [(code, p) for code in active for p in ws.PRIORITIES]
+        for code, p in keys:
+            pipe.zrange(ws.queue_key(code, p), 0, depth[code] - 1, withscores=True)
+        return [
+            Candidate(int(visit), code, p, requested)
+            for (code, p), members in zip(keys, pipe.execute(), strict=True)
+            for visit, requested in members
+        ]
+
+    def _history(self, visits: list[int]) -> tuple[OfferHistory, float]:
+        with connection.cursor() as cursor:
+            cursor.execute(_HISTORY_SQL, [visits])
+            now, visit_ids, providers, decided = cursor.fetchone()
+        history = OfferHistory()
+        for visit, provider, at in zip(visit_ids or [], providers or [], decided or [], strict=True):
+            history.turned_down.add(visit)
+            spurned = history.spurned.setdefault(visit, {})
+            spurned[provider] = max(spurned.get(provider, 0.0), float(at))
+        return history, float(now)
+
+    def _blocked_states(self, pools, pairs, candidates: list[Candidate], waiting: dict) -> list[str]:
+        """Return the states with a provider still free after ``pairs`` and visits not loaded yet."""
+        used = {provider for _, provider, _ in pairs}
+        loaded: dict[str, int] = {}
+        for candidate in candidates:
+            loaded[candidate.state] = loaded.get(candidate.state, 0) + 1
+        return [
+            code
+            for code, pool in pools.items()
+            if loaded.get(code, 0) < waiting.get(code, 0) and any(p not in used for p in pool)
+        ]
 
     def _order_pools(self, raw_pools: dict, states_with_waiting: set[str]) -> dict[str, list[int]]:
         if self.config.policy == policies.LONGEST_IDLE:
@@ -180,21 +301,21 @@ class Router:
             for state, members in raw_pools.items()
         }
 
-    def _offered_before(self, visits: list[int]) -> dict[int, set[int]]:
-        pipe = self.r.pipeline(transaction=False)
-        for visit in visits:
-            pipe.smembers(ws.OFFERED_BEFORE.format(visit))
-        return {visit: {int(p) for p in members} for visit, members in zip(visits, pipe.execute(), strict=True)}
-
     def _commit(self, pairs) -> int:
         made = 0
         for i in range(0, len(pairs), self.config.batch_size):
             batch = pairs[i : i + self.config.batch_size]
-            applied = set(actions.offer_visits([(v, p) for v, p, _ in batch], actor=self.actor))
+            applied = set(
+                actions.offer_visits(
+                    [(v, p) for v, p, _ in batch], actor=self.actor, offer_timeout=self.config.offer_timeout,
+                    reoffer_after=self.config.reoffer_after,
+                )
+            )  # fmt: skip
             done = [pair for pair in batch if (pair[0], pair[1]) in applied]
-            ws.record_offers(self.r, done, self._provider_states([p for _, p, _ in done]), self.config.offer_timeout)
+            ws.record_offers(self.r, done, self._provider_states([p for _, p, _ in done]))
             self._repair([pair for pair in batch if (pair[0], pair[1]) not in applied])
             made += len(done)
+        self.last_offer_count = made
         return made
 
     def _provider_states(self, providers: list[int]) -> dict[int, list[str]]:
@@ -206,43 +327,49 @@ class Router:
     def _repair(self, refused) -> None:
         """PostgreSQL refused some pairs: the working set was stale about them; re-read both sides."""
         for visit, provider, _ in refused:
-            ws.refresh_visit(self.r, visit, offer_timeout=self.config.offer_timeout)
+            ws.refresh_visit(self.r, visit)
             ws.refresh_provider(self.r, provider)
 
     # --- timers ---------------------------------------------------------------------------
 
-    def expire_offers(self) -> int:
-        """Time out offers past their deadline: visit back in line, provider offline."""
-        due = self.r.zrangebyscore(ws.OFFERS, "-inf", timezone.now().timestamp())
-        for visit in due:
-            provider = self.r.hget(ws.OFFER_PROVIDER, visit)
-            self._try(actions.decline_offer, int(visit), expired=True, provider_id=int(provider) if provider else None)
-            ws.refresh_visit(self.r, int(visit), offer_timeout=self.config.offer_timeout)
-            if provider:
-                ws.refresh_provider(self.r, int(provider))
-        return len(due)
-
-    def expire_waits(self) -> int:
-        """Expire visits waiting longer than the maximum wait and open a support case for each."""
-        cutoff = timezone.now().timestamp() - self.config.max_wait
-        due = self.r.zrangebyscore(ws.REQUESTED, "-inf", cutoff)
-        for visit in due:
-            self._try(actions.expire_visit, int(visit), detail=f"no provider within {self.config.max_wait // 60} min")
-            ws.refresh_visit(self.r, int(visit), offer_timeout=self.config.offer_timeout)
-        return len(due)
-
-    def withdraw_ineligible_offers(self, provider_id: int | None = None) -> int:
-        """Withdraw offers whose provider is no longer licensed today in the visit's state."""
-        only = "AND v.provider_id = %(provider)s" if provider_id else ""
+    def run_timeouts(self, limit: int = 500) -> dict[str, int]:
+        """Apply every timeout that is due by the database's clock; return how many of each kind."""
         with connection.cursor() as cursor:
             cursor.execute(
-                _INELIGIBLE_OFFERS_SQL.format(only=only), {"today": timezone.localdate(), "provider": provider_id}
+                _DUE_SQL,
+                {
+                    "max_wait": _seconds(self.config.max_wait),
+                    "connect": actions.stuck_limit("accepted"),
+                    "running": actions.stuck_limit("in_progress"),
+                    "limit": limit,
+                },
             )
+            due = cursor.fetchall()
+        done = {"offer": 0, "wait": 0, "stuck": 0}
+        for kind, visit, provider in due:
+            if kind == "offer":
+                ok = self._try(actions.expire_offer, visit, provider_id=provider)
+            elif kind == "wait":
+                ok = self._try(actions.expire_visit, visit, max_wait=self.config.max_wait,
+                               detail=f"no provider within {self.config.max_wait // 60} min")  # fmt: skip
+            else:
+                ok = self._try(actions.time_out_visit, visit)
+            done[kind] += ok
+            ws.refresh_visit(self.r, visit)
+            if provider:
+                ws.refresh_provider(self.r, provider)
+        return done
+
+    def withdraw_ineligible_offers(self, provider_id: int | None = None) -> int:
+        """Withdraw offers whose provider is no longer licensed now in the visit's state (or inactive)."""
+        only = "AND v.provider_id = %(provider)s" if provider_id else ""
+        with connection.cursor() as cursor:
+            cursor.execute(_INELIGIBLE_OFFERS_SQL.format(only=only), {"provider": provider_id})
             rows = cursor.fetchall()
         for visit, provider, state in rows:
             reason = f"license no longer valid in {state}"
             self._try(actions.withdraw_offer, visit, reason=reason, provider_id=provider)
-            ws.refresh_visit(self.r, visit, offer_timeout=self.config.offer_timeout)
+            ws.refresh_visit(self.r, visit)
             ws.refresh_provider(self.r, provider)
         return len(rows)
 
@@ -250,14 +377,22 @@ class Router:
         try:
             action(*args, actor=self.actor, **kwargs)
             return True
+        except Fenced:
+            raise
         except ActionError as error:
             logger.info("router: %s skipped (%s)", action.__name__, error)
             return False
 
     def tick(self) -> dict:
-        """Run the timers and a matching pass; return what happened."""
+        """Run the timeouts and a matching pass; return what happened."""
+        done = self.run_timeouts()
         return {
-            "offers_expired": self.expire_offers(),
-            "visits_expired": self.expire_waits(),
+            "offers_expired": done["offer"],
+            "visits_expired": done["wait"],
+            "visits_timed_out": done["stuck"],
             "offered": self.match(),
         }
+
+
+def _seconds(value: int) -> dt.timedelta:
+    return dt.timedelta(seconds=value)

@@ -4,10 +4,10 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from clinical import actions
-from clinical.models import Availability, LicenseStatus, Visit, VisitEvent, VisitStatus
+from clinical.models import Availability, LicenseStatus, OfferOutcome, Visit, VisitEvent, VisitStatus
 from ops_console.audit import Actor
 from ops_console.errors import ActionError, IllegalTransition
-from tests.builders import make_license, make_patient, make_provider, make_visit
+from tests.builders import make_license, make_patient, make_provider, make_visit, past_deadline
 
 ROUTER = Actor.router()
 PROVIDER_APP = Actor.provider_app()
@@ -32,7 +32,7 @@ def _availability(provider):
 
 def test_it_walks_a_visit_from_request_to_completion(db):
     visit, provider = _offered()
-    actions.accept_visit(visit, actor=PROVIDER_APP)
+    actions.accept_visit(visit, provider=visit.provider_id, actor=PROVIDER_APP)
     actions.start_connecting(visit, actor=Actor.system())
     actions.mark_connected(visit, actor=PROVIDER_APP)
     assert _availability(provider) == Availability.BUSY
@@ -64,13 +64,13 @@ def test_it_writes_history_with_the_actor_for_every_transition(db, lead):
 
 def test_it_connects_straight_from_accepted(db):
     visit, _ = _offered()
-    actions.accept_visit(visit, actor=PROVIDER_APP)
+    actions.accept_visit(visit, provider=visit.provider_id, actor=PROVIDER_APP)
     assert actions.mark_connected(visit, actor=PROVIDER_APP).status == S.IN_PROGRESS
 
 
 def test_it_puts_a_rejected_offer_back_in_line_and_frees_the_provider(db):
     visit, provider = _offered()
-    visit = actions.decline_offer(visit, actor=PROVIDER_APP)
+    visit = actions.decline_offer(visit, provider=provider, actor=PROVIDER_APP)
     assert (visit.status, visit.provider_id, visit.offer_count) == (S.WAITING, None, 1)
     assert _availability(provider) == Availability.AVAILABLE
     assert visit.events.last().provider == provider
@@ -78,9 +78,18 @@ def test_it_puts_a_rejected_offer_back_in_line_and_frees_the_provider(db):
 
 def test_it_sets_a_provider_offline_when_their_offer_expires(db):
     visit, provider = _offered()
-    actions.decline_offer(visit, actor=ROUTER, expired=True)
+    past_deadline(visit)
+    actions.expire_offer(visit, provider_id=provider.pk, actor=ROUTER)
     provider.refresh_from_db()
     assert (provider.availability, provider.available_since) == (Availability.OFFLINE, None)
+    assert visit.offers.get().outcome == OfferOutcome.EXPIRED
+
+
+def test_it_refuses_to_expire_an_offer_before_its_deadline(db):
+    visit, provider = _offered()
+    with pytest.raises(IllegalTransition, match="past its deadline"):
+        actions.expire_offer(visit, provider_id=provider.pk, actor=ROUTER)
+    assert _availability(provider) == Availability.RESERVED
 
 
 def test_it_frees_the_provider_when_the_patient_cancels_during_an_offer(db):
@@ -96,7 +105,7 @@ def test_it_frees_the_provider_when_the_patient_cancels_during_an_offer(db):
 @pytest.mark.parametrize("ending", ["fail_visit", "complete_visit"])
 def test_it_frees_the_provider_when_a_visit_ends(db, ending):
     visit, provider = _offered()
-    actions.accept_visit(visit, actor=PROVIDER_APP)
+    actions.accept_visit(visit, provider=visit.provider_id, actor=PROVIDER_APP)
     actions.mark_connected(visit, actor=PROVIDER_APP)
     getattr(actions, ending)(visit, actor=PROVIDER_APP)
     assert _availability(provider) == Availability.AVAILABLE
@@ -105,6 +114,13 @@ def test_it_frees_the_provider_when_a_visit_ends(db, ending):
 def test_it_expires_a_waiting_visit(db):
     visit = actions.expire_visit(make_visit(), actor=ROUTER)
     assert visit.status == S.EXPIRED and visit.ended_at
+
+
+def test_it_refuses_to_expire_a_visit_before_the_maximum_wait_by_the_database_clock(db):
+    visit = make_visit()
+    with pytest.raises(IllegalTransition, match="has not waited"):
+        actions.expire_visit(visit, actor=ROUTER, max_wait=60)
+    assert Visit.objects.get(pk=visit.pk).status == S.WAITING
 
 
 ILLEGAL = [
@@ -119,6 +135,8 @@ ILLEGAL = [
     ("cancel_visit", S.IN_PROGRESS),
     ("complete_visit", S.CANCELLED),
 ]
+# The answers to an offer name the provider who answers.
+ANSWERS = {"accept_visit", "decline_offer"}
 
 
 def _visit_in(status):
@@ -129,7 +147,7 @@ def _visit_in(status):
         return visit
     if status == S.CANCELLED:
         return actions.cancel_visit(visit, actor=PATIENT_APP)
-    actions.accept_visit(visit, actor=PROVIDER_APP)
+    actions.accept_visit(visit, provider=visit.provider_id, actor=PROVIDER_APP)
     actions.mark_connected(visit, actor=PROVIDER_APP)
     if status == S.COMPLETED:
         actions.complete_visit(visit, actor=PROVIDER_APP)
@@ -140,8 +158,9 @@ def _visit_in(status):
 def test_it_refuses_an_illegal_transition_and_writes_nothing(db, action, status):
     visit = _visit_in(status)
     events, history = visit.events.count(), visit.history.count()
+    named = {"provider": make_provider()} if action in ANSWERS else {}
     with pytest.raises(IllegalTransition) as refused:
-        getattr(actions, action)(visit, actor=ROUTER)
+        getattr(actions, action)(visit, actor=ROUTER, **named)
     assert refused.value.field == "status"
     visit.refresh_from_db()
     assert (visit.status, visit.events.count(), visit.history.count()) == (status, events, history)
@@ -149,7 +168,7 @@ def test_it_refuses_an_illegal_transition_and_writes_nothing(db, action, status)
 
 def test_it_refuses_offer_to_unlicensed_provider(db):
     provider = make_provider(states=("NV",), available=True)
-    with pytest.raises(IllegalTransition, match="not licensed in CA"):
+    with pytest.raises(IllegalTransition, match="not licensed in CA now"):
         actions.offer_visit(make_visit(state="CA"), provider, actor=ROUTER)
 
 

@@ -12,7 +12,7 @@ from clinical.actions import hash_token
 from clinical.events import ROUTING_STREAM
 from clinical.models import ApiClient, Availability, Visit, VisitStatus
 from ops_console.audit import Actor
-from tests.builders import make_patient, make_provider, make_visit
+from tests.builders import make_patient, make_provider, make_visit, past_deadline
 
 S = VisitStatus
 
@@ -235,3 +235,39 @@ def test_it_lets_a_lead_create_a_client_in_the_console_and_shows_the_token_once(
     changelist = reverse("ops:clinical_apiclient_changelist")
     client.post(changelist, {"action": "revoke", "_selected_action": [created.pk]})
     assert _call(api, "get", "visits/ZZZZ-ZZZZ", token).status_code == 401
+
+
+def test_it_shows_the_provider_the_offer_id_and_deadline(client, provider_token, provider):
+    visit = _offered_to(provider)
+    offer = visit.offers.get()
+    data = _call(client, "get", f"providers/{provider.npi}", provider_token).json()["visit"]["offer"]
+    assert data == {
+        "id": offer.pk,
+        "offered_at": offer.offered_at.isoformat(),
+        "expires_at": offer.expires_at.isoformat(),
+    }
+
+
+def _refused(response) -> tuple[int, str]:
+    return response.status_code, response.json()["error"]["code"]
+
+
+def test_it_answers_409_offer_expired_to_a_late_accept_and_books_whoever_holds_the_offer(client, provider_token,
+                                                                                         provider):  # fmt: skip
+    visit = _offered_to(provider)
+    past_deadline(visit)
+    assert _refused(_call(client, "post", f"visits/{visit.public_id}/accept", provider_token)) == (409, "offer_expired")
+    actions.expire_offer(visit, provider_id=provider.pk, actor=Actor.router())
+    other = make_provider(states=("CA",), available=True)
+    actions.offer_visit(visit, other, actor=Actor.router())
+    assert _refused(_call(client, "post", f"visits/{visit.public_id}/accept", provider_token)) == (409, "offer_expired")
+    visit.refresh_from_db()
+    assert (visit.status, visit.provider) == (S.OFFERED, other)
+
+
+def test_it_answers_409_not_licensed_to_an_accept_after_a_suspension(client, provider_token, provider):
+    visit = _offered_to(provider)
+    actions.change_license_status(provider.licenses.get(), "suspended", actor=Actor.system(), reason="board order")
+    assert _refused(_call(client, "post", f"visits/{visit.public_id}/accept", provider_token)) == (409, "not_licensed")
+    visit.refresh_from_db()
+    assert visit.status == S.OFFERED

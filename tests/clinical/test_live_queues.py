@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from clinical import actions
 from clinical.models import Visit
+from clinical.routing.worker import RoutingWorker
 from ops_console.audit import Actor
 from tests.builders import make_provider, make_visit
 
@@ -19,7 +20,7 @@ APP = Actor.provider_app()
 def _accept_after(visit, provider, seconds):
     Visit.objects.filter(pk=visit.pk).update(requested_at=timezone.now() - dt.timedelta(seconds=seconds))
     actions.offer_visit(visit, provider, actor=Actor.router())
-    actions.accept_visit(visit, actor=APP)
+    actions.accept_visit(visit, provider=provider, actor=APP)
 
 
 def test_it_counts_waiting_available_and_offers_per_state(client, support_agent):
@@ -77,4 +78,18 @@ def test_it_answers_the_feed_with_a_constant_number_of_queries(client, lead):
         make_visit(state=state)
     with CaptureQueriesContext(connection) as more:
         client.get(url)
-    assert len(few) == len(more) <= 6
+    assert len(few) == len(more) <= 8  # session, user, permissions (3), the database clock, three statements
+
+
+def test_it_shows_which_router_leads_with_its_epoch_and_health(transactional_db, client, lead, redis_client):
+    leader = RoutingWorker(redis_client, name="router-live-1")
+    leader.step()
+    standby = RoutingWorker(redis_client, name="router-live-2")
+    standby.step()
+    client.force_login(lead)
+    routers = {r["name"]: r for r in client.get(reverse("ops:live_queues_data")).json()["routers"]}
+    assert routers["router-live-1"]["role"] == "leader" and routers["router-live-1"]["epoch"] == leader.lease.epoch
+    assert routers["router-live-2"]["role"] == "standby" and routers["router-live-2"]["epoch"] is None
+    assert routers["router-live-1"]["events_pending"] == 0 and routers["router-live-1"]["rebuilds"] == 1
+    page = client.get(reverse("ops:live_queues")).content.decode()
+    assert 'data-router="router-live-1"' in page

@@ -12,7 +12,7 @@ from clinical.routing import workingset as ws
 from clinical.routing.engine import Router, RouterConfig
 from ops_console.audit import Actor
 from support.models import SupportCase
-from tests.builders import make_license, make_patient, make_provider, make_visit
+from tests.builders import make_license, make_patient, make_provider, make_visit, past_deadline, state_today
 
 S = VisitStatus
 PROVIDER_APP = Actor.provider_app()
@@ -71,7 +71,7 @@ def test_it_orders_visits_by_priority_then_age(db, redis_client):
         router.match()
         visit = Visit.objects.get(provider=provider, status=S.OFFERED)
         served.append(visit.pk)
-        actions.accept_visit(visit, actor=PROVIDER_APP)
+        actions.accept_visit(visit, provider=provider, actor=PROVIDER_APP)
         actions.mark_connected(visit, actor=PROVIDER_APP)
         actions.complete_visit(visit, actor=PROVIDER_APP)
         router.handle({"kind": "provider_availability", "actor": "provider", "provider": str(provider.pk)})
@@ -112,16 +112,16 @@ def test_it_keeps_multi_state_providers_for_scarce_states_when_scarcity_aware(db
     assert _status(nv) == (S.OFFERED, multi.pk)
 
 
-def test_it_requeues_a_rejected_visit_in_place_and_never_reoffers_it_to_the_same_provider(db, redis_client):
+def test_it_requeues_a_rejected_visit_and_does_not_reoffer_it_to_the_same_provider(db, redis_client):
     first = _age(make_visit(), 10)
     second = _age(make_visit(), 5)
     provider = make_provider(states=("CA",), available=True)
     router = _router(redis_client)
     router.match()
     assert _status(first) == (S.OFFERED, provider.pk)
-    actions.decline_offer(first, actor=PROVIDER_APP, provider_id=provider.pk)
+    actions.decline_offer(first, provider=provider, actor=PROVIDER_APP)
     router.handle({"kind": "visit_status", "actor": "provider", "visit": str(first.pk), "provider": str(provider.pk)})
-    assert redis_client.zrange(ws.QUEUE.format("CA"), 0, 0) == [str(first.pk)]  # back at the head of the line
+    assert redis_client.zrange(ws.queue_key("CA", 0), 0, 0) == [str(first.pk)]  # back in line, by request time
     router.match()
     assert _status(first) == (S.WAITING, None)
     assert _status(second) == (S.OFFERED, provider.pk)
@@ -132,37 +132,38 @@ def test_it_requeues_a_rejected_visit_in_place_and_never_reoffers_it_to_the_same
     assert Visit.objects.get(pk=first.pk).offer_count == 2
 
 
-def test_it_remembers_who_was_offered_a_visit_after_a_rebuild(db, redis_client):
+def test_it_remembers_who_declined_a_visit_in_postgresql_when_redis_loses_everything(db, redis_client):
     visit = make_visit()
     provider = make_provider(states=("CA",), available=True)
     router = _router(redis_client)
     router.match()
-    actions.decline_offer(visit, actor=PROVIDER_APP)
+    actions.decline_offer(visit, provider=provider, actor=PROVIDER_APP)
     redis_client.flushdb()
     router.ensure_built()
     assert router.match() == 0
     assert _status(visit) == (S.WAITING, None)
-    assert provider.pk in {int(p) for p in redis_client.smembers(ws.OFFERED_BEFORE.format(visit.pk))}
 
 
 def test_it_expires_an_offer_after_the_timeout_and_sets_the_provider_offline(db, redis_client):
     visit = _age(make_visit(), 3)
     provider = make_provider(states=("CA",), available=True)
-    router = _router(redis_client, offer_timeout=0)
+    router = _router(redis_client)
     router.match()
-    assert router.expire_offers() == 1
+    assert router.run_timeouts()["offer"] == 0  # not yet: the deadline is the database's
+    past_deadline(visit)
+    assert router.run_timeouts()["offer"] == 1
     provider.refresh_from_db()
     assert _status(visit) == (S.WAITING, None)
     assert provider.availability == Availability.OFFLINE
     assert visit.events.last().detail.endswith("expired")
-    assert redis_client.zscore(ws.QUEUE.format("CA"), visit.pk) == ws.queue_score(visit.priority, visit.requested_at)
+    assert redis_client.zscore(ws.queue_key("CA", 0), visit.pk) == visit.requested_at.timestamp()
 
 
 def test_it_expires_a_visit_that_waited_too_long_and_opens_a_support_case(db, redis_client):
     visit = _age(make_visit(state="WY"), 31)
     fresh = _age(make_visit(state="WY"), 29)
     router = _router(redis_client, max_wait=30 * 60)
-    assert router.expire_waits() == 1
+    assert router.run_timeouts()["wait"] == 1
     visit.refresh_from_db()
     assert visit.status == S.EXPIRED
     case = SupportCase.objects.get(visit=visit)
@@ -178,7 +179,7 @@ def test_it_lets_a_patient_cancel_while_an_offer_is_out(db, redis_client):
     router.match()
     actions.cancel_visit(visit, actor=Actor.patient_app())
     router.handle({"kind": "visit_status", "actor": "patient", "visit": str(visit.pk), "provider": str(provider.pk)})
-    assert redis_client.zscore(ws.OFFERS, visit.pk) is None
+    assert visit.offers.get().outcome == "cancelled"
     next_visit = make_visit()
     router.handle({"kind": "visit_waiting", "actor": "patient", "visit": str(next_visit.pk)})
     router.match()
@@ -207,7 +208,7 @@ def test_it_withdraws_an_offer_whose_license_expired_in_the_sweep(db, redis_clie
     license = make_license(provider, "CA", expires_in_days=0)
     router = _router(redis_client)
     router.match()
-    type(license).objects.filter(pk=license.pk).update(expires_on=timezone.localdate() - dt.timedelta(days=1))
+    type(license).objects.filter(pk=license.pk).update(expires_on=state_today("CA") - dt.timedelta(days=1))
     assert router.withdraw_ineligible_offers() == 1
     assert _status(visit) == (S.WAITING, None)
 
@@ -219,12 +220,13 @@ def test_it_rebuilds_after_redis_loses_everything_and_loses_no_visit(db, redis_c
     router.match()
     redis_client.flushdb()  # FLUSHALL for the router; only its own database, for other runs on this machine
     assert router.ensure_built() is True
-    actions.decline_offer(Visit.objects.filter(status=S.OFFERED).first(), actor=PROVIDER_APP)
+    declined = Visit.objects.filter(status=S.OFFERED).first()
+    actions.decline_offer(declined, provider=declined.provider_id, actor=PROVIDER_APP)
     router.rebuild()
     router.match()
     statuses = [_status(v)[0] for v in visits]
     assert statuses.count(S.OFFERED) == 3 and statuses.count(S.WAITING) == 2
-    assert redis_client.zcard(ws.QUEUE.format("CA")) == 2
+    assert redis_client.zcard(ws.queue_key("CA", 0)) == 2
     assert {v.provider_id for v in Visit.objects.filter(status=S.OFFERED)} == {p.pk for p in providers}
 
 

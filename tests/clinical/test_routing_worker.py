@@ -1,33 +1,19 @@
 """The routing worker as a process: events in, offers out, and a standby that takes over."""
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-from django.conf import settings
 from django.db import connection
 
 from clinical import actions
 from clinical.models import Visit, VisitStatus
-from clinical.routing.lease import LEASE_KEY
+from clinical.routing import lease
 from clinical.routing.worker import RoutingWorker
 from ops_console.audit import Actor
 from tests.builders import make_patient, make_provider, make_visit
+from tests.clinical.processes import PrivateRedis, start_router, wait_for
 
-BASE_DIR = Path(__file__).resolve().parents[2]
 S = VisitStatus
-
-
-def _wait_for(predicate, timeout=15.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every)
-    return False
 
 
 def test_it_routes_a_new_visit_from_its_event(transactional_db, redis_client):
@@ -54,43 +40,31 @@ def test_it_recovers_when_redis_is_flushed_under_a_running_worker(transactional_
     assert (visit.status, visit.provider_id) == (S.OFFERED, provider.pk)
 
 
-def _start_router(name: str) -> subprocess.Popen:
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "REDIS_URL": settings.REDIS_URL,
-        "ROUTING_LEASE_SECONDS": "3",
-        "DJANGO_DEBUG": "0",
-    }
-    return subprocess.Popen(  # noqa: S603 - our own manage.py with fixed arguments
-        [sys.executable, "manage.py", "run_router", "--name", name],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _leader() -> str | None:
+    """Return the name of the router holding a live lease (PostgreSQL's view), or None."""
+    held = lease.current()
+    return held["holder"] if held and held["live"] else None
 
 
 def test_it_fails_over_to_the_standby_when_the_leader_is_killed(transactional_db, redis_client):
     patient = make_patient()
     providers = [make_provider(states=("CA",), available=True) for _ in range(4)]
-    leader = _start_router("router-a")
+    leader = start_router("router-a")
     standby = None
     try:
-        assert _wait_for(lambda: redis_client.get(LEASE_KEY) == "router-a")
-        standby = _start_router("router-b")
+        assert wait_for(lambda: _leader() == "router-a")
+        standby = start_router("router-b")
         first = [make_visit(patient=patient) for _ in range(2)]
-        assert _wait_for(lambda: Visit.objects.filter(pk__in=[v.pk for v in first], status=S.OFFERED).count() == 2)
-        assert redis_client.get(LEASE_KEY) == "router-a"  # the standby waited
+        assert wait_for(lambda: Visit.objects.filter(pk__in=[v.pk for v in first], status=S.OFFERED).count() == 2)
+        assert _leader() == "router-a"  # the standby waited
 
         leader.send_signal(signal.SIGKILL)
         leader.wait()
         killed_at = time.monotonic()
-        assert _wait_for(lambda: redis_client.get(LEASE_KEY) == "router-b", timeout=10)
+        assert wait_for(lambda: _leader() == "router-b", timeout=10)
         took_over = time.monotonic() - killed_at
         later = [make_visit(patient=patient) for _ in range(2)]
-        assert _wait_for(lambda: Visit.objects.filter(pk__in=[v.pk for v in later], status=S.OFFERED).count() == 2)
+        assert wait_for(lambda: Visit.objects.filter(pk__in=[v.pk for v in later], status=S.OFFERED).count() == 2)
     finally:
         for process in (leader, standby):
             if process and process.poll() is None:
@@ -103,13 +77,13 @@ def test_it_fails_over_to_the_standby_when_the_leader_is_killed(transactional_db
 
 
 def test_it_gives_the_lease_up_on_a_clean_stop(transactional_db, redis_client):
-    router = _start_router("router-clean")
+    router = start_router("router-clean")
     try:
-        assert _wait_for(lambda: redis_client.get(LEASE_KEY) == "router-clean")
+        assert wait_for(lambda: _leader() == "router-clean")
     finally:
         router.send_signal(signal.SIGTERM)
         router.wait(timeout=10)
-    assert redis_client.get(LEASE_KEY) is None
+    assert _leader() is None
 
 
 def test_it_keeps_routing_after_an_offer_is_accepted_and_completed(transactional_db, redis_client):
@@ -120,7 +94,7 @@ def test_it_keeps_routing_after_an_offer_is_accepted_and_completed(transactional
     worker.step()
     offered = Visit.objects.get(status=S.OFFERED)
     app = Actor.provider_app()
-    actions.accept_visit(offered, actor=app)
+    actions.accept_visit(offered, provider=provider, actor=app)
     actions.mark_connected(offered, actor=app)
     actions.complete_visit(offered, actor=app)
     worker.step()
@@ -128,3 +102,45 @@ def test_it_keeps_routing_after_an_offer_is_accepted_and_completed(transactional
     assert set(Visit.objects.values_list("status", flat=True)) == {S.COMPLETED, S.OFFERED}
     assert Visit.objects.get(status=S.OFFERED).provider_id == provider.pk
     assert {first.pk, second.pk} == set(Visit.objects.values_list("pk", flat=True))
+
+
+def _router_sessions() -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'router:router-db'")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_it_survives_postgresql_dropping_its_connection(transactional_db, redis_client):
+    router = start_router("router-db")
+    try:
+        assert wait_for(lambda: _leader() == "router-db" and _router_sessions())
+        with connection.cursor() as cursor:  # what a PostgreSQL restart does to a client
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [_router_sessions()])
+        provider = make_provider(states=("NM",), available=True)
+        visit = make_visit(state="NM")
+        assert wait_for(lambda: Visit.objects.filter(pk=visit.pk, status=S.OFFERED, provider=provider).exists())
+        assert router.poll() is None
+    finally:
+        router.terminate()
+        router.wait(timeout=10)
+    assert router.returncode == 0
+
+
+def test_it_waits_out_redis_being_down_and_rebuilds_when_it_is_back(transactional_db):
+    redis = PrivateRedis()
+    redis.start()
+    router = start_router("router-redis", redis_url=redis.url)
+    try:
+        assert wait_for(lambda: _leader() == "router-redis")
+        redis.stop()
+        provider = make_provider(states=("ME",), available=True)  # its event goes to the tests' Redis, not this one
+        visit = make_visit(state="ME")
+        time.sleep(3)
+        assert router.poll() is None and Visit.objects.get(pk=visit.pk).status == S.WAITING
+        redis.start()  # empty: the router notices and rebuilds from PostgreSQL
+        assert wait_for(lambda: Visit.objects.filter(pk=visit.pk, status=S.OFFERED, provider=provider).exists())
+        assert _leader() == "router-redis"  # the lease is PostgreSQL's: Redis going away did not cost it
+    finally:
+        router.terminate()
+        router.wait(timeout=10)
+        redis.stop()

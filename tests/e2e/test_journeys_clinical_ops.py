@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from clinical.models import LICENSE_VALID_SQL
+from clinical.calendar import license_valid_sql
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +33,7 @@ WITH valid AS (
 SELECT a.id, a.state, p.npi FROM available a JOIN clinical_provider p ON p.id = a.provider_id
 WHERE a.state NOT IN (SELECT state FROM unquiet)
 ORDER BY a.state, a.id LIMIT 1
-""".replace("{license_valid}", LICENSE_VALID_SQL)
+""".replace("{license_valid}", license_valid_sql("l", "statement_timestamp()"))
 
 # True once the state's row shows another count of available providers, or is gone (none left).
 _COUNT_CHANGED_JS = """([state, before]) => {
@@ -43,7 +43,7 @@ _COUNT_CHANGED_JS = """([state, before]) => {
 
 
 def _quiet_license(stack) -> tuple[int, str, str]:
-    rows = stack.query(_QUIET_LICENSE_SQL, {"today": timezone.localdate()})
+    rows = stack.query(_QUIET_LICENSE_SQL, {})
     assert rows, "the seed has no available provider in a state without waiting visits"
     return rows[0]
 

@@ -54,7 +54,7 @@ BUDGET = {
     "provider form": 8,
     "license form": 7,
     "patient form": 8,  # +1: the access log row; +1 for leads: who read this patient
-    "visit form": 8,
+    "visit form": 9,  # + the offers table
     "visit event form": 6,
     "support case form": 10,
     "security event form": 6,
@@ -133,8 +133,8 @@ def grow(scene: Scene, count: int) -> None:
     for _ in range(count):
         _grow_tables(scene)
         make_license(scene.provider, next(scene.license_states), expires_in_days=20)
-        actions.offer_visit(scene.visit, scene.router, actor=scene.actor)
-        actions.decline_offer(scene.visit, actor=scene.actor)
+        actions.offer_visit(scene.visit, scene.router, actor=scene.actor, reoffer_after=0)
+        actions.decline_offer(scene.visit, provider=scene.router, actor=scene.actor)
         _offered_then_cancelled(make_visit(patient=scene.patient), scene)
         support_actions.add_note(scene.case, body="Called back.", actor=scene.actor)
         scene.group.permissions.add(next(permissions))

@@ -44,7 +44,7 @@ def test_it_records_every_visit_transition_and_the_providers_it_touches(db):
     actions.offer_visit(visit, provider, actor=SYSTEM)  # the router's set-based path
     assert set(entries()) == {("clinical.visit", visit.pk), ("clinical.provider", provider.pk)}
     OutboxEntry.objects.all().delete()
-    actions.accept_visit(visit, actor=SYSTEM)
+    actions.accept_visit(visit, provider=provider, actor=SYSTEM)
     assert set(entries()) == {("clinical.visit", visit.pk), ("clinical.provider", provider.pk)}
 
 

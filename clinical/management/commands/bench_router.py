@@ -2,9 +2,10 @@ import json
 
 from django.core.management.base import BaseCommand
 
+from clinical.models import Priority
 from clinical.routing import bench
 from clinical.routing.policy import POLICIES
-from clinical.routing.simulation import DayConfig, simulate_day
+from clinical.routing.simulation import DayConfig, simulate_day, strict_priority
 
 
 class Command(BaseCommand):
@@ -20,6 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals for the latency run")
         parser.add_argument("--day-visits", type=int, default=6_000, help="visits in the simulated day")
         parser.add_argument("--day-providers", type=int, default=260, help="providers in the simulated day")
+        parser.add_argument("--fair-load", type=float, default=1.1, help="load of the fairness day (1.1 = 110%%)")
+        parser.add_argument("--fair-urgent", type=float, default=0.5, help="share of urgent visits in the fairness day")
         parser.add_argument("--redis-db", type=int, default=14, help="Redis database number the bench may flush")
         parser.add_argument("--seed", type=int, default=2026)
         parser.add_argument("--skip-latency", action="store_true")
@@ -41,11 +44,25 @@ class Command(BaseCommand):
         self.stdout.write("simulated day per policy ...")
         day = DayConfig(visits=opts["day_visits"], providers=opts["day_providers"], seed=opts["seed"])
         result["day"] = [simulate_day(policy, day) for policy in POLICIES]
+        self.stdout.write(f"fairness day at {opts['fair_load']:.0%} load, {opts['fair_urgent']:.0%} urgent ...")
+        result["fairness_day"] = self._fairness_day(opts)
         result["pgbench_single_connection_tps"] = bench.pgbench_single_connection(database_url)
         bench.reset()
         r.flushdb()
         self._table(result)
         self.stdout.write(json.dumps({"bench": "router", **result}))
+
+    def _fairness_day(self, opts) -> dict:
+        """Run the overloaded day twice: the place in line the router uses now, and strict priority."""
+        urgent = opts["fair_urgent"]
+        day = DayConfig(
+            seed=opts["seed"], providers=opts["day_providers"], load=opts["fair_load"], steady=True, national=True,
+            mix={Priority.URGENT: urgent, Priority.ROUTINE: 1 - urgent},
+        )  # fmt: skip
+        return {
+            "now": simulate_day("longest_idle", day),
+            "strict_priority_before": simulate_day("longest_idle", day, key=strict_priority),
+        }
 
     def _table(self, result):
         t = result["throughput"]
@@ -66,6 +83,17 @@ class Command(BaseCommand):
                 (f"day: {day['policy']}", f"mean {day['mean_wait_s']} s, p90 {day['p90_wait_s']} s, "
                  f"served {day['served']}, expired {day['expired']}")
             )  # fmt: skip
+        for name, run in (
+            ("now", result["fairness_day"]["now"]),
+            ("strict priority (before)", result["fairness_day"]["strict_priority_before"]),
+        ):
+            rows.append((f"fairness day, {name}", f"load {run['load']:.0%}, {run['visits']} visits, "
+                         f"{run['expired']} expired"))  # fmt: skip
+            for priority, numbers in run["priorities"].items():
+                rows.append(
+                    (f"  {priority}", f"{numbers['requested']} requested, {numbers['expired']} expired "
+                     f"({numbers['expired_never_offered']} never offered), p90 wait {numbers['p90_wait_s']} s")
+                )  # fmt: skip
         rows.append(("pgbench 1 connection", f"{result['pgbench_single_connection_tps']} tps (simple update, -N)"))
         width = max(len(name) for name, _ in rows)
         for name, value in rows:

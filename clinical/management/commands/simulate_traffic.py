@@ -2,6 +2,7 @@ import argparse
 import shutil
 import signal
 from contextlib import contextmanager
+from json import dumps
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -50,8 +51,9 @@ class Command(BaseCommand):
             help="locate patients anywhere, also where no played provider is licensed (their visits expire)",
         )  # fmt: skip
         parser.add_argument("--gentle", action="store_true", help="the `make run` preset: low rate, short visits")
+        parser.add_argument("--json", action="store_true", help="end with one JSON line of the counts (for soaks)")
 
-    def handle(self, *args, duration=None, gentle=False, **options):
+    def handle(self, *args, duration=None, gentle=False, json=False, **options):
         names = ("base_url", "rate", "providers", "seed", "cancel_rate", "speed", "visit_minutes", "all_states")
         try:
             config = simulate.config_for(gentle=gentle, **{name: options[name] for name in names})
@@ -73,6 +75,9 @@ class Command(BaseCommand):
         for line in stats.report():
             self.stdout.write(line)
         self.stdout.write(f"revoked {session.revoked} simulation API clients")
+        if json:
+            self.stdout.write(dumps({"simulation": session.run_id, "patient_app": session.clients[0].name,
+                                     **stats.counts()}))  # fmt: skip
 
     def _introduce(self, config, session) -> None:
         count = len(session.states)

@@ -35,6 +35,31 @@
     tbody.replaceChildren(rows);
   }
 
+  function when(iso) {
+    return iso ? new Date(iso).toLocaleTimeString() : "—";
+  }
+
+  function renderRouters(tbody, routers) {
+    var rows = document.createDocumentFragment();
+    routers.forEach(function (r) {
+      var tr = document.createElement("tr");
+      tr.dataset.router = r.name;
+      [r.name, r.role, r.epoch === null ? "—" : r.epoch, when(r.leader_since), when(r.last_decision_at),
+       r.events_pending, r.rebuilds, r.seen_ago_s + " s ago", r.last_error || "—"].forEach(function (v) {
+        tr.appendChild(cell(String(v)));
+      });
+      rows.appendChild(tr);
+    });
+    if (!routers.length) {
+      var tr = document.createElement("tr");
+      var td = cell("No router has reported yet: start manage.py run_router.");
+      td.colSpan = 9;
+      tr.appendChild(td);
+      rows.appendChild(tr);
+    }
+    tbody.replaceChildren(rows);
+  }
+
   function renderChart(svg, buckets) {
     var ns = "http://www.w3.org/2000/svg";
     var width = 600, height = 160, pad = 24;
@@ -72,6 +97,7 @@
       field("accepted").textContent = data.accepted;
       renderStates(field("states"), data.states);
       renderChart(field("chart"), data.buckets);
+      renderRouters(field("routers"), data.routers);
       field("error").textContent = "";
     }
 
