@@ -7,6 +7,7 @@ the database's clock (``ops_console.dbclock``); a router's writes are fenced by 
 """
 
 import datetime as dt
+import functools
 import hashlib
 import secrets
 
@@ -30,9 +31,10 @@ from clinical.models import (
 )
 from clinical.validators import format_mrn
 from ops_console import dbclock
-from ops_console.audit import Actor, history_sql, stamp
+from ops_console.audit import Actor, history_insert_from, history_params, history_sql, stamp
 from ops_console.errors import ActionError, Fenced, IllegalTransition
 from ops_console.errors import full_clean_or_raise as _full_clean
+from ops_console.prepared import Statement
 from search import outbox as search_outbox
 
 S = VisitStatus
@@ -264,12 +266,15 @@ def _set_availability(
 def request_visit(
     *, patient: Patient, located_state: str, reason: str, priority: int = Priority.ROUTINE, actor: Actor
 ) -> Visit:
-    """Create a waiting visit for a patient located in ``located_state``, requested now by the database's clock."""
-    visit = Visit(
-        patient=patient, located_state=located_state, reason=reason, priority=priority, requested_at=dbclock.now()
-    )
-    _full_clean(visit, exclude=["public_id"])
-    stamp(visit, actor, "requested", at=visit.requested_at)
+    """Create a waiting visit for a patient located in ``located_state``, requested now by the database's clock.
+
+    Four round trips (the visit, its history record, its timeline event, the commit): a patient's
+    wait starts at the insert, so everything before it is kept out of the way.
+    """
+    visit = Visit(patient=patient, located_state=located_state, reason=reason, priority=priority)
+    # The patient is a row just read (by MRN or from a form); its existence needs no second query.
+    _full_clean(visit, exclude=["public_id", "patient", "requested_at"])
+    stamp(visit, actor, "requested", at_field="requested_at")
     visit.save()
     search_outbox.record_instance(visit)
     _record_event(visit, "", S.WAITING, actor=actor, detail="requested", at=visit.requested_at)
@@ -365,117 +370,116 @@ def _record_event(
 
 # --- offers ---------------------------------------------------------------------------------
 
-# Offering a batch of (visit, provider) pairs takes two statements in one transaction. The first
-# locks the pairs that qualify: the visit waits, the provider is active and available, a license of
-# theirs counts in the visit's state by the state's calendar (that license locked in share mode, so
-# a suspension either commits first and is seen, or waits for this offer), and the provider did not
-# decline or ignore the visit within the re-offer period. The second, with every row it needs
-# already locked, takes the instant from the database's clock, re-checks the license at that
-# instant, and writes the offers, their deadlines and the reservations in one statement.
-_LOCK_OFFERABLE_SQL = """
-WITH pairs(visit_id, provider_id) AS (SELECT * FROM unnest(%(visits)s::bigint[], %(providers)s::bigint[]))
-SELECT v.id, pr.id, l.id
-FROM pairs p
-JOIN clinical_visit v ON v.id = p.visit_id AND v.status = 'waiting'
-JOIN clinical_provider pr ON pr.id = p.provider_id AND pr.availability = 'available' AND pr.is_active
-JOIN clinical_providerlicense l ON l.provider_id = pr.id AND l.state = v.located_state AND {license_valid}
-WHERE NOT EXISTS (
-    SELECT 1 FROM clinical_offer o
-    WHERE o.visit_id = v.id AND o.provider_id = pr.id AND o.outcome IN ('declined', 'expired')
-      AND o.decided_at > statement_timestamp() - %(reoffer_after)s
-)
-ORDER BY v.id
-FOR UPDATE OF v, pr FOR SHARE OF l
-""".replace("{license_valid}", license_valid_sql("l", "statement_timestamp()"))
-
+# Offering a batch of (visit, provider) pairs is one statement. It locks the pairs that qualify:
+# the visit waits, the provider is active and available, a license of theirs counts in the
+# visit's state by the state's calendar (that license locked in share mode, so a suspension either
+# commits first and is seen, or waits for this offer), the provider did not decline or ignore the
+# visit within the re-offer period, and a router's lease epoch is current (its row locked in share
+# mode too). Only then, once every lock is held, it takes the instant from the database's clock,
+# re-checks the license at that instant, and writes the offers with their deadlines, the visits
+# and reservations, their history records and timeline events.
 _OFFER_SQL = """
-WITH clock AS (SELECT clock_timestamp() AS now),
+WITH pairs(visit_id, provider_id) AS (SELECT * FROM unnest(%s::bigint[], %s::bigint[])),
+fence AS (SELECT epoch FROM clinical_routerlease WHERE id = 1 AND epoch = %s::bigint FOR SHARE),
+locked AS (
+    SELECT v.id AS visit_id, pr.id AS provider_id, l.id AS license_id
+    FROM pairs p
+    JOIN clinical_visit v ON v.id = p.visit_id AND v.status = 'waiting'
+    JOIN clinical_provider pr ON pr.id = p.provider_id AND pr.availability = 'available' AND pr.is_active
+    JOIN clinical_providerlicense l
+      ON l.provider_id = pr.id AND l.state = v.located_state AND {valid_at_start}
+    WHERE (%s::bigint IS NULL OR EXISTS (SELECT 1 FROM fence))
+      AND NOT EXISTS (
+        SELECT 1 FROM clinical_offer o
+        WHERE o.visit_id = v.id AND o.provider_id = pr.id AND o.outcome IN ('declined', 'expired')
+          AND o.decided_at > statement_timestamp() - %s::interval
+    )
+    ORDER BY v.id
+    FOR UPDATE OF v, pr FOR SHARE OF l
+),
+clock AS (SELECT clock_timestamp() AS now FROM (SELECT count(*) FROM locked) AS after_the_locks),
 eligible AS (
-    SELECT e.visit_id, e.provider_id, e.license_id, c.now
-    FROM unnest(%(visits)s::bigint[], %(providers)s::bigint[], %(licenses)s::bigint[])
-         AS e(visit_id, provider_id, license_id)
-    CROSS JOIN clock c
-    JOIN clinical_providerlicense l ON l.id = e.license_id AND {license_valid}
+    SELECT k.visit_id, k.provider_id, k.license_id, c.now
+    FROM locked k CROSS JOIN clock c
+    JOIN clinical_providerlicense l ON l.id = k.license_id AND {valid_now}
 ),
 offered AS (
     UPDATE clinical_visit v
     SET status = 'offered', provider_id = e.provider_id, offered_at = e.now, offer_count = v.offer_count + 1
     FROM eligible e WHERE v.id = e.visit_id
-    RETURNING v.id, v.provider_id, v.located_state
+    RETURNING v.*
 ),
 reserved AS (
     UPDATE clinical_provider pr SET availability = 'reserved'
     FROM eligible e WHERE pr.id = e.provider_id
-    RETURNING pr.id
+    RETURNING pr.*
 ),
 recorded AS (
     INSERT INTO clinical_offer (visit_id, provider_id, license_id, offered_at, expires_at, router_epoch)
-    SELECT e.visit_id, e.provider_id, e.license_id, e.now, e.now + %(timeout)s, %(epoch)s FROM eligible e
-    RETURNING visit_id, offered_at
+    SELECT e.visit_id, e.provider_id, e.license_id, e.now, e.now + %s::interval, %s::bigint FROM eligible e
+),
+visit_history AS ({visit_history}),
+provider_history AS ({provider_history}),
+timeline AS (
+    INSERT INTO clinical_visitevent (visit_id, from_status, to_status, at, actor_kind, staff_user_id, provider_id,
+                                     detail)
+    SELECT o.id, 'waiting', 'offered', o.offered_at, %s::varchar, %s::integer, o.provider_id,
+           'offered to ' || r.first_name || ' ' || r.last_name
+    FROM offered o JOIN reserved r ON r.id = o.provider_id
 )
-SELECT o.id, o.provider_id, o.located_state, rec.offered_at
-FROM offered o JOIN reserved r ON r.id = o.provider_id JOIN recorded rec ON rec.visit_id = o.id
-""".replace("{license_valid}", license_valid_sql("l", "c.now"))
-
-_OFFER_EVENTS_SQL = """
-INSERT INTO clinical_visitevent (visit_id, from_status, to_status, at, actor_kind, staff_user_id, provider_id, detail)
-SELECT v.id, 'waiting', 'offered', v.offered_at, %(actor)s, %(user)s, v.provider_id,
-       'offered to ' || pr.first_name || ' ' || pr.last_name
-FROM clinical_visit v JOIN clinical_provider pr ON pr.id = v.provider_id
-WHERE v.id = ANY(%(visits)s)
+SELECT o.id, o.provider_id, o.located_state FROM offered o
 """
+
+
+@functools.cache
+def _offer_statement() -> Statement:
+    """Return the offer statement, its history inserts built from the models (once the apps are ready)."""
+    sql = (
+        _OFFER_SQL.replace("{valid_at_start}", license_valid_sql("l", "statement_timestamp()"))
+        .replace("{valid_now}", license_valid_sql("l", "c.now"))
+        .replace("{visit_history}", history_insert_from(Visit, "offered"))
+        .replace("{provider_history}", history_insert_from(Provider, "reserved"))
+    )
+    return Statement("clinical_offer_visits", sql)
 
 
 @transaction.atomic
 def offer_visits(
     pairs: list[tuple[int, int]], *, actor: Actor, offer_timeout: int | None = None, reoffer_after: int | None = None
 ) -> list[tuple[int, int]]:
-    """Offer each waiting visit to its paired provider if it qualifies (see ``_LOCK_OFFERABLE_SQL``).
+    """Offer each waiting visit to its paired provider if it qualifies, in one statement (``_OFFER_SQL``).
 
     Pairs that fail a condition are skipped; a router whose lease epoch is over is refused
-    (``Fenced``). Write the timeline events and history of every applied pair, publish their events
-    on commit, and return the applied ``(visit_id, provider_id)`` pairs.
+    (``Fenced``). Publish the applied offers' events on commit and return the applied
+    ``(visit_id, provider_id)`` pairs.
     """
     if not pairs:
         return []
     reoffer_after = settings.ROUTING_REOFFER_AFTER if reoffer_after is None else reoffer_after
-    _fence(actor)
-    with connection.cursor() as cursor:
-        cursor.execute(_LOCK_OFFERABLE_SQL, {
-            "visits": [visit for visit, _ in pairs], "providers": [provider for _, provider in pairs],
-            "reoffer_after": dt.timedelta(seconds=reoffer_after),
-        })  # fmt: skip
-        locked = cursor.fetchall()
-        if not locked:
-            return []
-        cursor.execute(_OFFER_SQL, {
-            "visits": [row[0] for row in locked], "providers": [row[1] for row in locked],
-            "licenses": [row[2] for row in locked], "epoch": actor.epoch,
-            "timeout": dt.timedelta(seconds=offer_timeout or settings.ROUTING_OFFER_TIMEOUT),
-        })  # fmt: skip
-        applied = cursor.fetchall()
-        if applied:
-            _write_offer_trail(cursor, applied, actor=actor)
-    return [(visit, provider) for visit, provider, _, _ in applied]
-
-
-def _write_offer_trail(cursor, applied, *, actor: Actor) -> None:
-    visits = [row[0] for row in applied]
-    providers = [row[1] for row in applied]
-    sql, params = history_sql(Visit, actor=actor, reason="offered by the router")
-    cursor.execute(sql, [*params, visits])
-    sql, params = history_sql(Provider, actor=actor, reason="reserved for an offered visit")
-    cursor.execute(sql, [*params, providers])
+    timeout = dt.timedelta(seconds=offer_timeout or settings.ROUTING_OFFER_TIMEOUT)
     user = actor.user.pk if actor.user is not None else None
-    cursor.execute(_OFFER_EVENTS_SQL, {"actor": actor.kind, "user": user, "visits": visits})
-    search_outbox.record("clinical.visit", visits)
-    search_outbox.record("clinical.provider", providers)
+    params = [
+        [visit for visit, _ in pairs], [provider for _, provider in pairs], actor.epoch, actor.epoch,
+        dt.timedelta(seconds=reoffer_after), timeout, actor.epoch,
+        *history_params(actor=actor, reason="offered by the router"),
+        *history_params(actor=actor, reason="reserved for an offered visit"),
+        actor.kind, user,
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        _offer_statement().execute(cursor, params)
+        applied = cursor.fetchall()
+    if not applied:
+        _fence(actor)  # nothing qualified; or this router's epoch is over: say so
+        return []
+    search_outbox.record("clinical.visit", [visit for visit, _, _ in applied])
+    search_outbox.record("clinical.provider", [provider for _, provider, _ in applied])
     events.publish_many_on_commit(
         [
             events.event("visit_status", actor=actor.kind, visit=v, status=S.OFFERED, state=state, provider=p)
-            for v, p, state, _ in applied
+            for v, p, state in applied
         ]
     )
+    return [(visit, provider) for visit, provider, _ in applied]
 
 
 def offer_visit(visit: Visit | int, provider: Provider | int, *, actor: Actor, **timing) -> Visit:

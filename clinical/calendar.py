@@ -24,13 +24,22 @@ from clinical.reference import states
 FUNCTION = "clinical_license_valid_at"
 
 # The definition. ``at`` is an instant (timestamptz); with no zones on record a license never counts.
+# PL/pgSQL rather than SQL: its plan of the zones lookup is kept for the session, where a SQL
+# function's body would be planned again in every statement that calls it (~0.4 ms each).
 CREATE_FUNCTION_SQL = f"""
 CREATE OR REPLACE FUNCTION {FUNCTION}(status varchar, state varchar, issued_on date, expires_on date, at timestamptz)
-RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT $1 = 'active' AND coalesce(bool_and(
-        (at AT TIME ZONE z.time_zone)::date BETWEEN $3 AND coalesce($4, 'infinity'::date)
-    ), false)
-    FROM clinical_statetimezone z WHERE z.state = $2
+RETURNS boolean LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+DECLARE
+    inside boolean;
+BEGIN
+    IF status IS DISTINCT FROM 'active' THEN
+        RETURN false;
+    END IF;
+    SELECT bool_and((at AT TIME ZONE z.time_zone)::date BETWEEN issued_on AND coalesce(expires_on, 'infinity'::date))
+    INTO inside
+    FROM clinical_statetimezone z WHERE z.state = {FUNCTION}.state;
+    RETURN coalesce(inside, false);
+END
 $$
 """  # noqa: S608 (the function name is a constant)
 DROP_FUNCTION_SQL = f"DROP FUNCTION IF EXISTS {FUNCTION}(varchar, varchar, date, date, timestamptz)"

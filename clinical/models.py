@@ -6,6 +6,7 @@ Status and availability are assigned only by ``clinical.actions``.
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
@@ -210,7 +211,8 @@ class Visit(models.Model):
     priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.ROUTINE)
     status = models.CharField(max_length=12, choices=VisitStatus.choices, default=VisitStatus.WAITING)
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, null=True, blank=True, related_name="visits")
-    requested_at = models.DateTimeField(default=timezone.now)
+    # The database's clock at the insert (returned to the instance): the one clock every process shares.
+    requested_at = models.DateTimeField(db_default=Now())
     offered_at = models.DateTimeField(null=True, blank=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from clinical import actions
@@ -419,6 +419,10 @@ def session_for(config: SimConfig) -> Iterator[Session]:
     try:
         yield session
     finally:
+        # The run only talks HTTP: the connection opened at the start may have died meanwhile
+        # (a PostgreSQL restart), so revoke over a fresh one then.
+        if connection.connection is not None and not connection.in_atomic_block and not connection.is_usable():
+            connection.close()
         close_session(session)
 
 

@@ -76,20 +76,26 @@ class AuditedHistoryModel(models.Model):
         return f"{kind}: {label}" if label and label.lower() != kind.lower() else kind
 
 
-def stamp(instance, actor: Actor, reason: str, *, at=None) -> None:
-    """Attach the actor, reason and (database) time that the next historical record of ``instance`` carries."""
+def stamp(instance, actor: Actor, reason: str, *, at=None, at_field: str = "") -> None:
+    """Attach the actor, reason and (database) time that the next historical record of ``instance`` carries.
+
+    The time is ``at``, or the value the database gives ``at_field`` on the save (a ``db_default``).
+    """
     instance._history_user = actor.user
     instance._history_actor = actor
     instance._change_reason = reason[:2000]
+    instance.__dict__.pop("_history_date", None)
+    instance._history_date_field = at_field
     if at is not None:
         instance._history_date = at
-    else:
-        instance.__dict__.pop("_history_date", None)
 
 
 @receiver(pre_create_historical_record)
 def _record_actor(sender, instance, history_instance, **kwargs):
     """Copy the actor set by an action (or the signed-in user) onto the historical row."""
+    date_field = getattr(instance, "_history_date_field", "")
+    if date_field:  # set by the database on this save, and returned to the instance
+        history_instance.history_date = getattr(instance, date_field)
     actor = getattr(instance, "_history_actor", None)
     if actor is not None:
         history_instance.history_actor = actor.kind
@@ -107,18 +113,30 @@ def history_sql(model, *, actor: Actor, reason: str) -> tuple[str, list]:
     For set-based actions that change many rows in one statement: the history they would
     otherwise skip is written in the same transaction, with the same actor and reason.
     """
+    return _history_insert(model), history_params(actor=actor, reason=reason)
+
+
+def history_params(*, actor: Actor, reason: str, history_type: str = "~") -> list:
+    """Return the parameters of ``history_insert_from``'s five placeholders, in order."""
     user_id = actor.user.pk if actor.user is not None else None
-    return _history_insert(model), [reason[:2000], "~", user_id, actor.kind, actor.label[:150]]
+    return [reason[:2000], history_type, user_id, actor.kind, actor.label[:150]]
 
 
 @cache
-def _history_insert(model) -> str:
+def history_insert_from(model, source: str) -> str:
+    """Return an ``INSERT … SELECT`` writing one historical record of ``model`` per row of ``source``
+    (a table or a data-modifying CTE's ``RETURNING *``), with five placeholders for
+    ``history_params``: the record of a set-based write, in the very statement that makes it.
+    """
     historical = model.history.model
     columns = ", ".join(f'"{field.column}"' for field in model._meta.concrete_fields)
     # Table and column names come from model metadata, never from input.
     return (
         f'INSERT INTO "{historical._meta.db_table}" ({columns}, "history_date", "history_change_reason", '  # noqa: S608
         '"history_type", "history_user_id", "history_actor", "history_actor_label") '
-        f'SELECT {columns}, clock_timestamp(), %s, %s, %s, %s, %s FROM "{model._meta.db_table}" '
-        'WHERE "id" = ANY(%s)'
+        f"SELECT {columns}, clock_timestamp(), %s, %s, %s::integer, %s, %s FROM {source}"
     )
+
+
+def _history_insert(model) -> str:
+    return history_insert_from(model, f'"{model._meta.db_table}"') + ' WHERE "id" = ANY(%s)'

@@ -2,9 +2,11 @@
 
 import functools
 import json
+import logging
 import re
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -16,6 +18,7 @@ from ops_console.audit import Actor
 from ops_console.errors import ActionError, IllegalTransition
 from support.access import record_access
 
+logger = logging.getLogger(__name__)
 PRIORITIES = {"routine": Priority.ROUTINE, "elevated": Priority.ELEVATED, "urgent": Priority.URGENT}
 PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
 STATES = {code for code, _ in STATE_CHOICES}
@@ -64,6 +67,13 @@ def api_view(*methods: str, scopes: tuple[str, ...]):
                 return error_response(409, error.code, str(error), error.field)
             except ActionError as error:
                 return error_response(404 if error.code == "not_found" else 400, error.code, str(error), error.field)
+            except (OperationalError, InterfaceError):
+                # PostgreSQL restarting or out of reach: the request did not finish; the app retries
+                # (reads are safe to repeat, and a repeated transition is refused with a 409).
+                logger.warning("API %s %s: the database is unavailable", request.method, request.path, exc_info=True)
+                response = error_response(503, "unavailable", "The service is briefly unavailable; try again.")
+                response["Retry-After"] = "2"
+                return response
 
         return wrapper
 

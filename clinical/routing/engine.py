@@ -19,58 +19,86 @@ from clinical.routing import policy as policies
 from clinical.routing import workingset as ws
 from ops_console.audit import Actor
 from ops_console.errors import ActionError, Fenced
+from ops_console.prepared import Statement
 
 logger = logging.getLogger(__name__)
 
-_INELIGIBLE_OFFERS_SQL = """
+_INELIGIBLE_OFFERS = Statement(
+    "clinical_router_ineligible_offers",
+    """
 SELECT v.id, v.provider_id, v.located_state FROM clinical_visit v
-WHERE v.status = 'offered' {only} AND NOT EXISTS (
+WHERE v.status = 'offered' AND (%s::bigint IS NULL OR v.provider_id = %s::bigint) AND NOT EXISTS (
     SELECT 1 FROM clinical_providerlicense l JOIN clinical_provider p ON p.id = l.provider_id
     WHERE l.provider_id = v.provider_id AND l.state = v.located_state AND p.is_active AND {license_valid}
 )
-""".replace("{license_valid}", license_valid_sql("l", "statement_timestamp()"))
+""".replace("{license_valid}", license_valid_sql("l", "statement_timestamp()")),
+)
 
 # Everything whose time is up, by the database's clock, in one round trip.
-_DUE_SQL = """
+_DUE = Statement(
+    "clinical_router_due",
+    """
 SELECT 'offer', o.visit_id, o.provider_id FROM clinical_offer o
 WHERE o.outcome IS NULL AND o.expires_at <= clock_timestamp()
 UNION ALL
 SELECT 'wait', v.id, NULL FROM clinical_visit v
-WHERE v.status = 'waiting' AND v.requested_at <= clock_timestamp() - %(max_wait)s
+WHERE v.status = 'waiting' AND v.requested_at <= clock_timestamp() - %s::interval
 UNION ALL
 SELECT 'stuck', v.id, v.provider_id FROM clinical_visit v
-WHERE v.status IN ('accepted', 'connecting') AND v.accepted_at <= clock_timestamp() - %(connect)s
+WHERE v.status IN ('accepted', 'connecting') AND v.accepted_at <= clock_timestamp() - %s::interval
 UNION ALL
 SELECT 'stuck', v.id, v.provider_id FROM clinical_visit v
-WHERE v.status = 'in_progress' AND v.started_at <= clock_timestamp() - %(running)s
-LIMIT %(limit)s
-"""
+WHERE v.status = 'in_progress' AND v.started_at <= clock_timestamp() - %s::interval
+LIMIT %s
+""",
+)
 
 # The database's time, and who declined or ignored which candidate visit when (the memory that
 # keeps a visit from going back to a provider who turned it down). One row.
-_HISTORY_SQL = """
+_HISTORY = Statement(
+    "clinical_router_history",
+    """
 SELECT extract(epoch FROM clock_timestamp()),
        array_agg(o.visit_id), array_agg(o.provider_id), array_agg(extract(epoch FROM o.decided_at))
-FROM clinical_offer o WHERE o.visit_id = ANY(%s) AND o.outcome IN ('declined', 'expired')
-"""
+FROM clinical_offer o WHERE o.visit_id = ANY(%s::bigint[]) AND o.outcome IN ('declined', 'expired')
+""",
+)
 
-# Waiting and available counts per state in one round trip: [code, waiting, available, ...]
-# for the states that have either. ARGV: the queue key pattern parts, pool key prefix, priorities
-# count, then state codes. (Keys are built in the script, which a single Redis allows; a Redis
-# Cluster would not.)
-_COUNT_STATES = """
-local out = {}
-for i = 4, #ARGV do
+# The working set a matching pass needs, in one round trip. For every state: waiting and available
+# counts; for the states with both, the oldest ``(2 x available + 20) x ARGV[4]`` visits of each
+# priority (enough for any order within a priority, which is by age), then each such state's pool,
+# best first, as deep as the visits loaded plus ARGV[5] (-1: all of it).
+# ARGV: queue key prefix, pool key prefix, number of priorities, depth factor, pool margin, states.
+# Returns {counts: [state, waiting, available, ...], loaded: [state, queue 0, queue 1, ..., pool, ...]}.
+# (Keys are built in the script, which a single Redis allows; a Redis Cluster would not.)
+_SNAPSHOT = """
+local counts, loaded, active, total = {}, {}, {}, 0
+local priorities = tonumber(ARGV[3])
+for i = 6, #ARGV do
+  local state = ARGV[i]
   local waiting = 0
-  for p = 0, tonumber(ARGV[3]) - 1 do
-    waiting = waiting + redis.call('ZCARD', ARGV[1] .. ARGV[i] .. ':' .. p)
-  end
-  local available = redis.call('ZCARD', ARGV[2] .. ARGV[i])
+  for p = 0, priorities - 1 do waiting = waiting + redis.call('ZCARD', ARGV[1] .. state .. ':' .. p) end
+  local available = redis.call('ZCARD', ARGV[2] .. state)
   if waiting > 0 or available > 0 then
-    table.insert(out, ARGV[i]); table.insert(out, waiting); table.insert(out, available)
+    table.insert(counts, state); table.insert(counts, waiting); table.insert(counts, available)
+  end
+  if waiting > 0 and available > 0 then
+    local depth = (2 * available + 20) * tonumber(ARGV[4])
+    table.insert(active, state); table.insert(loaded, state)
+    for p = 0, priorities - 1 do
+      local queue = redis.call('ZRANGE', ARGV[1] .. state .. ':' .. p, 0, depth - 1, 'WITHSCORES')
+      total = total + #queue / 2
+      table.insert(loaded, queue)
+    end
+    table.insert(loaded, false)
   end
 end
-return out
+local last = -1
+if tonumber(ARGV[5]) >= 0 then last = total + tonumber(ARGV[5]) end
+for i, state in ipairs(active) do
+  loaded[i * (priorities + 2)] = redis.call('ZRANGE', ARGV[2] .. state, 0, last, 'WITHSCORES')
+end
+return {counts, loaded}
 """
 
 
@@ -169,7 +197,6 @@ class Router:
         self.r = r
         self.config = config or RouterConfig()
         self.actor = actor or Actor.router()
-        self._count_script = r.register_script(_COUNT_STATES)
         self.last_offer_count = 0
 
     # --- working set ----------------------------------------------------------------------
@@ -211,59 +238,40 @@ class Router:
 
     def match(self) -> int:
         """Offer as many waiting visits as the available providers allow; return offers made."""
-        waiting, available = self._counts()
-        active = [code for code in waiting if waiting[code] and available[code]]
-        if not active:
-            return 0
-        depth = {code: 2 * available[code] + 20 for code in active}
+        factor = 1
         while True:
-            candidates = self._load_candidates(active, depth)
+            waiting, candidates, raw_pools = self._snapshot(factor)
+            if not candidates:
+                return 0
             history, now = self._history([c.visit for c in candidates])
-            pools = self._load_pools(active, waiting, len(candidates) + sum(map(len, history.spurned.values())) + 50)
+            pools = self._order_pools(raw_pools, {code for code, count in waiting.items() if count})
             pairs = decide(pools, candidates, history, now=now, config=self.config)
             # A state whose free providers all declined the visits loaded so far: look deeper into
             # its queue, so visits at the head never hide the eligible ones behind them.
-            deeper = self._blocked_states(pools, pairs, candidates, waiting)
-            if not deeper:
-                return self._commit(pairs)
-            for code in deeper:
-                depth[code] *= 4
+            if not self._blocked_states(pools, pairs, candidates, waiting):
+                return self._commit(pairs, {c.visit: c for c in candidates})
+            factor *= 4
 
-    def _counts(self) -> tuple[dict[str, int], dict[str, int]]:
-        """Return waiting and available counts of every state that has either, in one round trip."""
-        args = [ws.QUEUE_PREFIX, ws.AVAILABLE_PREFIX, len(ws.PRIORITIES), *ws.STATE_CODES]
-        flat = self._count_script(keys=[], args=args)
-        waiting, available = {}, {}
-        for i in range(0, len(flat), 3):
-            waiting[flat[i]], available[flat[i]] = int(flat[i + 1]), int(flat[i + 2])
-        return waiting, available
-
-    def _load_pools(self, active: list[str], waiting: dict, depth: int) -> dict[str, list[int]]:
-        # Longest idle needs only the head of each pool (one pass uses at most one provider per
-        # candidate, past those who declined); scarcity must score the whole pool.
-        last = depth if self.config.policy == policies.LONGEST_IDLE else -1
-        pipe = self.r.pipeline(transaction=False)
-        for code in active:
-            pipe.zrange(ws.AVAILABLE.format(code), 0, last, withscores=True)
-        raw = dict(zip(active, pipe.execute(), strict=True))
-        states_with_waiting = {code for code, count in waiting.items() if count}
-        return self._order_pools(raw, states_with_waiting)
-
-    def _load_candidates(self, active: list[str], depth: dict[str, int]) -> list[Candidate]:
-        """Load the oldest ``depth`` visits of each priority in each state (enough for any order)."""
-        pipe = self.r.pipeline(transaction=False)
-        keys = [(code, p) for code in active for p in ws.PRIORITIES]
-        for code, p in keys:
-            pipe.zrange(ws.queue_key(code, p), 0, depth[code] - 1, withscores=True)
-        return [
-            Candidate(int(visit), code, p, requested)
-            for (code, p), members in zip(keys, pipe.execute(), strict=True)
-            for visit, requested in members
-        ]
+    def _snapshot(self, factor: int) -> tuple[dict[str, int], list[Candidate], dict[str, list]]:
+        """Return waiting counts, candidate visits and pools from Redis in one round trip (``_SNAPSHOT``)."""
+        margin = 100 if self.config.policy == policies.LONGEST_IDLE else -1
+        args = [ws.QUEUE_PREFIX, ws.AVAILABLE_PREFIX, len(ws.PRIORITIES), factor, margin, *ws.STATE_CODES]
+        counts, loaded = ws.script(self.r, _SNAPSHOT)(keys=[], args=args)
+        waiting = {counts[i]: int(counts[i + 1]) for i in range(0, len(counts), 3)}
+        candidates, pools = [], {}
+        step = len(ws.PRIORITIES) + 2
+        for i in range(0, len(loaded), step):
+            state = loaded[i]
+            for priority, queue in zip(ws.PRIORITIES, loaded[i + 1 : i + step - 1], strict=True):
+                candidates += [Candidate(int(queue[j]), state, priority, float(queue[j + 1]))
+                               for j in range(0, len(queue), 2)]  # fmt: skip
+            pool = loaded[i + step - 1]
+            pools[state] = [(pool[j], float(pool[j + 1])) for j in range(0, len(pool), 2)]
+        return waiting, candidates, pools
 
     def _history(self, visits: list[int]) -> tuple[OfferHistory, float]:
         with connection.cursor() as cursor:
-            cursor.execute(_HISTORY_SQL, [visits])
+            _HISTORY.execute(cursor, [visits])
             now, visit_ids, providers, decided = cursor.fetchone()
         history = OfferHistory()
         for visit, provider, at in zip(visit_ids or [], providers or [], decided or [], strict=True):
@@ -301,7 +309,7 @@ class Router:
             for state, members in raw_pools.items()
         }
 
-    def _commit(self, pairs) -> int:
+    def _commit(self, pairs, candidates: dict[int, Candidate]) -> int:
         made = 0
         for i in range(0, len(pairs), self.config.batch_size):
             batch = pairs[i : i + self.config.batch_size]
@@ -311,18 +319,12 @@ class Router:
                     reoffer_after=self.config.reoffer_after,
                 )
             )  # fmt: skip
-            done = [pair for pair in batch if (pair[0], pair[1]) in applied]
-            ws.record_offers(self.r, done, self._provider_states([p for _, p, _ in done]))
+            done = [(v, f"{state}:{candidates[v].priority}", p) for v, p, state in batch if (v, p) in applied]
+            ws.record_offers(self.r, done)
             self._repair([pair for pair in batch if (pair[0], pair[1]) not in applied])
             made += len(done)
         self.last_offer_count = made
         return made
-
-    def _provider_states(self, providers: list[int]) -> dict[int, list[str]]:
-        if not providers:
-            return {}
-        values = self.r.hmget(ws.PROVIDER_STATES, providers)
-        return {p: (v or "").split(",") if v else [] for p, v in zip(providers, values, strict=True)}
 
     def _repair(self, refused) -> None:
         """PostgreSQL refused some pairs: the working set was stale about them; re-read both sides."""
@@ -335,15 +337,12 @@ class Router:
     def run_timeouts(self, limit: int = 500) -> dict[str, int]:
         """Apply every timeout that is due by the database's clock; return how many of each kind."""
         with connection.cursor() as cursor:
-            cursor.execute(
-                _DUE_SQL,
-                {
-                    "max_wait": _seconds(self.config.max_wait),
-                    "connect": actions.stuck_limit("accepted"),
-                    "running": actions.stuck_limit("in_progress"),
-                    "limit": limit,
-                },
-            )
+            limits = [
+                _seconds(self.config.max_wait),
+                actions.stuck_limit("accepted"),
+                actions.stuck_limit("in_progress"),
+            ]
+            _DUE.execute(cursor, [*limits, limit])
             due = cursor.fetchall()
         done = {"offer": 0, "wait": 0, "stuck": 0}
         for kind, visit, provider in due:
@@ -362,9 +361,8 @@ class Router:
 
     def withdraw_ineligible_offers(self, provider_id: int | None = None) -> int:
         """Withdraw offers whose provider is no longer licensed now in the visit's state (or inactive)."""
-        only = "AND v.provider_id = %(provider)s" if provider_id else ""
         with connection.cursor() as cursor:
-            cursor.execute(_INELIGIBLE_OFFERS_SQL.format(only=only), {"provider": provider_id})
+            _INELIGIBLE_OFFERS.execute(cursor, [provider_id, provider_id])
             rows = cursor.fetchall()
         for visit, provider, state in rows:
             reason = f"license no longer valid in {state}"

@@ -131,10 +131,11 @@ class RoutingWorker:
         if self._stale:
             self._take_over()
         self._consume(block_ms=200)
-        self._timers()
+        # Match first: a visit whose event just arrived waits for no timer or sweep.
         made = self.router.match()
         self.stats.offered += made
         self._decided |= bool(made)
+        self._timers()
         self._report()
 
     # --- leadership -----------------------------------------------------------------------
@@ -206,12 +207,15 @@ class RoutingWorker:
             logger.warning("router: event stream lost (Redis flushed?); rebuilding from PostgreSQL")
             self._take_over()
             return
+        handled = []
         for _, messages in (pending or []) + (fresh or []):
             for message_id, payload in messages:
                 if payload:  # None when the stream was trimmed past a pending entry
                     self.router.handle(payload)
-                self.r.xack(ROUTING_STREAM, GROUP, message_id)
-                self.stats.events += 1
+                handled.append(message_id)
+        if handled:  # acknowledged after they were applied (at least once), in one round trip
+            self.r.xack(ROUTING_STREAM, GROUP, *handled)
+            self.stats.events += len(handled)
 
     def _timers(self) -> None:
         now = time.monotonic()

@@ -26,6 +26,14 @@ STATE_CODES = [row["code"] for row in states()]
 PRIORITIES = [int(p) for p in Priority.values]
 
 
+def script(r: redis.Redis, source: str):
+    """Return ``source`` registered on this client (sent by its hash, loaded again if Redis lost it)."""
+    scripts = r.__dict__.setdefault("ops_scripts", {})
+    if source not in scripts:
+        scripts[source] = r.register_script(source)
+    return scripts[source]
+
+
 def queue_key(state: str, priority: int) -> str:
     """Return the key of one state's queue for one priority."""
     return QUEUE.format(state, int(priority))
@@ -79,13 +87,34 @@ def _unqueue(pipe, visit_id: int, place: str | None) -> None:
     pipe.hdel(VISIT_PLACE, visit_id)
 
 
+# KEYS: the place hash. ARGV: queue key prefix, visit, "state:priority", requested (epoch seconds).
+_QUEUE_VISIT = """
+local old = redis.call('HGET', KEYS[1], ARGV[2])
+if old then redis.call('ZREM', ARGV[1] .. old, ARGV[2]) end
+redis.call('ZADD', ARGV[1] .. ARGV[3], ARGV[4], ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+"""
+
+# KEYS: the place hash, the provider-states hash. ARGV: queue prefix, pool prefix, then per offer:
+# visit, its place ("state:priority"), provider. The visits leave their queues and the providers
+# every pool they were in, in one round trip.
+_RECORD_OFFERS = """
+for i = 3, #ARGV, 3 do
+  redis.call('ZREM', ARGV[1] .. ARGV[i + 1], ARGV[i])
+  redis.call('HDEL', KEYS[1], ARGV[i])
+  local states = redis.call('HGET', KEYS[2], ARGV[i + 2])
+  if states then
+    for state in string.gmatch(states, '[^,]+') do redis.call('ZREM', ARGV[2] .. state, ARGV[i + 2]) end
+    redis.call('HDEL', KEYS[2], ARGV[i + 2])
+  end
+end
+"""
+
+
 def queue_visit(r: redis.Redis, visit_id: int, state: str, priority: int, requested_at: str) -> None:
-    """Put a waiting visit in its queue (or move it after a priority change)."""
-    old = r.hget(VISIT_PLACE, visit_id)
-    pipe = r.pipeline(transaction=True)
-    _unqueue(pipe, visit_id, old)
-    _queue(pipe, visit_id, state, priority, dt.datetime.fromisoformat(requested_at).timestamp())
-    pipe.execute()
+    """Put a waiting visit in its queue (or move it after a priority change), in one round trip."""
+    epoch = dt.datetime.fromisoformat(requested_at).timestamp()
+    script(r, _QUEUE_VISIT)(keys=[VISIT_PLACE], args=[QUEUE_PREFIX, visit_id, f"{state}:{int(priority)}", epoch])
 
 
 def _make_available(pipe, provider_id: int, since: dt.datetime | None, licensed: list[str]) -> None:
@@ -101,14 +130,13 @@ def remove_provider(pipe, provider_id: int, licensed: list[str]) -> None:
     pipe.hdel(PROVIDER_STATES, provider_id)
 
 
-def record_offers(r: redis.Redis, applied: list[tuple[int, int, str]], provider_states: dict) -> None:
-    """Update the working set after offers committed: visits leave the queue, providers the pools."""
-    places = r.hmget(VISIT_PLACE, [visit for visit, _, _ in applied]) if applied else []
-    pipe = r.pipeline(transaction=False)
-    for (visit_id, provider_id, _), place in zip(applied, places, strict=True):
-        _unqueue(pipe, visit_id, place)
-        remove_provider(pipe, provider_id, provider_states.get(provider_id, []))
-    pipe.execute()
+def record_offers(r: redis.Redis, applied: list[tuple[int, str, int]]) -> None:
+    """Update the working set after offers committed, in one round trip: each ``(visit, place,
+    provider)`` leaves its queue (``place`` is "state:priority") and the provider every pool.
+    """
+    if applied:
+        args = [value for offer in applied for value in offer]
+        script(r, _RECORD_OFFERS)(keys=[VISIT_PLACE, PROVIDER_STATES], args=[QUEUE_PREFIX, AVAILABLE_PREFIX, *args])
 
 
 def refresh_visit(r: redis.Redis, visit_id: int) -> None:

@@ -29,7 +29,8 @@ class Command(BaseCommand):
         report = Soak(config, say=self._say).run()
         self._table(report)
         self.stdout.write(json.dumps(report, default=str))
-        if report["violations"] or report["lost_visits"] or not report["faults_healed"]:
+        healthy = report["faults_healed"] and report["traffic_summary"]
+        if report["violations"] or report["lost_visits"] or not healthy:
             raise CommandError("the soak found problems (see above)")
 
     def _say(self, message: str) -> None:
