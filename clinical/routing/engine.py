@@ -5,6 +5,7 @@ declined what and when, deadlines, the time) and has the last word on every writ
 """
 
 import datetime as dt
+import itertools
 import logging
 from dataclasses import dataclass, field
 
@@ -170,16 +171,17 @@ def decide(
             continue
         while start[candidate.state] < len(pool) and pool[start[candidate.state]] in used:
             start[candidate.state] += 1
-        chosen = _choose(pool[start[candidate.state] :], used, history.spurned.get(candidate.visit, {}), now, config)
+        spurned = history.spurned.get(candidate.visit, {})
+        chosen = _choose(pool, start[candidate.state], used, spurned, now, config)
         if chosen is not None:
             used.add(chosen)
             pairs.append((candidate.visit, chosen, candidate.state))
     return pairs
 
 
-def _choose(pool: list[int], used: set[int], spurned: dict[int, float], now: float, config: RouterConfig):
+def _choose(pool: list[int], start: int, used: set[int], spurned: dict[int, float], now: float, config: RouterConfig):
     fallback = None
-    for provider in pool:
+    for provider in itertools.islice(pool, start, None):
         if provider in used:
             continue
         decided = spurned.get(provider)
@@ -197,7 +199,6 @@ class Router:
         self.r = r
         self.config = config or RouterConfig()
         self.actor = actor or Actor.router()
-        self.last_offer_count = 0
 
     # --- working set ----------------------------------------------------------------------
 
@@ -323,7 +324,6 @@ class Router:
             ws.record_offers(self.r, done)
             self._repair([pair for pair in batch if (pair[0], pair[1]) not in applied])
             made += len(done)
-        self.last_offer_count = made
         return made
 
     def _repair(self, refused) -> None:
