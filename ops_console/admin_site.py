@@ -8,7 +8,7 @@ from django.db.models import Exists, OuterRef, Prefetch, prefetch_related_object
 
 from ops_console.models import TotpDevice
 from ops_console.roles import ROLES
-from ops_console.signin import LockoutAuthenticationForm
+from ops_console.signin import LockoutAuthenticationForm, do_unlock_sign_in
 from ops_console.twofactor.actions import do_reset_totp_device
 
 RECENT_ACTIONS = 10  # as many as Django's dashboard shows
@@ -76,7 +76,7 @@ class StaffUserAdmin(UserAdmin):
     list_filter = ["is_active", "groups"]
     show_full_result_count = False
     ordering = ["username"]
-    actions = ["reset_two_factor"]
+    actions = ["reset_two_factor", "unlock_sign_in"]
 
     def get_queryset(self, request):
         """Return the users with whether each has set up two-factor sign-in (one subquery, no extra query)."""
@@ -98,6 +98,18 @@ class StaffUserAdmin(UserAdmin):
             self.message_user(request, "Only a superuser resets a superuser's device.", messages.WARNING)
         if not reset and len(allowed) == len(queryset):
             self.message_user(request, "None of them had set up two-factor sign-in.", messages.INFO)
+
+    @admin.action(permissions=["change"], description="Unlock sign-in (after too many failures)")
+    def unlock_sign_in(self, request, queryset):
+        """Lift the selected users' sign-in lockout, and that of the addresses their failures came from."""
+        allowed = [user for user in queryset if self.has_change_permission(request, user)]
+        for user in allowed:
+            do_unlock_sign_in(request, user=user)
+        if allowed:
+            names = ", ".join(user.get_username() for user in allowed)
+            self.message_user(request, f"Sign-in unlocked for {names}.", messages.SUCCESS)
+        if len(allowed) < len(queryset):
+            self.message_user(request, "Only a superuser unlocks a superuser.", messages.WARNING)
 
     def has_delete_permission(self, request, obj=None):
         # Users appear in audit records: deactivate them instead.

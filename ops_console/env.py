@@ -109,3 +109,16 @@ def env_redis_url(name: str, default: str) -> str:
     if urlparse(url).scheme not in ("redis", "rediss", "unix"):
         raise ImproperlyConfigured(f"{name} must be a redis:// URL, got {url!r}.")
     return url
+
+
+def env_networks(name: str, default: list[str]) -> list:
+    """Return the variable as a comma-separated list of IP networks (CIDR, or single addresses)."""
+    import ipaddress
+
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must list IP networks such as 10.0.0.0/8, got {item!r}.") from None
+    return networks

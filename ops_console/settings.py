@@ -11,6 +11,7 @@ from ops_console.env import (
     env_database,
     env_int,
     env_list,
+    env_networks,
     env_path_prefix,
     env_redis_url,
     env_str,
@@ -231,6 +232,8 @@ OPS_CONTENT_SECURITY_POLICY = env_str(
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
 )
+# Proxies whose X-Forwarded-For is believed (ops_console/client_ip.py); none by default.
+OPS_TRUSTED_PROXIES = env_networks("OPS_TRUSTED_PROXIES", [])
 _proxy_header = env_str("OPS_SECURE_PROXY_SSL_HEADER")
 if _proxy_header:
     SECURE_PROXY_SSL_HEADER = (_proxy_header, "https")

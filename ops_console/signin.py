@@ -7,13 +7,17 @@ locked for ``OPS_LOGIN_LOCK_MINUTES``, even with the right password. Every failu
 Wrong two-factor codes (ops_console/twofactor) count toward the same lockout.
 """
 
+import datetime as dt
 import time
 
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import logout
 from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.utils import timezone
 
+from ops_console.client_ip import client_ip
 from ops_console.redis import get_redis
 from ops_console.twofactor.policy import is_asked
 from support.actions import record_security_event
@@ -50,6 +54,24 @@ def record_failure(*, username: str, ip: str) -> bool:
     return locked
 
 
+def unlock(*, username: str, addresses: list[str]) -> None:
+    """Lift the lockout of a username and of the addresses its failures came from, and reset their counts."""
+    keys = [_keys(username, "")[0]] + [f"ip:{address}" for address in addresses]
+    get_redis().delete(*(f"{PREFIX}:{what}:{key}" for key in keys for what in ("locked", "failures")))
+
+
+def do_unlock_sign_in(request, *, user) -> None:
+    """Unlock a user's sign-in (a lead's action), and the addresses of their recent failures; audited."""
+    username = user.get_username()
+    since = timezone.now() - dt.timedelta(minutes=settings.OPS_LOGIN_WINDOW_MINUTES + settings.OPS_LOGIN_LOCK_MINUTES)
+    failures = SecurityEvent.objects.filter(
+        kind__in=[SecurityEvent.Kind.SIGN_IN_FAILED, SecurityEvent.Kind.TWO_FACTOR_FAILED],
+        at__gte=since, ip__isnull=False,
+    ).filter(Q(detail=username) | Q(detail__startswith=f"{username} ("))  # fmt: skip
+    unlock(username=username, addresses=sorted(set(failures.values_list("ip", flat=True))))
+    record_security_event(request, kind=SecurityEvent.Kind.SIGN_IN_UNLOCKED, detail=username)
+
+
 def clear_failures(*, username: str) -> None:
     """Forget the username's failures after it signs in (the address keeps its count)."""
     get_redis().delete(f"{PREFIX}:failures:{_keys(username, '')[0]}")
@@ -64,12 +86,14 @@ class LockoutAuthenticationForm(AdminAuthenticationForm):
     }
 
     def clean(self):
-        username, ip = self.cleaned_data.get("username") or "", self.request.META.get("REMOTE_ADDR", "")
+        username, ip = self.cleaned_data.get("username") or "", client_ip(self.request)
         if locked_out(username=username, ip=ip):
             record_security_event(self.request, kind=SecurityEvent.Kind.SIGN_IN_LOCKED, detail=username)
             raise self._locked()
         try:
             cleaned = super().clean()
+            if self.get_user() is None:  # a field left empty: no password was even tried
+                raise self.get_invalid_login_error()
         except ValidationError:
             record_security_event(self.request, kind=SecurityEvent.Kind.SIGN_IN_FAILED, detail=username)
             if record_failure(username=username, ip=ip):

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from django.contrib.admin.models import LogEntry
 from django.db.models import Model
 
+from ops_console.client_ip import client_ip
 from support.models import AccessLog
 from support.selectors import record_id
 
@@ -78,7 +79,7 @@ def _requester(request) -> dict:
         "api_client": getattr(request, "api_client", None),
         "path": storable_text(request.path, 500),
         "method": request.method[:10],
-        "ip": request.META.get("REMOTE_ADDR") or None,
+        "ip": client_ip(request) or None,
         "user_agent": storable_text(request.META.get("HTTP_USER_AGENT", ""), 500),
     }
 

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ops_console.audit import Actor, stamp
+from ops_console.client_ip import client_ip
 from ops_console.errors import ActionError
 from ops_console.errors import full_clean_or_raise as _full_clean
 from search import outbox as search_outbox
@@ -89,7 +90,7 @@ def record_security_event(request, *, kind: str, detail: str = "") -> SecurityEv
         kind=kind,
         path=request.get_full_path()[:500],
         method=request.method[:10],
-        ip=request.META.get("REMOTE_ADDR") or None,
+        ip=client_ip(request) or None,
         # A NUL in a header is refused by PostgreSQL: the probe or failed sign-in must be kept anyway.
         user_agent=storable_text(request.META.get("HTTP_USER_AGENT", ""), 500),
         user=user if user is not None and user.is_authenticated else None,

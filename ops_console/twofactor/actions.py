@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
+from ops_console.client_ip import client_ip
 from ops_console.errors import ActionError
 from ops_console.models import TotpDevice
 from ops_console.signin import LOCKED_MESSAGE, clear_failures, locked_out, record_failure
@@ -50,7 +51,7 @@ def do_verify_totp_code(request: HttpRequest, *, device: TotpDevice, code: str) 
     are security events; a locked user is refused even the right code. Not atomic: a refusal's
     event and count must stay when the error is raised.
     """
-    username, ip = device.user.get_username(), request.META.get("REMOTE_ADDR", "")
+    username, ip = device.user.get_username(), client_ip(request)
     if locked_out(username=username, ip=ip):
         record_security_event(request, kind=SecurityEvent.Kind.SIGN_IN_LOCKED, detail=username)
         raise CodeRefused(LOCKED_MESSAGE % {"minutes": settings.OPS_LOGIN_LOCK_MINUTES}, locked=True)

@@ -36,11 +36,12 @@ from django.urls import NoReverseMatch, URLResolver, reverse
 from clinical import actions
 from clinical.models import Availability, VisitStatus
 from clinical.reference import SPECIALTY_CHOICES
-from ops_console import roles, toolbar
+from ops_console import roles, signin, toolbar
 from ops_console.admin_site import ops_site
 from ops_console.models import TotpDevice
 from ops_console.twofactor import totp
 from ops_console.twofactor.actions import do_confirm_totp_device
+from support.models import SecurityEvent
 from tests.builders import SYSTEM, make_patient, make_provider, make_visit, new_npi
 from tests.conftest import PASSWORD
 from tests.ops_console.conftest import database_snapshot, make_access_log, make_case, make_security_event
@@ -138,6 +139,7 @@ clinical.visit:cancel_visits            -             -            -        y   
 clinical.apiclient:revoke               -             -            -        y    -        y
 support.supportcase:delete_selected     -             -            -        y    -        y
 auth.user:reset_two_factor              -             -            -        y    -        y
+auth.user:unlock_sign_in                -             -            -        y    -        y
 """
 
 # GET autocomplete/?app_label=&model_name=&field_name= (the source field) with a term matching
@@ -652,6 +654,7 @@ def _fresh(record):
 ACTION_SETUP = {
     "clinical.provider:set_offline": lambda r: actions.set_provider_availability(r, available=True, actor=SYSTEM),
     "auth.user:reset_two_factor": _enroll,
+    "auth.user:unlock_sign_in": lambda r: signin.record_failure(username=r.get_username(), ip="198.51.100.6"),
 }
 ACTION_DONE = {
     "clinical.provider:set_offline": lambda r, user: _fresh(r).availability == Availability.OFFLINE,
@@ -662,6 +665,9 @@ ACTION_DONE = {
     "clinical.apiclient:revoke": lambda r, user: not _fresh(r).is_active,
     "support.supportcase:delete_selected": lambda r, user: _fresh(r) is None,
     "auth.user:reset_two_factor": lambda r, user: not TotpDevice.objects.filter(user=r).exists(),
+    "auth.user:unlock_sign_in": lambda r, user: SecurityEvent.objects.filter(
+        kind="sign_in_unlocked", detail=r.get_username(), user=user
+    ).exists(),
 }
 
 

@@ -1,15 +1,24 @@
 """Sign-in lockout per username and per address, audited; sessions that end when idle."""
 
+import ipaddress
 import time
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from ops_console.signin import LAST_SEEN
 from support.models import SecurityEvent
 from tests.conftest import PASSWORD
 
-pytestmark = pytest.mark.usefixtures("fast_passwords", "redis_client")
+pytestmark = pytest.mark.usefixtures("fast_passwords", "redis_client", "two_factor_on")
+
+
+@pytest.fixture
+def two_factor_on(settings):
+    """Sign in as production does: with two-factor sign-in required for the editing roles."""
+    settings.OPS_REQUIRE_2FA = True
+
 
 LOCKED = "Too many failed sign-ins"
 
@@ -100,3 +109,52 @@ def test_it_keeps_a_session_in_use(client, support_agent, settings):
 def test_it_starts_the_idle_clock_at_sign_in(client, support_agent):
     assert signed_in(sign_in(client, "support", PASSWORD))
     assert int(time.time()) - client.session[LAST_SEEN] < 5
+
+
+@pytest.mark.parametrize("fields", [{"username": "lead", "password": ""}, {"username": "", "password": "x"}, {}])
+def test_it_counts_a_sign_in_with_an_empty_field_as_a_failure(client, lead, redis_client, fields):
+    response = client.post(reverse("ops:login"), fields, REMOTE_ADDR="198.51.100.20")
+    assert response.status_code == 200 and not signed_in(response)
+    assert SecurityEvent.objects.filter(kind="sign_in_failed").count() == 1
+    assert redis_client.get("ops:signin:failures:ip:198.51.100.20") == "1"
+
+
+TRUSTED = ["10.0.0.0/8"]
+
+
+def test_it_counts_failures_per_client_behind_a_trusted_proxy(client, support_agent, lead, settings):
+    settings.OPS_TRUSTED_PROXIES = [ipaddress.ip_network(net) for net in TRUSTED]
+    for n in range(5):
+        client.post(reverse("ops:login"), {"username": f"guess{n}", "password": "x"}, REMOTE_ADDR="10.0.0.2",
+                    HTTP_X_FORWARDED_FOR="203.0.113.9, 10.0.0.7")  # fmt: skip
+    guesser = client.post(reverse("ops:login"), {"username": "lead", "password": PASSWORD}, REMOTE_ADDR="10.0.0.2",
+                          HTTP_X_FORWARDED_FOR="203.0.113.9")  # fmt: skip
+    assert LOCKED in guesser.content.decode()
+    other = client.post(reverse("ops:login"), {"username": "support", "password": PASSWORD}, REMOTE_ADDR="10.0.0.2",
+                        HTTP_X_FORWARDED_FOR="198.51.100.44")  # fmt: skip
+    assert signed_in(other)  # the proxy's address is not locked: only the guesser's
+    assert set(SecurityEvent.objects.filter(kind="sign_in_failed").values_list("ip", flat=True)) == {"203.0.113.9"}
+
+
+def test_it_ignores_a_forwarded_address_from_an_untrusted_client(client, support_agent, settings):
+    settings.OPS_TRUSTED_PROXIES = [ipaddress.ip_network(net) for net in TRUSTED]
+    for n in range(5):
+        client.post(reverse("ops:login"), {"username": f"guess{n}", "password": "x"}, REMOTE_ADDR="198.51.100.3",
+                    HTTP_X_FORWARDED_FOR=f"203.0.113.{n}")  # fmt: skip
+    assert set(SecurityEvent.objects.values_list("ip", flat=True)) == {"198.51.100.3"}
+    response = client.post(reverse("ops:login"), {"username": "support", "password": PASSWORD},
+                           REMOTE_ADDR="198.51.100.3", HTTP_X_FORWARDED_FOR="203.0.113.77")  # fmt: skip
+    assert LOCKED in response.content.decode()
+
+
+def test_it_lets_a_lead_unlock_a_locked_user_and_their_address(client, support_agent, lead, redis_client, settings):
+    for _ in range(5):
+        sign_in(client, "support", "wrong", ip="198.51.100.30")
+    assert LOCKED in sign_in(client, "support", PASSWORD, ip="198.51.100.30").content.decode()
+    settings.OPS_REQUIRE_2FA = False  # the lead's own code is test_twofactor's business
+    lead_client = Client()
+    lead_client.force_login(lead)
+    url = reverse("ops:auth_user_changelist")
+    lead_client.post(url, {"action": "unlock_sign_in", "_selected_action": [support_agent.pk]})
+    assert SecurityEvent.objects.filter(kind="sign_in_unlocked", detail="support", user=lead).exists()
+    assert signed_in(sign_in(client, "support", PASSWORD, ip="198.51.100.30"))
