@@ -17,7 +17,7 @@ from ops_console.pagination import EstimatedCountPaginator
 from search import changelist as search_changelist
 from search import outbox as search_outbox
 from support import selectors as support_selectors
-from support.access import record_access
+from support.access import PHI_LABELS, record_access
 
 
 class ChangeReasonForm(forms.ModelForm):
@@ -84,7 +84,8 @@ class OpsAdminMixin:
         response = super().changelist_view(request, extra_context)
         cl = (getattr(response, "context_data", None) or {}).get("cl")
         searched = cl is not None and cl.query.strip() and self.search_document  # the search recorded it
-        if self.phi_access and request.method == "GET" and cl is not None and not searched:
+        # Any method that renders rows reads them (a POST re-rendering the list, a HEAD).
+        if self.phi_access and response.status_code == 200 and cl is not None and not searched:
             record_access(request, kind="list", model=self.model, records=cl.result_list, source="list")
         return response
 
@@ -95,8 +96,18 @@ class OpsAdminMixin:
             extra_context = {**(extra_context or {}), "phi_readers": viewers}
         response = super().change_view(request, object_id, form_url, extra_context)
         original = (getattr(response, "context_data", None) or {}).get("original")
-        if self.phi_access and request.method == "GET" and response.status_code == 200 and original is not None:
+        # Whatever the method: a form redrawn after a failed save shows the record as much as a GET.
+        if self.phi_access and response.status_code == 200 and original is not None:
             record_access(request, kind="view", model=self.model, records=[original], source="change page")
+        return response
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Render the add form; record the patients and visits it names from the query string."""
+        response = super().add_view(request, form_url, extra_context)
+        if response.status_code == 200 and getattr(response, "context_data", None):
+            prefilled = _phi_named_in(self.model, self.get_changeform_initial_data(request))
+            if prefilled:
+                record_access(request, kind="view", records=prefilled, source="add form")
         return response
 
     def delete_model(self, request, obj):
@@ -153,7 +164,7 @@ class OpsModelAdmin(OpsAdminMixin, SimpleHistoryAdmin):
         """Render a history page (list or old version); record it as a view of a PHI record."""
         response = super().render_history_view(request, template, context, **kwargs)
         record = context.get("object") or context.get("original")  # the record, or its old version
-        if self.phi_access and request.method == "GET" and record is not None:
+        if self.phi_access and record is not None:  # any method: a POST that redraws the page shows it too
             record_access(request, kind="view", model=self.model, records=[record], source="history")
         return response
 
@@ -182,6 +193,18 @@ class OpsModelAdmin(OpsAdminMixin, SimpleHistoryAdmin):
         except ActionError as error:
             self.message_user(request, f"Not reverted: {error}", messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
+
+
+def _phi_named_in(model, initial: dict) -> list:
+    """Return the patients and visits an add form's initial values name (each is shown by name)."""
+    named = []
+    for name, value in initial.items():
+        field = next((f for f in model._meta.concrete_fields if f.name == name), None)
+        related = getattr(field, "related_model", None)
+        if related is None or related._meta.label_lower not in PHI_LABELS or not _is_id(related._meta.pk, value):
+            continue
+        named += list(related._default_manager.filter(pk=value))
+    return named
 
 
 def _is_id(field, value) -> bool:

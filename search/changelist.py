@@ -39,6 +39,6 @@ class SearchChangeList(ChangeList):
     def get_results(self, request):
         """Load the page; record a search together with the rows it showed."""
         super().get_results(request)
-        if request.method == "GET" and self.query.strip() and getattr(self.model_admin, "search_document", None):
+        if self.query.strip() and getattr(self.model_admin, "search_document", None):  # whatever the method
             shown = list(self.result_list)  # evaluated once: the template reuses these rows
             record_access(request, kind="search", model=self.model, records=shown, terms=self.query, source="list")

@@ -201,15 +201,14 @@ def create_visit(request):
     visit = actions.request_visit(
         patient=patient, located_state=state, reason=reason, priority=PRIORITIES[priority], actor=_actor(request)
     )
-    return JsonResponse(visit_json(_visit(visit.public_id)), status=201)
+    return _visit_response(request, _visit(visit.public_id), status=201)
 
 
 @api_view("GET", scopes=(ApiScope.PATIENT, ApiScope.PROVIDER))
 def visit_detail(request, public_id: str):
     """Return a visit (the apps' polling fallback); providers see only visits they hold."""
     visit = _own_visit(request, public_id) if request.api_client.scope == ApiScope.PROVIDER else _visit(public_id)
-    record_access(request, kind="api_read", model=Visit, records=[visit], source="api")
-    return JsonResponse(visit_json(visit))
+    return _visit_response(request, visit)
 
 
 @api_view("POST", scopes=(ApiScope.PATIENT,))
@@ -217,7 +216,7 @@ def cancel_visit(request, public_id: str):
     """Cancel a visit for the patient (also while an offer is out)."""
     visit = _visit(public_id)
     actions.cancel_visit(visit, actor=_actor(request), detail="cancelled by the patient")
-    return JsonResponse(visit_json(_visit(public_id)))
+    return _visit_response(request, _visit(public_id))
 
 
 PROVIDER_ACTIONS = {
@@ -240,7 +239,7 @@ def provider_visit_action(request, public_id: str, verb: str):
     """
     visit = _own_visit(request, public_id, answering=verb in ("accept", "reject"))
     PROVIDER_ACTIONS[verb](visit, _actor(request), request.api_client.provider_id)
-    return JsonResponse(visit_json(_visit(public_id)))
+    return _visit_response(request, _visit(public_id))
 
 
 def _own_provider(request, npi: str) -> Provider:
@@ -260,18 +259,31 @@ def provider_availability(request, npi: str):
     if not isinstance(available, bool):
         raise ApiError(400, "invalid", "'available' must be true or false.", "available")
     provider = actions.set_provider_availability(provider, available=available, actor=_actor(request))
-    return JsonResponse(_provider_json(provider))
+    return _provider_response(request, provider)
 
 
 @api_view("GET", scopes=(ApiScope.PROVIDER,))
 def provider_detail(request, npi: str):
     """Return the provider's availability and the visit they hold (an offer to answer), if any."""
-    return JsonResponse(_provider_json(_own_provider(request, npi)))
+    return _provider_response(request, _own_provider(request, npi))
 
 
-def _provider_json(provider: Provider) -> dict:
-    # ``provider`` was read in this request (the token's join, or the availability action's lock).
+def _visit_response(request, visit: Visit, *, status: int = 200) -> JsonResponse:
+    """Answer with a visit, on the PHI access log: one row for the response."""
+    record_access(request, kind="api_read", model=Visit, records=[visit], source="api")
+    return JsonResponse(visit_json(visit), status=status)
+
+
+def _provider_response(request, provider: Provider) -> JsonResponse:
+    """Answer with the provider's state; the visit it names (patient, reason) goes on the PHI access log."""
     current = selectors.visit_held_by(provider)
+    if current is not None:
+        record_access(request, kind="api_read", model=Visit, records=[current], source="api")
+    return JsonResponse(_provider_json(provider, current))
+
+
+def _provider_json(provider: Provider, current: Visit | None) -> dict:
+    # ``provider`` was read in this request (the token's join, or the availability action's lock).
     return {
         "npi": provider.npi,
         "availability": provider.availability,

@@ -417,3 +417,92 @@ def test_it_reads_durations_in_years_and_days():
 def test_it_refuses_a_duration_it_cannot_read(db, duration):
     with pytest.raises(CommandError, match="6y or 90d"):
         call_command("prune_access_log", f"--older-than={duration}", stdout=StringIO())
+
+
+# --- every method that renders PHI, and every API answer that names it -----------------------------
+
+
+def test_it_records_a_changelist_a_post_renders(client, support_agent):
+    patients = [make_patient(last_name=f"Posted{n}") for n in range(2)]
+    client.force_login(support_agent)
+    response = client.post(_url("clinical.patient", "changelist"), {"index": "0"})
+    assert response.status_code == 200
+    row = AccessLog.objects.get()
+    assert (row.kind, row.method, sorted(row.object_ids)) == ("list", "POST", sorted(str(p.pk) for p in patients))
+
+
+def test_it_records_a_head_of_a_patient_page(client, support_agent):
+    patient = make_patient()
+    client.force_login(support_agent)
+    assert client.head(_url("clinical.patient", "change", patient.pk)).status_code == 200
+    row = AccessLog.objects.get()
+    assert (row.kind, row.method, row.object_ids) == ("view", "HEAD", [str(patient.pk)])
+
+
+def test_it_records_a_history_page_a_post_renders(client, support_agent):
+    visit = make_visit()
+    client.force_login(support_agent)
+    assert client.post(_url("clinical.visit", "history", visit.pk)).status_code == 200
+    assert list(AccessLog.objects.values_list("kind", "method", "patient_ids")) == [
+        ("view", "POST", [visit.patient_id])
+    ]
+
+
+def test_it_records_a_change_form_redrawn_after_a_failed_save(client, lead):
+    patient = make_patient()
+    client.force_login(lead)
+    response = client.post(_url("clinical.patient", "change", patient.pk), {"first_name": "", "last_name": ""})
+    assert response.status_code == 200 and response.context["errors"]
+    assert list(AccessLog.objects.values_list("kind", "method", "object_ids")) == [("view", "POST", [str(patient.pk)])]
+
+
+@pytest.mark.parametrize(("model", "query"), [("support.supportcase", "patient"), ("clinical.visit", "patient")])
+def test_it_records_the_patient_an_add_form_names_from_the_query_string(client, lead, model, query):
+    patient = make_patient(last_name="Prefilled")
+    client.force_login(lead)
+    response = client.get(_url(model, "add") + f"?{query}={patient.pk}")
+    assert "Prefilled" in response.content.decode()
+    row = AccessLog.objects.get()
+    assert (row.kind, row.patient_ids, row.source) == ("view", [patient.pk], "add form")
+
+
+def test_it_records_nothing_for_an_add_form_that_names_nobody(client, lead):
+    client.force_login(lead)
+    client.get(_url("support.supportcase", "add") + "?patient=999999999")
+    assert not AccessLog.objects.exists()
+
+
+def _api(client, method, path, token, body=None):
+    data = json.dumps(body) if body is not None else None
+    return getattr(client, method)(f"/api/v1/{path}", data=data, content_type="application/json",
+                                   HTTP_AUTHORIZATION=f"Bearer {token}")  # fmt: skip
+
+
+def test_it_records_every_api_answer_that_names_a_visit(client, db):
+    provider = make_provider(states=("CA",), available=True)
+    patient = make_patient()
+    patient_app, patient_token = actions.create_api_client(name="p", scope="patient", actor=Actor.system())
+    doctor, doctor_token = actions.create_api_client(name="d", scope="provider", provider=provider,
+                                                     actor=Actor.system())  # fmt: skip
+    created = _api(client, "post", "visits", patient_token, {"patient": patient.mrn, "located_state": "CA",
+                                                              "reason": "x"}).json()  # fmt: skip
+    visit = Visit.objects.get(public_id=created["id"])
+    actions.offer_visit(visit, provider, actor=Actor.router())
+    _api(client, "get", f"providers/{provider.npi}", doctor_token)
+    _api(client, "post", f"visits/{visit.public_id}/accept", doctor_token)
+    _api(client, "post", f"visits/{visit.public_id}/cancel", patient_token)
+    rows = list(AccessLog.objects.order_by("at", "id").values_list("kind", "api_client", "path", "object_ids"))
+    assert rows == [
+        ("api_read", patient_app.pk, "/api/v1/visits", [str(visit.pk)]),
+        ("api_read", doctor.pk, f"/api/v1/providers/{provider.npi}", [str(visit.pk)]),
+        ("api_read", doctor.pk, f"/api/v1/visits/{visit.public_id}/accept", [str(visit.pk)]),
+        ("api_read", patient_app.pk, f"/api/v1/visits/{visit.public_id}/cancel", [str(visit.pk)]),
+    ]
+    assert all(ids == [patient.pk] for ids in AccessLog.objects.values_list("patient_ids", flat=True))
+
+
+def test_it_records_nothing_for_a_provider_page_that_names_no_visit(client, db):
+    provider = make_provider(states=("CA",), available=True)
+    token = actions.create_api_client(name="d", scope="provider", provider=provider, actor=Actor.system())[1]
+    assert _api(client, "get", f"providers/{provider.npi}", token).status_code == 200
+    assert not AccessLog.objects.exists()
