@@ -17,6 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from clinical import events
 from clinical.calendar import license_valid_sql, states_licensed_at
 from clinical.models import (
+    OPEN_STATUSES,
     ApiClient,
     Availability,
     LicenseStatus,
@@ -94,6 +95,8 @@ def save_provider(provider: Provider, *, actor: Actor, reason: str = "") -> Prov
     _full_clean(provider)
     stamp(provider, actor, reason or ("created" if creating else "edited"))
     provider.save()
+    if not provider.is_active:
+        _revoke_provider_tokens(provider, actor=actor)
     search_outbox.record_instance(provider, embedded=True)
     events.publish_on_commit("provider_changed", actor=actor.kind, provider=provider.pk)
     return provider
@@ -169,8 +172,7 @@ def import_licenses(
     try:
         return _import_licenses(new, changed, expected, actor=actor, reason=reason)
     except IntegrityError as error:
-        constraint = getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)
-        message = _LICENSE_CONSTRAINT_ERRORS.get(constraint, f"The database refused the file: {error}")
+        message = _LICENSE_CONSTRAINT_ERRORS.get(_constraint(error), f"The database refused the file: {error}")
         raise ActionError(message) from None
 
 
@@ -275,11 +277,32 @@ def request_visit(
     # The patient is a row just read (by MRN or from a form); its existence needs no second query.
     _full_clean(visit, exclude=["public_id", "patient", "requested_at"])
     stamp(visit, actor, "requested", at_field="requested_at")
-    visit.save()
+    try:
+        with transaction.atomic():
+            visit.save()
+    except IntegrityError as error:
+        if _constraint(error) != "clinical_visit_one_open_per_patient":
+            raise
+        raise OpenVisitExists(Visit.objects.filter(patient=patient, status__in=OPEN_STATUSES).first()) from None
     search_outbox.record_instance(visit)
     _record_event(visit, "", S.WAITING, actor=actor, detail="requested", at=visit.requested_at)
     _publish_waiting(visit, actor)
     return visit
+
+
+class OpenVisitExists(IllegalTransition):
+    """The patient already has an open visit (``visit``): one at a time."""
+
+    code = "open_visit_exists"
+
+    def __init__(self, visit: Visit | None):
+        named = f" ({visit.public_id})" if visit is not None else ""
+        super().__init__(f"This patient already has an open visit{named}.", field="patient")
+        self.visit = visit
+
+
+def _constraint(error: IntegrityError) -> str | None:
+    return getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)
 
 
 def _publish_waiting(visit: Visit, actor: Actor) -> None:
@@ -823,24 +846,30 @@ def verify_license(license: ProviderLicense, *, actor: Actor) -> ProviderLicense
 
 @transaction.atomic
 def create_api_client(
-    *, name: str, scope: str, actor: Actor, provider: Provider | None = None
+    *, name: str, scope: str, actor: Actor, provider: Provider | None = None, patient: Patient | None = None
 ) -> tuple[ApiClient, str]:
-    """Create an API client and return it with its bearer token, which is shown only once."""
+    """Create an API client for its one owner (a provider, or a patient) and return it with its
+    bearer token, which is shown only once. It expires ``OPS_API_TOKEN_DAYS`` from now.
+    """
     prefix = secrets.token_hex(4)
     token = f"opc_{prefix}_{secrets.token_urlsafe(32)}"
+    now = dbclock.now()
     client = ApiClient(
-        name=name, scope=scope, provider=provider, token_prefix=prefix, token_hash=hash_token(token),
-        created_by=actor.user,
+        name=name, scope=scope, provider=provider, patient=patient, token_prefix=prefix, token_hash=hash_token(token),
+        created_by=actor.user, created_at=now, expires_at=now + dt.timedelta(days=settings.OPS_API_TOKEN_DAYS),
     )  # fmt: skip
-    _full_clean(client)
-    stamp(client, actor, "created")
+    _full_clean(client, validate_constraints=True)
+    stamp(client, actor, "created", at=now)
     client.save()
     return client, token
 
 
 @transaction.atomic
 def revoke_api_client(client: ApiClient, *, actor: Actor, reason: str = "") -> ApiClient:
-    """Disable a client's token at once."""
+    """Disable a client's token at once, for good."""
+    client = ApiClient.objects.select_for_update().get(pk=client.pk)
+    if not client.is_active:
+        return client
     client.is_active = False
     stamp(client, actor, reason or "revoked")
     client.save(update_fields=["is_active"])
@@ -854,10 +883,18 @@ def hash_token(token: str) -> str:
 
 @transaction.atomic
 def update_api_client(client: ApiClient, *, actor: Actor, reason: str = "") -> ApiClient:
-    """Save a client's name or active flag (its scope, provider and token never change)."""
+    """Save a client's name, or revoke it (its scope, owner and token never change; a revoked one stays so)."""
     current = ApiClient.objects.select_for_update().get(pk=client.pk)
+    if client.is_active and not current.is_active:
+        raise IllegalTransition("A revoked token stays revoked: create a new client.", field="is_active")
     current.name, current.is_active = client.name, client.is_active
     _full_clean(current)
     stamp(current, actor, reason or ("edited" if current.is_active else "revoked"))
     current.save(update_fields=["name", "is_active"])
     return current
+
+
+def _revoke_provider_tokens(provider: Provider, *, actor: Actor) -> None:
+    """Revoke every token of a deactivated provider, each with its history record."""
+    for client in ApiClient.objects.filter(provider=provider, is_active=True):
+        revoke_api_client(client, actor=actor, reason=f"provider {provider.npi} deactivated")

@@ -25,6 +25,7 @@ from clinical.models import (
 from clinical.validators import normalize_phone
 from ops_console.admin_base import ChangeReasonForm, OpsModelAdmin, ReadOnlyAdmin
 from ops_console.admin_site import ops_site
+from ops_console.redis import get_redis
 
 
 def _change_link(obj, label=None) -> str:
@@ -488,48 +489,72 @@ class VisitEventAdmin(ReadOnlyAdmin):
 class ApiClientForm(ChangeReasonForm):
     class Meta:
         model = ApiClient
-        fields = ["name", "scope", "provider", "is_active"]
+        fields = ["name", "scope", "provider", "patient", "is_active"]
+
+
+# Redis, for minutes: a new token, shown once on the next page, never kept in the session table.
+NEW_TOKEN_KEY = "ops:new-api-token:{session}:{client}"  # noqa: S105 (a key name, not a secret)
+NEW_TOKEN_SECONDS = 300
 
 
 @admin.register(ApiClient, site=ops_site)
 class ApiClientAdmin(OpsModelAdmin):
-    """Tokens of the patient and provider apps; the token is shown once, right after creation."""
+    """Tokens of the patient and provider apps, each bound to its owner; shown once, right after
+    creation; revoking one is final.
+    """
 
     form = ApiClientForm
     retained = True  # revoke instead: the history keeps who used which client
-    list_display = ["name", "scope", "provider", "token_prefix", "is_active", "created_at", "last_used_at"]
+    phi_access = True  # a patient token names its patient
+    list_display = ["name", "scope", "provider", "patient", "token_prefix", "is_active", "expires_at", "last_used_at"]
     list_filter = ["scope", "is_active"]
-    search_fields = ["name", "=token_prefix", "=provider__npi"]
-    list_select_related = ["provider"]
-    autocomplete_fields = ["provider"]
+    search_fields = ["name", "=token_prefix", "=provider__npi", "=patient__mrn"]
+    list_select_related = ["provider", "patient"]
+    autocomplete_fields = ["provider", "patient"]
     ordering = ["name", "id"]
     actions = ["revoke"]
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["name", "scope", "provider"]
-        return ["name", "scope", "provider", "token_prefix", "is_active", "created_by", "created_at", "last_used_at",
-                "change_reason"]  # fmt: skip
+            return ["name", "scope", "provider", "patient"]
+        return ["name", "scope", "provider", "patient", "token_prefix", "is_active", "created_by", "created_at",
+                "expires_at", "last_used_at", "change_reason"]  # fmt: skip
 
     def get_readonly_fields(self, request, obj=None):
-        return [] if obj is None else ["scope", "provider", "token_prefix", "created_by", "created_at", "last_used_at"]
+        if obj is None:
+            return []
+        fixed = [
+            "scope",
+            "provider",
+            "patient",
+            "token_prefix",
+            "created_by",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+        ]
+        return fixed if obj.is_active else [*fixed, "is_active"]  # revoking is final
+
+    def revert_disabled(self, request, obj=None):
+        """Never bring a token back (or change its owner) from an old version."""
+        return True
 
     def save_model(self, request, obj, form, change):
         if change:
             actions.update_api_client(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
             return
         created, token = actions.create_api_client(
-            name=obj.name, scope=obj.scope, provider=obj.provider, actor=self.actor(request)
+            name=obj.name, scope=obj.scope, provider=obj.provider, patient=obj.patient, actor=self.actor(request)
         )
         obj.pk = created.pk
-        # Kept server-side (session) only until the next page shows it once.
-        request.session["new_api_token"] = {"client": created.pk, "token": token}
+        # Kept in Redis (memory only) for the next page to show once: never in the session table.
+        request.session.save()
+        get_redis().set(_new_token_key(request, created.pk), token, ex=NEW_TOKEN_SECONDS)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        fresh = request.session.get("new_api_token")
-        if request.method == "GET" and fresh and str(fresh["client"]) == str(object_id):
-            del request.session["new_api_token"]
-            extra_context = {**(extra_context or {}), "new_api_token": fresh["token"]}
+        fresh = get_redis().getdel(_new_token_key(request, object_id)) if request.method == "GET" else None
+        if fresh:
+            extra_context = {**(extra_context or {}), "new_api_token": fresh}
         return super().change_view(request, object_id, form_url, extra_context)
 
     def response_add(self, request, obj, post_url_continue=None):
@@ -540,3 +565,7 @@ class ApiClientAdmin(OpsModelAdmin):
         for client in queryset:
             actions.revoke_api_client(client, actor=self.actor(request), reason="revoked in the console")
         self.message_user(request, f"{queryset.count()} client(s) revoked.")
+
+
+def _new_token_key(request, client_id) -> str:
+    return NEW_TOKEN_KEY.format(session=request.session.session_key, client=client_id)

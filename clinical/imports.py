@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import connection
 
 from clinical import actions
@@ -115,9 +116,31 @@ def _numbered_csv_rows(reader) -> Iterator[tuple[int, list]]:
         raise FileError(f"Line {line}: the file is not valid CSV ({error}).") from None
 
 
+def _check_unzipped_size(data: bytes) -> None:
+    """Refuse a workbook that would unzip past the limits, before anything reads it (a zip bomb)."""
+    try:
+        members = zipfile.ZipFile(io.BytesIO(data)).infolist()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise FileError(f"This is not a readable .xlsx workbook ({error}).") from None
+    limit = settings.IMPORT_MAX_UNZIPPED_MB * 1024 * 1024
+    if sum(member.file_size for member in members) > limit:
+        raise FileError(
+            f"The workbook unzips to more than {settings.IMPORT_MAX_UNZIPPED_MB} MB (IMPORT_MAX_UNZIPPED_MB): "
+            "refused unread. Save it as CSV, or split it."
+        )
+    ratio = settings.IMPORT_MAX_ZIP_RATIO
+    packed = [m for m in members if m.file_size > 1024 * 1024 and m.file_size > ratio * max(m.compress_size, 1)]
+    if packed:
+        raise FileError(
+            f"The workbook part {packed[0].filename} is compressed more than {ratio} to 1 (IMPORT_MAX_ZIP_RATIO): "
+            "refused unread."
+        )
+
+
 def _read_xlsx(data: bytes, *, max_rows: int) -> Table:
     import openpyxl
 
+    _check_unzipped_size(data)
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:

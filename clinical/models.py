@@ -272,6 +272,13 @@ class Visit(models.Model):
                 condition=~Q(status__in=[s.value for s in PROVIDER_HOLDING_STATUSES]) | Q(provider__isnull=False),
                 name="clinical_visit_provider_when_assigned",
             ),
+            # A retried or repeated request never books a patient twice.
+            models.UniqueConstraint(
+                fields=["patient"],
+                condition=Q(status__in=[s.value for s in OPEN_STATUSES]),
+                name="clinical_visit_one_open_per_patient",
+                violation_error_message="This patient already has an open visit.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -438,7 +445,9 @@ class ApiScope(models.TextChoices):
 
 
 class ApiClient(models.Model):
-    """A caller of the JSON API. Only a hash of its bearer token is stored."""
+    """A caller of the JSON API, bound to its owner: a patient token acts for one patient, a provider
+    token for one provider. Only a hash of its bearer token is stored; it expires, and revoking it is final.
+    """
 
     name = models.CharField(max_length=100, unique=True)
     scope = models.CharField(max_length=10, choices=ApiScope.choices)
@@ -450,10 +459,21 @@ class ApiClient(models.Model):
         related_name="api_clients",
         help_text="Provider-scope tokens act for this provider only.",
     )
+    patient = models.ForeignKey(
+        Patient,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="api_clients",
+        help_text="Patient-scope tokens act for this patient only.",
+    )
     token_prefix = models.CharField(max_length=12, unique=True, editable=False)
     token_hash = models.CharField(max_length=64, editable=False)
-    is_active = models.BooleanField(default=True)
+    is_active = models.BooleanField(default=True, help_text="Revoking a client is final.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="OPS_API_TOKEN_DAYS after creation."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", editable=False
     )
@@ -465,11 +485,37 @@ class ApiClient(models.Model):
         ordering = ["name", "id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(scope="patient", provider__isnull=True) | Q(scope="provider", provider__isnull=False),
-                name="clinical_apiclient_provider_iff_provider_scope",
-                violation_error_message="Provider-scope clients name exactly one provider; patient-scope clients none.",
+                condition=Q(scope="provider", provider__isnull=False, patient__isnull=True)
+                | Q(scope="patient", provider__isnull=True, patient__isnull=False)
+                # Patient tokens from before they were bound to one patient: revoked, never used again.
+                | Q(scope="patient", provider__isnull=True, patient__isnull=True, is_active=False),
+                name="clinical_apiclient_owner_matches_scope",
+                violation_error_message=(
+                    "A provider-scope client names one provider; a patient-scope client one patient."
+                ),
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.scope})"
+
+
+class ApiIdempotencyKey(models.Model):
+    """An ``Idempotency-Key`` a client sent with a request, and the answer it got (replayed for 24 hours)."""
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    status = models.PositiveSmallIntegerField()
+    response = models.JSONField()
+    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            # Also the index of the lookup by client and key.
+            models.UniqueConstraint(fields=["client", "key"], name="clinical_apiidempotencykey_one_per_client_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id}: {self.key}"

@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from clinical import actions
-from clinical.models import ApiClient, ApiScope, Availability, Patient, Provider, ProviderLicense
+from clinical.models import OPEN_STATUSES, ApiClient, ApiScope, Availability, Patient, Provider, ProviderLicense, Visit
 from clinical.reference import FIXTURES_DIR, states
 from ops_console.audit import Actor
 
@@ -39,7 +39,8 @@ ACTOR = Actor.system("simulate_traffic")
 Span = tuple[float, float]  # (low, high) for a uniform draw
 PRIORITY_MIX = {"routine": 85, "elevated": 12, "urgent": 3}
 WAITING = ("waiting", "offered")  # what the patient app shows as "finding a provider"
-PATIENT_POOL = 5000  # patients the simulation requests visits for
+FINAL = ("completed", "cancelled", "expired", "failed")
+PATIENT_POOL = 500  # patients the simulation plays (one token each); one open visit each at a time
 MIN_POLL_SECONDS = 0.1  # even at high --speed, do not hammer the server
 SIGN_OFF_SECONDS = 10.0
 LOG_IN_SECONDS = (0.0, 5.0)  # providers come online over the first seconds, not all in one burst
@@ -352,7 +353,7 @@ class Session:
     """The API clients, providers and patients one run plays; the clients are revoked at the end."""
 
     run_id: str
-    patient_token: str
+    patient_tokens: dict[str, str]  # MRN -> the token of the patient app acting for that patient
     provider_tokens: list[tuple[str, str]]  # (NPI, token)
     mrns: list[str]
     states: list[str]  # where patients may be located; empty means anywhere
@@ -371,11 +372,12 @@ def providers_to_play(count: int, rng: random.Random) -> list[Provider]:
     return candidates[:count]
 
 
-def patient_pool(rng: random.Random) -> list[str]:
-    """Return the MRNs of the patients who will request visits."""
-    mrns = list(Patient.objects.order_by("pk").values_list("mrn", flat=True)[:PATIENT_POOL])
-    rng.shuffle(mrns)
-    return mrns
+def patient_pool(rng: random.Random, size: int = PATIENT_POOL) -> list[Patient]:
+    """Return the patients who will request visits (none with a visit open now)."""
+    busy = Visit.objects.filter(status__in=OPEN_STATUSES).values("patient_id")
+    patients = list(Patient.objects.exclude(pk__in=busy).order_by("pk").only("mrn")[: size * 2])
+    rng.shuffle(patients)
+    return patients[:size]
 
 
 @transaction.atomic
@@ -384,17 +386,21 @@ def open_session(config: SimConfig) -> Session:
     rng = random.Random(config.seed)
     run_id = f"{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     players = providers_to_play(config.providers, rng)
-    patient_app, patient_token = actions.create_api_client(
-        name=f"sim-patient-app-{run_id}", scope=ApiScope.PATIENT, actor=ACTOR
-    )
-    clients, provider_tokens = [patient_app], []
+    clients, provider_tokens, patient_tokens = [], [], {}
+    for patient in patient_pool(rng):
+        client, token = actions.create_api_client(
+            name=f"sim-patient-{patient.mrn}-{run_id}", scope=ApiScope.PATIENT, patient=patient, actor=ACTOR
+        )
+        clients.append(client)
+        patient_tokens[patient.mrn] = token
     for provider in players:
         client, token = actions.create_api_client(
             name=f"sim-provider-{provider.npi}-{run_id}", scope=ApiScope.PROVIDER, provider=provider, actor=ACTOR
         )
         clients.append(client)
         provider_tokens.append((provider.npi, token))
-    return Session(run_id, patient_token, provider_tokens, patient_pool(rng), _covered_states(config, players), clients)
+    mrns = list(patient_tokens)
+    return Session(run_id, patient_tokens, provider_tokens, mrns, _covered_states(config, players), clients)
 
 
 def _covered_states(config: SimConfig, players: list[Provider]) -> list[str]:
@@ -489,7 +495,8 @@ class Simulation:
         self.api = Api(config.base_url, timeout=config.request_timeout, stats=self.stats)
         self.timeline = Timeline()
         self.providers = [SimProvider(npi, token) for npi, token in session.provider_tokens]
-        self.visits: dict[str, SimVisit] = {}
+        self.visits: dict[str, SimVisit] = {}  # waiting for a provider
+        self.open_patients: dict[str, str] = {}  # visit id -> MRN, until the visit ends
         self.on_summary, self.summary_every = on_summary, summary_every
         self.stopping = False
 
@@ -547,17 +554,17 @@ class Simulation:
             return
         b = self.behaviour
         body = {
-            "patient": mrn,
             "located_state": b.state(self.session.states),
             "reason": b.reason(),
             "priority": b.priority(),
         }
         sent = time.monotonic()
-        reply = self.api.post("visits", self.session.patient_token, body)
+        reply = self.api.post("visits", self.session.patient_tokens[mrn], body)
         if reply.status != 201 or not reply.data.get("id"):
             return
         visit = SimVisit(reply.data["id"], mrn, sent)
         self.visits[visit.id] = visit
+        self.open_patients[visit.id] = mrn
         self.stats.requested += 1
         self.timeline.at(b.seconds(self.config.patient_poll_seconds), lambda: self._check(visit))
         if b.cancels():
@@ -567,18 +574,18 @@ class Simulation:
         """Return a patient without a visit waiting (a few tries), or None if there are no patients."""
         if not self.session.mrns:
             return None
-        waiting = {visit.mrn for visit in self.visits.values()}
+        busy = set(self.open_patients.values())  # one open visit per patient (the database insists)
         for _ in range(5):
             mrn = self.behaviour.rng.choice(self.session.mrns)
-            if mrn not in waiting:
-                break
-        return mrn
+            if mrn not in busy:
+                return mrn
+        return None
 
     def _check(self, visit: SimVisit) -> None:
         """Poll the visit as the patient app does while it shows "finding a provider"."""
         if visit.id not in self.visits:
             return
-        reply = self.api.get(f"visits/{visit.id}", self.session.patient_token)
+        reply = self.api.get(f"visits/{visit.id}", self.session.patient_tokens[visit.mrn])
         if reply.ok:
             self._note(reply.data)
         elif reply.status == 404:
@@ -590,13 +597,15 @@ class Simulation:
         """Cancel a visit still waiting or offered; once a provider has it, the patient stays."""
         if visit.id not in self.visits:
             return
-        reply = self.api.post(f"visits/{visit.id}/cancel", self.session.patient_token)
+        reply = self.api.post(f"visits/{visit.id}/cancel", self.session.patient_tokens[visit.mrn])
         if reply.ok:
             self.stats.cancelled += 1
             self._note(reply.data)
 
     def _note(self, data: dict) -> None:
         """Learn a visit's status from any reply that shows it; stop tracking it once it left the queue."""
+        if data.get("status") in FINAL:
+            self.open_patients.pop(data.get("id", ""), None)
         visit = self.visits.get(data.get("id", ""))
         if visit is None:
             return
@@ -722,7 +731,7 @@ class Simulation:
                 self._crashed(error)
 
     def _withdraw(self, visit: SimVisit) -> None:
-        if self.api.post(f"visits/{visit.id}/cancel", self.session.patient_token).ok:
+        if self.api.post(f"visits/{visit.id}/cancel", self.session.patient_tokens[visit.mrn]).ok:
             self.stats.withdrawn_at_stop += 1
             self.visits.pop(visit.id, None)
 

@@ -378,9 +378,11 @@ class Soak:
 
     def _report(self, traffic: dict) -> dict:
         results = invariants.check(grace_seconds=2 * self.config.lease_seconds + 5)
+        run = traffic.get("simulation", "")
         requested_in_db = Visit.history.filter(
-            history_type="+", history_actor=ActorKind.PATIENT, history_actor_label=traffic.get("patient_app", "")
-        ).count()
+            history_type="+", history_actor=ActorKind.PATIENT, history_actor_label__startswith="sim-patient-",
+            history_actor_label__contains=f"-{run} for MRN",
+        ).count() if run else 0  # fmt: skip
         lost = max(0, traffic.get("requested", 0) - requested_in_db)
         by_status = _by_status()
         return {

@@ -58,6 +58,15 @@ OPS_SESSION_IDLE_MINUTES = env_int("OPS_SESSION_IDLE_MINUTES", 15, minimum=1)
 # Two-factor sign-in for the editing roles (ops_console/twofactor): on in production.
 OPS_REQUIRE_2FA = env_bool("OPS_REQUIRE_2FA", True)
 
+# JSON API (clinical/api): token lifetime, rate limits, probing alerts. See README.md#settings.
+OPS_API_TOKEN_DAYS = env_int("OPS_API_TOKEN_DAYS", 90, minimum=1)
+API_RATE_PER_TOKEN = env_int("API_RATE_PER_TOKEN", 600, minimum=1)  # requests a minute
+API_RATE_PER_ADDRESS = env_int("API_RATE_PER_ADDRESS", 6000, minimum=1)  # requests a minute
+API_PROBE_THRESHOLD = env_int("API_PROBE_THRESHOLD", 20, minimum=1)  # 401/403/404 answers in 10 minutes
+
+# PHI access log: the youngest rows prune_access_log may delete (HIPAA keeps six years).
+OPS_ACCESS_LOG_MIN_RETENTION = env_str("OPS_ACCESS_LOG_MIN_RETENTION", "6y")
+
 # Routing worker (clinical/routing): see README.md#routing.
 ROUTING_OFFER_TIMEOUT = env_int("ROUTING_OFFER_TIMEOUT", 120, minimum=1)
 ROUTING_MAX_WAIT = env_int("ROUTING_MAX_WAIT", 30 * 60, minimum=60)
@@ -81,6 +90,9 @@ ROUTING_TEST_CLOCK_SKEW_SECONDS = env_int("ROUTING_TEST_CLOCK_SKEW_SECONDS", 0)
 # License import (clinical/imports.py): see README.md#license-import-and-export.
 IMPORT_MAX_MB = env_int("IMPORT_MAX_MB", 20, minimum=1)
 IMPORT_MAX_ROWS = env_int("IMPORT_MAX_ROWS", 100_000, minimum=1)
+# An .xlsx is a zip: what it may unzip to, and how tightly one part may be packed (a zip bomb).
+IMPORT_MAX_UNZIPPED_MB = env_int("IMPORT_MAX_UNZIPPED_MB", 200, minimum=1)
+IMPORT_MAX_ZIP_RATIO = env_int("IMPORT_MAX_ZIP_RATIO", 100, minimum=2)
 IMPORT_PREVIEW_MINUTES = env_int("IMPORT_PREVIEW_MINUTES", 30, minimum=1)
 IMPORT_BACKGROUND_BYTES = env_int("IMPORT_BACKGROUND_BYTES", 256 * 1024, minimum=0)
 
@@ -214,6 +226,9 @@ STORAGES = {
 }
 
 LOGIN_URL = f"/{OPS_ADMIN_PATH}login/"
+
+# One uploaded file per request: the console takes one license file at a time (Django allows 100).
+DATA_UPLOAD_MAX_NUMBER_FILES = 1
 
 # Security: Django's defaults stay; these add HTTPS-only behaviour for production.
 SECURE_SSL_REDIRECT = OPS_HTTPS

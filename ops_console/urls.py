@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.urls import include, path, re_path
 
-from ops_console import views
+from ops_console import toolbar, views
 from ops_console.admin_site import ops_site
 
 urlpatterns = [
@@ -16,4 +16,5 @@ if settings.OPS_DEBUG_TOOLBAR:
     # Mounted directly: debug_toolbar_urls() mounts nothing with DEBUG off, as the console runs,
     # and every page an engineer opened failed on the toolbar's missing URLs. Its views check
     # ops_console.toolbar.show_toolbar (the Engineer role) themselves and answer 404 to others.
+    urlpatterns += [path(f"__debug__/{name}/", toolbar.rerun_refused) for name in toolbar.RERUN_VIEWS]
     urlpatterns.append(path("__debug__/", include("debug_toolbar.urls")))

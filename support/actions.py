@@ -4,7 +4,8 @@ import datetime as dt
 import re
 from collections.abc import Callable
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ops_console.audit import Actor, stamp
@@ -13,7 +14,7 @@ from ops_console.errors import ActionError
 from ops_console.errors import full_clean_or_raise as _full_clean
 from search import outbox as search_outbox
 from support.access import storable_text
-from support.models import OPEN_CASE_STATUSES, AccessLog, CaseNote, CaseStatus, SecurityEvent, SupportCase
+from support.models import OPEN_CASE_STATUSES, CaseNote, CaseStatus, SecurityEvent, SupportCase
 
 
 @transaction.atomic
@@ -115,13 +116,22 @@ def access_log_cutoff(duration: str, *, now: dt.datetime) -> dt.datetime:
 
 
 def prune_access_log(*, before: dt.datetime, progress: Callable[[int], None] = lambda n: None) -> int:
-    """Delete access log rows recorded before ``before``, in batches; return how many."""
+    """Delete access log rows recorded before ``before``, in batches, through the database's prune
+    function (the table refuses any other delete); return how many.
+
+    Refused (``ValueError``) if ``before`` is within ``OPS_ACCESS_LOG_MIN_RETENTION``.
+    """
+    keep_until = access_log_cutoff(settings.OPS_ACCESS_LOG_MIN_RETENTION, now=timezone.now())
+    if before > keep_until:
+        raise ValueError(
+            f"The access log keeps every row {settings.OPS_ACCESS_LOG_MIN_RETENTION} at least "
+            f"(OPS_ACCESS_LOG_MIN_RETENTION): nothing after {keep_until:%Y-%m-%d} may be pruned."
+        )
     deleted = 0
-    oldest_first = AccessLog.objects.filter(at__lt=before).order_by("at", "id").values_list("id", flat=True)
     while True:
-        with transaction.atomic():
-            batch = list(oldest_first[:PRUNE_BATCH])
-            count, _ = AccessLog.objects.filter(id__in=batch).delete()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT support_prune_access_log(%s, %s)", [before, PRUNE_BATCH])
+            count = cursor.fetchone()[0]
         deleted += count
         if count < PRUNE_BATCH:
             return deleted

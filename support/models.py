@@ -118,6 +118,7 @@ class SecurityEvent(models.Model):
         SIGN_IN_FAILED = "sign_in_failed", "Sign-in failed"
         SIGN_IN_LOCKED = "sign_in_locked", "Sign-in refused: locked out"
         SIGN_IN_UNLOCKED = "sign_in_unlocked", "Sign-in unlocked by a lead"
+        API_PROBING = "api_probing", "API: many refused or unknown requests"
         TWO_FACTOR_ENABLED = "two_factor_enabled", "Two-factor sign-in set up"
         TWO_FACTOR_FAILED = "two_factor_failed", "Two-factor code refused"
         TWO_FACTOR_RESET = "two_factor_reset", "Two-factor device reset"

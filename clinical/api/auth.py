@@ -4,6 +4,8 @@ import hmac
 import re
 from datetime import timedelta
 
+from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from clinical.actions import hash_token
@@ -26,9 +28,16 @@ def client_for(request) -> ApiClient:
     prefix = token.split("_")[1] if token.count("_") >= 2 else ""
     if not PREFIX.fullmatch(prefix):  # a prefix no token has (e.g. with a NUL PostgreSQL would refuse)
         raise NotAuthenticated("The token is not valid or has been revoked.")
-    client = ApiClient.objects.select_related("provider").filter(token_prefix=prefix, is_active=True).first()
+    client = (
+        ApiClient.objects.select_related("provider", "patient")
+        .annotate(expired=Q(expires_at__lte=Now()))  # the database's clock
+        .filter(token_prefix=prefix, is_active=True)
+        .first()
+    )
     if client is None or not hmac.compare_digest(client.token_hash, hash_token(token.strip())):
         raise NotAuthenticated("The token is not valid or has been revoked.")
+    if client.expired:
+        raise NotAuthenticated("The token has expired: ask for a new one.")
     _touch(client)
     return client
 

@@ -11,8 +11,9 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from clinical import actions, selectors
+from clinical.api import idempotency, limits
 from clinical.api.auth import NotAuthenticated, client_for
-from clinical.models import ApiScope, Patient, Priority, Provider, Visit, VisitStatus
+from clinical.models import ApiScope, Priority, Provider, Visit, VisitStatus
 from clinical.reference import STATE_CHOICES
 from ops_console.audit import Actor
 from ops_console.errors import ActionError, IllegalTransition
@@ -42,42 +43,74 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 
 def api_view(*methods: str, scopes: tuple[str, ...]):
-    """Authenticate the bearer token, check its scope, and turn errors into JSON responses."""
+    """Authenticate the bearer token, check its scope and rate limits, and turn errors into JSON responses."""
 
     def decorate(view):
         @csrf_exempt
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
-            if request.method not in methods:  # as require_http_methods, with the API's JSON error
-                response = error_response(405, "method_not_allowed", f"Use {' or '.join(methods)}.")
-                response["Allow"] = ", ".join(methods)
-                return response
-            try:
-                request.api_client = client_for(request)
-                if request.api_client.scope not in scopes:
-                    raise ApiError(403, "wrong_scope", f"This endpoint needs a {' or '.join(scopes)} token.")
-                return view(request, *args, **kwargs)
-            except NotAuthenticated as error:
-                response = error_response(401, "not_authenticated", str(error))
-                response["WWW-Authenticate"] = 'Bearer realm="ops-console"'
-                return response
-            except ApiError as error:
-                return error_response(error.status, error.code, str(error), error.field)
-            except IllegalTransition as error:
-                return error_response(409, error.code, str(error), error.field)
-            except ActionError as error:
-                return error_response(404 if error.code == "not_found" else 400, error.code, str(error), error.field)
-            except (OperationalError, InterfaceError):
-                # PostgreSQL restarting or out of reach: the request did not finish; the app retries
-                # (reads are safe to repeat, and a repeated transition is refused with a 409).
-                logger.warning("API %s %s: the database is unavailable", request.method, request.path, exc_info=True)
-                response = error_response(503, "unavailable", "The service is briefly unavailable; try again.")
-                response["Retry-After"] = "2"
-                return response
+            response = _answer(request, view, methods, scopes, *args, **kwargs)
+            limits.note_answer(request, response.status_code)
+            return response
 
         return wrapper
 
     return decorate
+
+
+def _answer(request, view, methods, scopes, *args, **kwargs) -> JsonResponse:
+    if request.method not in methods:  # as require_http_methods, with the API's JSON error
+        response = error_response(405, "method_not_allowed", f"Use {' or '.join(methods)}.")
+        response["Allow"] = ", ".join(methods)
+        return response
+    try:
+        _limit(limits.address_retry_after(request))
+        request.api_client = client_for(request)
+        _limit(limits.token_retry_after(request.api_client))
+        if request.api_client.scope not in scopes:
+            raise ApiError(403, "wrong_scope", f"This endpoint needs a {' or '.join(scopes)} token.")
+        return view(request, *args, **kwargs)
+    except NotAuthenticated as error:
+        response = error_response(401, "not_authenticated", str(error))
+        response["WWW-Authenticate"] = 'Bearer realm="ops-console"'
+        return response
+    except RateLimited as limited:
+        response = error_response(429, "rate_limited", "Too many requests; slow down.")
+        response["Retry-After"] = str(limited.seconds)
+        return response
+    except ApiError as error:
+        return error_response(error.status, error.code, str(error), error.field)
+    except IllegalTransition as error:
+        return _conflict(error)
+    except ActionError as error:
+        return error_response(404 if error.code == "not_found" else 400, error.code, str(error), error.field)
+    except (OperationalError, InterfaceError):
+        # PostgreSQL restarting or out of reach: the request did not finish; the app retries
+        # (reads are safe to repeat, and a repeated transition is refused with a 409).
+        logger.warning("API %s %s: the database is unavailable", request.method, request.path, exc_info=True)
+        response = error_response(503, "unavailable", "The service is briefly unavailable; try again.")
+        response["Retry-After"] = "2"
+        return response
+
+
+class RateLimited(Exception):
+    def __init__(self, seconds: int):
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+def _limit(retry_after: int | None) -> None:
+    if retry_after is not None:
+        raise RateLimited(retry_after)
+
+
+def _conflict(error: IllegalTransition) -> JsonResponse:
+    response = error_response(409, error.code, str(error), error.field)
+    if isinstance(error, actions.OpenVisitExists) and error.visit is not None:
+        body = json.loads(response.content)
+        body["error"]["visit"] = error.visit.public_id  # the patient's own open visit
+        response = JsonResponse(body, status=409)
+    return response
 
 
 def _body(request) -> dict:
@@ -166,7 +199,7 @@ def _actor(request) -> Actor:
     client = request.api_client
     if client.scope == ApiScope.PROVIDER:
         return Actor.provider_app(f"{client.name} for NPI {client.provider.npi}")
-    return Actor.patient_app(client.name)
+    return Actor.patient_app(f"{client.name} for MRN {client.patient.mrn}")
 
 
 def _own_visit(request, public_id: str, *, answering: bool = False) -> Visit:
@@ -185,9 +218,22 @@ def _own_visit(request, public_id: str, *, answering: bool = False) -> Visit:
 
 @api_view("POST", scopes=(ApiScope.PATIENT,))
 def create_visit(request):
-    """Request a visit for a patient (by MRN) located in a state."""
+    """Request a visit for the token's patient, located in a state.
+
+    With an ``Idempotency-Key`` header, a retry of the same request within 24 hours gets the first
+    answer again (and creates nothing); the same key with another body is refused.
+    """
+    key = request.headers.get("Idempotency-Key", "")
+    if not key:
+        return _create_visit(request)
+    return idempotency.once(request, key, lambda: _create_visit(request))
+
+
+def _create_visit(request) -> JsonResponse:
     data = _body(request)
-    mrn = _string(data, "patient", max_length=12)
+    patient = request.api_client.patient
+    if "patient" in data and data["patient"] != patient.mrn:  # answered alike whether that MRN exists or not
+        raise ApiError(403, "not_your_patient", "This token acts for one patient only.", "patient")
     state = _string(data, "located_state", max_length=2).upper()
     if state not in STATES:
         raise ApiError(400, "invalid", f"'located_state' must be a USPS state code, got {state!r}.", "located_state")
@@ -195,26 +241,32 @@ def create_visit(request):
     if not isinstance(priority, str) or priority not in PRIORITIES:  # a list or object is unhashable
         raise ApiError(400, "invalid", f"'priority' must be one of {', '.join(PRIORITIES)}.", "priority")
     reason = _string(data, "reason", max_length=2000)
-    patient = Patient.objects.filter(mrn=mrn).first()
-    if patient is None:
-        raise ApiError(400, "invalid", f"No patient with MRN {mrn}.", "patient")
     visit = actions.request_visit(
         patient=patient, located_state=state, reason=reason, priority=PRIORITIES[priority], actor=_actor(request)
     )
     return _visit_response(request, _visit(visit.public_id), status=201)
 
 
+def _patients_visit(request, public_id: str) -> Visit:
+    """Return a visit of the token's patient; another patient's visit is as unknown as no visit."""
+    visit = _visit(public_id)
+    if visit.patient_id != request.api_client.patient_id:
+        raise ApiError(404, "not_found", f"No visit {public_id}.")
+    return visit
+
+
 @api_view("GET", scopes=(ApiScope.PATIENT, ApiScope.PROVIDER))
 def visit_detail(request, public_id: str):
-    """Return a visit (the apps' polling fallback); providers see only visits they hold."""
-    visit = _own_visit(request, public_id) if request.api_client.scope == ApiScope.PROVIDER else _visit(public_id)
-    return _visit_response(request, visit)
+    """Return a visit (the apps' polling fallback): a patient's own, or one the provider holds."""
+    if request.api_client.scope == ApiScope.PROVIDER:
+        return _visit_response(request, _own_visit(request, public_id))
+    return _visit_response(request, _patients_visit(request, public_id))
 
 
 @api_view("POST", scopes=(ApiScope.PATIENT,))
 def cancel_visit(request, public_id: str):
-    """Cancel a visit for the patient (also while an offer is out)."""
-    visit = _visit(public_id)
+    """Cancel one of the patient's visits (also while an offer is out)."""
+    visit = _patients_visit(request, public_id)
     actions.cancel_visit(visit, actor=_actor(request), detail="cancelled by the patient")
     return _visit_response(request, _visit(public_id))
 

@@ -1,16 +1,20 @@
 """The JSON API the patient and provider apps call: tokens, scopes, errors, and the visit lifecycle."""
 
 import json
+import threading
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import IntegrityError, connection, transaction
+from django.test import Client
 
 from clinical import actions
 from clinical.actions import hash_token
 from clinical.events import ROUTING_STREAM
 from clinical.models import ApiClient, Availability, Visit, VisitStatus
+from ops_console import dbclock
 from ops_console.audit import Actor
 from tests.builders import make_patient, make_provider, make_visit, past_deadline
 
@@ -18,8 +22,14 @@ S = VisitStatus
 
 
 @pytest.fixture
-def patient_token(db):
-    return actions.create_api_client(name="patient-app", scope="patient", actor=Actor.system())[1]
+def patient(db):
+    return make_patient()
+
+
+@pytest.fixture
+def patient_token(patient):
+    """A token of the patient app acting for ``patient`` only."""
+    return actions.create_api_client(name="patient-app", scope="patient", patient=patient, actor=Actor.system())[1]
 
 
 @pytest.fixture
@@ -38,14 +48,13 @@ def _call(client, method, path, token=None, body=None):
     return getattr(client, method)(f"/api/v1/{path}", data=data, content_type="application/json", **headers)
 
 
-def _offered_to(provider):
-    visit = make_visit(state="CA")
+def _offered_to(provider, patient=None):
+    visit = make_visit(state="CA", patient=patient)
     return actions.offer_visit(visit, provider, actor=Actor.router())
 
 
-def test_it_creates_a_visit_for_a_patient_by_mrn(client, patient_token):
-    patient = make_patient()
-    body = {"patient": patient.mrn, "located_state": "ca", "reason": "Rash on arm", "priority": "urgent"}
+def test_it_creates_a_visit_for_the_tokens_patient(client, patient, patient_token):
+    body = {"located_state": "ca", "reason": "Rash on arm", "priority": "urgent"}
     response = _call(client, "post", "visits", patient_token, body)
     assert response.status_code == 201, response.content
     data = response.json()
@@ -58,8 +67,6 @@ def test_it_creates_a_visit_for_a_patient_by_mrn(client, patient_token):
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"patient": "M00000000"}, "patient"),
-        ({"patient": None}, "patient"),
         ({"located_state": "XX"}, "located_state"),
         ({"located_state": 5}, "located_state"),
         ({"priority": "asap"}, "priority"),
@@ -68,7 +75,7 @@ def test_it_creates_a_visit_for_a_patient_by_mrn(client, patient_token):
     ],
 )
 def test_it_names_the_field_of_a_bad_visit_request_and_writes_nothing(client, patient_token, change, field):
-    body = {"patient": make_patient().mrn, "located_state": "CA", "reason": "Cough", **change}
+    body = {"located_state": "CA", "reason": "Cough", **change}
     response = _call(client, "post", "visits", patient_token, body)
     assert response.status_code == 400
     assert response.json()["error"]["field"] == field
@@ -181,8 +188,8 @@ def test_it_sets_availability_and_shows_the_current_offer(client, provider_token
     assert response.status_code == 409  # answer the offer first
 
 
-def test_it_lets_the_patient_cancel_during_an_offer(client, patient_token, provider):
-    visit = _offered_to(provider)
+def test_it_lets_the_patient_cancel_during_an_offer(client, patient, patient_token, provider):
+    visit = _offered_to(provider, patient)
     response = _call(client, "post", f"visits/{visit.public_id}/cancel", patient_token)
     assert response.json()["status"] == S.CANCELLED
     provider.refresh_from_db()
@@ -199,7 +206,7 @@ def test_it_publishes_a_routing_event_for_every_change(
             "post",
             "visits",
             patient_token,
-            {"patient": make_patient().mrn, "located_state": "NY", "reason": "Flu"},
+            {"located_state": "NY", "reason": "Flu"},
         )
         _call(client, "post", f"visits/{response.json()['id']}/cancel", patient_token)
     entries = [fields for _, fields in redis_client.xrange(ROUTING_STREAM)]
@@ -215,15 +222,21 @@ def test_it_prints_a_new_token_from_the_command(db, provider):
     assert ApiClient.objects.get(name="ios").token_hash == hash_token(token)
     with pytest.raises(CommandError, match="--provider"):
         call_command("create_api_client", "--name", "web", "--scope", "provider")
+    with pytest.raises(CommandError, match="--patient"):
+        call_command("create_api_client", "--name", "web", "--scope", "patient", stdout=StringIO())
+    patient = make_patient()
     with pytest.raises(CommandError, match="name"):
-        call_command("create_api_client", "--name", "ios", "--scope", "patient", stdout=StringIO())
+        call_command("create_api_client", "--name", "ios", "--scope", "patient", "--patient", patient.mrn,
+                     stdout=StringIO())  # fmt: skip
 
 
 def test_it_lets_a_lead_create_a_client_in_the_console_and_shows_the_token_once(client, lead):
     from django.urls import reverse
 
     client.force_login(lead)
-    response = client.post(reverse("ops:clinical_apiclient_add"), {"name": "web-app", "scope": "patient"})
+    patient = make_patient()
+    response = client.post(reverse("ops:clinical_apiclient_add"),
+                           {"name": "web-app", "scope": "patient", "patient": patient.pk})  # fmt: skip
     assert response.status_code == 302
     page = client.get(response["Location"]).content.decode()
     token = page.split('class="ops-token-value">')[1].split("<")[0]
@@ -271,3 +284,99 @@ def test_it_answers_409_not_licensed_to_an_accept_after_a_suspension(client, pro
     assert _refused(_call(client, "post", f"visits/{visit.public_id}/accept", provider_token)) == (409, "not_licensed")
     visit.refresh_from_db()
     assert visit.status == S.OFFERED
+
+
+# --- a patient token acts for one patient --------------------------------------------------------
+
+
+def test_it_treats_another_patients_visit_as_unknown(client, patient_token):
+    other = make_visit()
+    for method, path in (("get", f"visits/{other.public_id}"), ("post", f"visits/{other.public_id}/cancel")):
+        response = _call(client, method, path, patient_token)
+        assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
+        assert other.patient.mrn not in response.content.decode()
+    other.refresh_from_db()
+    assert other.status == S.WAITING
+
+
+@pytest.mark.parametrize("named", ["M00000000", "existing", None, ["x"]])
+def test_it_refuses_a_visit_for_another_patient_alike_whether_the_mrn_exists(client, patient_token, named):
+    mrn = make_patient().mrn if named == "existing" else named
+    response = _call(client, "post", "visits", patient_token, {"patient": mrn, "located_state": "CA", "reason": "x"})
+    assert (response.status_code, response.json()["error"]) == (403, {
+        "code": "not_your_patient", "message": "This token acts for one patient only.", "field": "patient",
+    })  # fmt: skip
+    assert not Visit.objects.exists()
+
+
+def test_it_accepts_the_tokens_own_mrn_in_the_body(client, patient, patient_token):
+    body = {"patient": patient.mrn, "located_state": "CA", "reason": "x"}
+    assert _call(client, "post", "visits", patient_token, body).status_code == 201
+
+
+def test_it_refuses_a_second_open_visit_and_names_the_first(client, patient_token):
+    first = _call(client, "post", "visits", patient_token, {"located_state": "CA", "reason": "x"}).json()
+    second = _call(client, "post", "visits", patient_token, {"located_state": "NV", "reason": "y"})
+    assert second.status_code == 409
+    assert second.json()["error"] | {"message": ""} == {
+        "code": "open_visit_exists", "message": "", "field": "patient", "visit": first["id"],
+    }  # fmt: skip
+    assert Visit.objects.count() == 1
+
+
+def test_it_lets_the_database_refuse_a_second_open_visit_when_actions_are_bypassed(patient):
+    first = make_visit(patient=patient)
+    with pytest.raises(IntegrityError, match="clinical_visit_one_open_per_patient"), transaction.atomic():
+        Visit.objects.create(patient=patient, located_state="CA", reason="x", public_id="ZZZZ-ZZZ9")
+    actions.cancel_visit(first, actor=Actor.patient_app())
+    assert make_visit(patient=patient).status == S.WAITING  # once the first ended, a new one is fine
+
+
+def _post_with_key(client, token, key, body):
+    return client.post("/api/v1/visits", data=json.dumps(body), content_type="application/json",
+                       HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_IDEMPOTENCY_KEY=key)  # fmt: skip
+
+
+def test_it_answers_a_retried_request_with_the_first_answer(client, patient_token):
+    body = {"located_state": "CA", "reason": "x"}
+    first = _post_with_key(client, patient_token, "retry-1", body)
+    again = _post_with_key(client, patient_token, "retry-1", body)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"
+    assert Visit.objects.count() == 1
+    reused = _post_with_key(client, patient_token, "retry-1", {**body, "reason": "other"})
+    assert (reused.status_code, reused.json()["error"]["code"]) == (422, "idempotency_key_reused")
+
+
+def test_it_answers_two_attempts_with_one_key_at_once_with_one_visit(transactional_db, patient_token):
+    barrier, answers = threading.Barrier(2), []
+
+    def attempt():
+        try:
+            barrier.wait()
+            answers.append(_post_with_key(Client(), patient_token, "same-moment", {"located_state": "CA",
+                                                                                     "reason": "x"}))  # fmt: skip
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(a.status_code for a in answers) == [201, 201]
+    assert answers[0].json()["id"] == answers[1].json()["id"]
+    assert Visit.objects.count() == 1
+
+
+def test_it_refuses_an_expired_token(client, patient_token):
+    ApiClient.objects.filter(name="patient-app").update(expires_at=dbclock.now())
+    response = _call(client, "get", "visits/ZZZZ-ZZZZ", patient_token)
+    assert (response.status_code, response.json()["error"]["message"]) == (401, "The token has expired: ask for a "
+                                                                                 "new one.")  # fmt: skip
+
+
+def test_it_gives_a_new_token_the_configured_lifetime(db, settings, patient):
+    settings.OPS_API_TOKEN_DAYS = 30
+    created = actions.create_api_client(name="t", scope="patient", patient=patient, actor=Actor.system())[0]
+    assert (created.expires_at - created.created_at).days == 30

@@ -87,10 +87,13 @@ def api(db):
     patient = make_patient()
     visit = actions.offer_visit(make_visit(patient=patient), provider, actor=Actor.router())
     other = make_provider(states=("CA",))
-    revoked, revoked_token = actions.create_api_client(name="revoked", scope="patient", actor=Actor.system())
+    revoked, revoked_token = actions.create_api_client(name="revoked", scope="patient", patient=patient,
+                                                       actor=Actor.system())  # fmt: skip
     actions.revoke_api_client(revoked, actor=Actor.system())
     tokens = {
-        "patient": actions.create_api_client(name="patient-app", scope="patient", actor=Actor.system())[1],
+        "patient": actions.create_api_client(
+            name="patient-app", scope="patient", patient=patient, actor=Actor.system()
+        )[1],  # fmt: skip
         "provider": actions.create_api_client(name="dr-app", scope="provider", provider=provider, actor=Actor.system())[
             1
         ],

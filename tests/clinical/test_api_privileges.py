@@ -45,7 +45,8 @@ def my_token(me) -> str:
 
 @pytest.fixture
 def patient_token(db) -> str:
-    return actions.create_api_client(name="patient-app", scope="patient", actor=Actor.system())[1]
+    return actions.create_api_client(name="patient-app", scope="patient", patient=make_patient(),
+                                     actor=Actor.system())[1]  # fmt: skip
 
 
 def _offered_to(provider) -> Visit:

@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import io
 import time
+import zipfile
 
 import openpyxl
 import pytest
@@ -608,3 +609,32 @@ def test_it_shows_import_and_export_links_only_to_roles_that_have_them(client, p
         html = response.content.decode()
         allowed = user.has_perm("clinical.import_providerlicense")
         assert (reverse(IMPORT_URL) in html, 'class="export_link"' in html) == (allowed, allowed), role
+
+
+def _zip_bomb(megabytes: int) -> bytes:
+    """Return a small .xlsx-shaped zip whose sheet unzips to ``megabytes`` of zeros."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as book:
+        book.writestr("[Content_Types].xml", "<Types/>")
+        book.writestr("xl/worksheets/sheet1.xml", b"0" * (megabytes * 1024 * 1024))
+    return out.getvalue()
+
+
+def test_it_refuses_an_xlsx_that_unzips_past_the_limit_before_reading_it(db, settings):
+    settings.IMPORT_MAX_UNZIPPED_MB = 20
+    bomb = _zip_bomb(30)
+    assert len(bomb) < 100_000  # 30 MB of sheet in a file of a few kilobytes
+    with pytest.raises(imports.FileError, match=r"more than 20 MB \(IMPORT_MAX_UNZIPPED_MB\)"):
+        _check(bomb, "board.xlsx")
+
+
+def test_it_refuses_an_xlsx_part_packed_past_the_ratio(db, settings):
+    with pytest.raises(imports.FileError, match=r"more than 100 to 1 \(IMPORT_MAX_ZIP_RATIO\)"):
+        _check(_zip_bomb(5), "board.xlsx")
+
+
+def test_it_takes_one_file_per_request(client, clinical_ops):
+    client.force_login(clinical_ops)
+    files = [SimpleUploadedFile(f"l{n}.csv", _csv([])) for n in range(2)]
+    response = client.post(reverse(IMPORT_URL), {"file": files})
+    assert response.status_code == 400

@@ -228,7 +228,9 @@ def test_it_drives_visits_through_the_live_api_and_router(http_server, redis_cli
     assert stats.errors == stats.error_kinds["401"] > 0  # counted, not raised; nothing else went wrong
     assert stats.offer_seconds and stats.p50() > 0
     assert not ApiClient.objects.filter(name__startswith="sim-", is_active=True).exists()
-    assert ApiClient.objects.filter(name__startswith="sim-").count() == session.revoked == 5
+    # One token per patient played (each acts for that patient only) and per provider played.
+    assert ApiClient.objects.filter(name__startswith="sim-patient-").count() == len(session.mrns) == 10
+    assert ApiClient.objects.filter(name__startswith="sim-").count() == session.revoked == 10 + 4
 
 
 def test_it_reports_a_redirect_to_https_instead_of_following_it(transactional_db, settings):

@@ -21,6 +21,11 @@ def test_it_lets_an_engineer_read_the_sql_of_the_visit_list_and_the_slow_pages(c
     expect(panel.locator(".djdt-panelContent-header, h3").first).to_contain_text("SQL queries")
     expect(panel.locator("table")).to_contain_text('FROM "clinical_visit"')
     assert console.csp_violations == []
+    # Its "Sel" button would re-run a stored query and show its rows (PHI) unrecorded: refused.
+    select = panel.locator("button[formaction*='sql_select']").first
+    expect(select).to_be_attached()
+    rerun = page.request.post(select.get_attribute("formaction"), form={"signed": "x"})
+    assert rerun.status == 403 and "Re-running stored queries is off" in rerun.text()
     page.locator("#SQLPanel .djDebugClose").click()
     page.locator("#djHideToolBarButton").click()
 

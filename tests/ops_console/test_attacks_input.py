@@ -85,7 +85,7 @@ def records(db, redis_client):
     make_case(patient=patient, visit=visit, notes=1)
     make_security_event()
     make_access_log(patient)
-    actions.create_api_client(name="patient-app", scope="patient", actor=Actor.system())
+    actions.create_api_client(name="patient-app", scope="patient", patient=patient, actor=Actor.system())
     return {"provider": provider, "patient": patient, "visit": visit}
 
 
@@ -158,27 +158,32 @@ def test_it_answers_every_payload_in_the_global_search_and_autocomplete(client, 
 
 
 def test_it_answers_every_payload_in_the_api_fields_with_a_json_error(client, records):
-    _, token = actions.create_api_client(name="fuzz-patient", scope="patient", actor=Actor.system())
+    patient = make_patient(last_name="Fuzz")
+    _, token = actions.create_api_client(name="fuzz-patient", scope="patient", patient=patient, actor=Actor.system())
     auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
-    valid = {"patient": records["patient"].mrn, "located_state": "CA", "reason": "Cough", "priority": "routine"}
+    valid = {"patient": patient.mrn, "located_state": "CA", "reason": "Cough", "priority": "routine"}
     before = _counts()
     for payload in TEXT_PAYLOADS + JSON_ONLY_PAYLOADS:
         for field in valid:
             body = json.dumps({**valid, field: payload})
             response = client.post("/api/v1/visits", body, content_type="application/json", **auth)
             created = response.status_code == 201
-            assert created or response.status_code == 400, (field, payload[:40], response.status_code)
+            refused = 403 if field == "patient" else 400  # another patient's MRN, or anything but the token's
+            assert created or response.status_code == refused, (field, payload[:40], response.status_code)
             storable = "\x00" not in payload and payload not in JSON_ONLY_PAYLOADS and len(payload) <= 2000
             assert created == (field == "reason" and storable), (field, payload[:40])
             assert response.json()["error" if not created else "id"]
-            if created:
+            if created:  # one open visit per patient: end it before the next
+                client.post(f"/api/v1/visits/{response.json()['id']}/cancel", **auth)
                 before["visits"] += 1
     _assert_survived(before)
 
 
 @pytest.mark.parametrize("payload", TEXT_PAYLOADS, ids=range(len(TEXT_PAYLOADS)))
 def test_it_answers_every_payload_as_an_api_id_with_a_json_error(client, records, payload):
-    _, patient_token = actions.create_api_client(name="ids-patient", scope="patient", actor=Actor.system())
+    _, patient_token = actions.create_api_client(
+        name="ids-patient", scope="patient", patient=records["patient"], actor=Actor.system()
+    )
     provider = records["provider"]
     _, provider_token = actions.create_api_client(
         name="ids-provider", scope="provider", provider=provider, actor=Actor.system()

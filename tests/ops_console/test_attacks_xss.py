@@ -149,7 +149,7 @@ def store_payload_everywhere(payload: str, *, client, lead, superuser, support_a
     case = support_actions.open_case(subject=payload[:200], patient=patient, visit=visit, note=payload, actor=SYSTEM)
     support_actions.add_note(case, body=payload, actor=SYSTEM)
     support_actions.save_case(case, actor=SYSTEM, reason=payload)
-    api_client, _ = actions.create_api_client(name=payload[:100], scope="patient", actor=SYSTEM)
+    api_client, _ = actions.create_api_client(name=payload[:100], scope="patient", patient=patient, actor=SYSTEM)
     user = django_user_model.objects.create_user(
         "xss-user", "xss@ops.example", "x", first_name=payload[:150], last_name=payload[:150], is_staff=True
     )

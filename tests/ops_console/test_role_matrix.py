@@ -100,7 +100,7 @@ lead           clinical.providerlicense  y          y    y   y      -      y    
 lead           clinical.patient          y          y    y   y      -      y       y   y      .      .
 lead           clinical.visit            y          y    y   y      -      y       y   y      .      .
 lead           clinical.visitevent       y          y    -   -      -      y       .   .      .      .
-lead           clinical.apiclient        y          y    y   y      -      y       y   y      .      .
+lead           clinical.apiclient        y          y    y   y      -      y       y   -      .      .
 lead           support.supportcase       y          y    y   y      y      y       y   y      .      .
 lead           support.securityevent     y          y    -   -      -      y       .   .      .      .
 lead           support.accesslog         y          y    -   -      -      y       .   .      .      .
@@ -122,7 +122,7 @@ superuser      clinical.providerlicense  y          y    y   y      -      y    
 superuser      clinical.patient          y          y    y   y      -      y       y   y      .      .
 superuser      clinical.visit            y          y    y   y      -      y       y   y      .      .
 superuser      clinical.visitevent       y          y    -   -      -      y       .   .      .      .
-superuser      clinical.apiclient        y          y    y   y      -      y       y   y      .      .
+superuser      clinical.apiclient        y          y    y   y      -      y       y   -      .      .
 superuser      support.supportcase       y          y    y   y      y      y       y   y      .      .
 superuser      support.securityevent     y          y    -   -      -      y       .   .      .      .
 superuser      support.accesslog         y          y    -   -      -      y       .   .      .      .
@@ -150,6 +150,7 @@ field                                 support_agent clinical_ops engineer lead o
 clinical.providerlicense.provider     y             y            y        y    -        y
 clinical.visit.patient                y             y            y        y    -        y
 clinical.apiclient.provider           -             -            -        y    -        y
+clinical.apiclient.patient            -             -            -        y    -        y
 support.supportcase.patient           y             y            y        y    -        y
 support.supportcase.visit             y             y            y        y    -        y
 support.supportcase.assignee          -             -            -        -    -        -
@@ -266,7 +267,9 @@ def make_records() -> dict:
         "clinical.patient": patient,
         "clinical.visit": visit,
         "clinical.visitevent": visit.events.get(),
-        "clinical.apiclient": actions.create_api_client(name="matrix-app", scope="patient", actor=SYSTEM)[0],
+        "clinical.apiclient": actions.create_api_client(
+            name="matrix-app", scope="provider", provider=provider, actor=SYSTEM
+        )[0],
         "support.supportcase": make_case(patient=patient, visit=visit, notes=1),
         "support.securityevent": make_security_event(),
         "support.accesslog": make_access_log(patient),
@@ -373,9 +376,13 @@ def _new_record_fields(model: str, records: dict) -> dict[str, str]:
             "first_name": "Ann", "last_name": "Added", "date_of_birth": "1990-01-02", "phone": "+12125550188",
             "state": "CA",
         },
-        "clinical.visit": {"patient": str(patient.pk), "located_state": "CA", "priority": "0", "reason": "Added"},
+        # A patient without an open visit: one open visit per patient.
+        "clinical.visit": {
+            "patient": str(make_patient(last_name="Newvisit").pk), "located_state": "CA", "priority": "0",
+            "reason": "Added",
+        },
         "clinical.visitevent": {"visit": str(visit.pk), "to_status": "cancelled", "detail": "Added"},
-        "clinical.apiclient": {"name": "Added", "scope": "patient", "provider": ""},
+        "clinical.apiclient": {"name": "Added", "scope": "patient", "provider": "", "patient": str(patient.pk)},
         "support.supportcase": {
             "subject": "Added", "category": "other", "priority": "1", "status": "open", "patient": str(patient.pk),
         },
@@ -1013,3 +1020,13 @@ def test_it_shows_the_debug_toolbar_only_to_engineers(rf, request, role, profile
 def test_it_counts_the_role_url_method_combinations():
     assert COMBINATIONS == REQUESTS_PER_PERSONA * 9
     assert len(MODELS) * 8 < REQUESTS_PER_PERSONA  # every model: list, view, add×2, change, delete×2, history
+
+
+def test_it_hides_the_debug_toolbar_from_a_superuser_who_is_not_an_engineer(rf, superuser, engineer):
+    http_request = rf.get("/ops/")
+    http_request.user = superuser
+    assert superuser.has_perm("ops_console.use_debug_toolbar") and not toolbar.show_toolbar(http_request)
+    superuser.groups.add(*engineer.groups.all())
+    http_request = rf.get("/ops/")
+    http_request.user = superuser
+    assert toolbar.show_toolbar(http_request)

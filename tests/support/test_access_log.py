@@ -8,7 +8,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -116,8 +116,10 @@ def test_it_records_nothing_when_the_page_is_refused(client, outsider):
 
 
 def test_it_records_an_api_read_of_a_visit_with_the_client(client, db):
-    api_client, token = actions.create_api_client(name="patient-app", scope="patient", actor=Actor.system())
     visit = make_visit()
+    api_client, token = actions.create_api_client(
+        name="patient-app", scope="patient", patient=visit.patient, actor=Actor.system()
+    )
     response = client.get(f"/api/v1/visits/{visit.public_id}", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 200
     row = AccessLog.objects.get()
@@ -193,7 +195,9 @@ def phi(db, redis_client) -> Phi:
     provider = make_provider(states=("CA",), available=True)
     visit = make_visit(patient=make_patient(last_name="Exactlyonce"))
     actions.offer_visit(visit, provider, actor=Actor.router())
-    _, patient_token = actions.create_api_client(name="patient-app", scope="patient", actor=Actor.system())
+    _, patient_token = actions.create_api_client(
+        name="patient-app", scope="patient", patient=visit.patient, actor=Actor.system()
+    )
     _, provider_token = actions.create_api_client(
         name="provider-app", scope="provider", provider=provider, actor=Actor.system()
     )
@@ -481,7 +485,8 @@ def _api(client, method, path, token, body=None):
 def test_it_records_every_api_answer_that_names_a_visit(client, db):
     provider = make_provider(states=("CA",), available=True)
     patient = make_patient()
-    patient_app, patient_token = actions.create_api_client(name="p", scope="patient", actor=Actor.system())
+    patient_app, patient_token = actions.create_api_client(name="p", scope="patient", patient=patient,
+                                                           actor=Actor.system())  # fmt: skip
     doctor, doctor_token = actions.create_api_client(name="d", scope="provider", provider=provider,
                                                      actor=Actor.system())  # fmt: skip
     created = _api(client, "post", "visits", patient_token, {"patient": patient.mrn, "located_state": "CA",
@@ -506,3 +511,33 @@ def test_it_records_nothing_for_a_provider_page_that_names_no_visit(client, db):
     token = actions.create_api_client(name="d", scope="provider", provider=provider, actor=Actor.system())[1]
     assert _api(client, "get", f"providers/{provider.npi}", token).status_code == 200
     assert not AccessLog.objects.exists()
+
+
+# --- append-only in PostgreSQL itself ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "write",
+    ["UPDATE support_accesslog SET terms = 'edited'", "DELETE FROM support_accesslog"],
+    ids=["update", "delete"],
+)
+def test_it_refuses_updates_and_deletes_in_the_database_whoever_sends_them(db, write):
+    row = _row_aged(days=1)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(write)
+    assert AccessLog.objects.filter(pk=row.pk, terms="").exists()
+
+
+def test_it_refuses_an_orm_delete_too(db):
+    row = _row_aged(days=1)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AccessLog.objects.filter(pk=row.pk).delete()
+    assert AccessLog.objects.filter(pk=row.pk).exists()
+
+
+@pytest.mark.parametrize("duration", ["1d", "5y", "2190d"])
+def test_it_refuses_to_prune_anything_younger_than_the_minimum_retention(db, duration):
+    row = _row_aged(days=400 * 7)
+    with pytest.raises(CommandError, match="OPS_ACCESS_LOG_MIN_RETENTION"):
+        call_command("prune_access_log", f"--older-than={duration}", stdout=StringIO())
+    assert AccessLog.objects.filter(pk=row.pk).exists()

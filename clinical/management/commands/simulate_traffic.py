@@ -76,8 +76,7 @@ class Command(BaseCommand):
             self.stdout.write(line)
         self.stdout.write(f"revoked {session.revoked} simulation API clients")
         if json:
-            self.stdout.write(dumps({"simulation": session.run_id, "patient_app": session.clients[0].name,
-                                     **stats.counts()}))  # fmt: skip
+            self.stdout.write(dumps({"simulation": session.run_id, **stats.counts()}))
 
     def _introduce(self, config, session) -> None:
         count = len(session.states)

@@ -15,8 +15,8 @@ class Command(BaseCommand):
     def handle(self, *args, older_than: str, **options):
         try:
             cutoff = actions.access_log_cutoff(older_than, now=timezone.now())
+            self.stdout.write(f"Deleting access log rows from before {cutoff:%Y-%m-%d %H:%M %Z}…")
+            deleted = actions.prune_access_log(before=cutoff, progress=lambda n: self.stdout.write(f"  {n} deleted"))
         except ValueError as error:
-            raise CommandError(str(error)) from None
-        self.stdout.write(f"Deleting access log rows from before {cutoff:%Y-%m-%d %H:%M %Z}…")
-        deleted = actions.prune_access_log(before=cutoff, progress=lambda n: self.stdout.write(f"  {n} deleted"))
+            raise CommandError(f"--older-than: {error}") from None
         self.stdout.write(self.style.SUCCESS(f"Deleted {deleted} access log rows."))
