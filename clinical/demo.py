@@ -28,6 +28,7 @@ from django.utils import timezone
 from clinical import backfill
 from clinical.actions import VISIT_TRANSITIONS
 from clinical.models import (
+    OPEN_STATUSES,
     PROVIDER_HOLDING_STATUSES,
     Availability,
     LicenseStatus,
@@ -664,11 +665,13 @@ def seed_visits(ctx: _Seed, wanted: int, *, new_provider_ids: set[int]) -> tuple
     if missing and not patients:
         raise ValueError("Visits need patients: seed some patients first.")
     public_ids = _public_ids(ctx.rng, set(Visit.objects.values_list("public_id", flat=True)))
+    # A patient has at most one open visit (the database enforces it): live visits stay open.
+    busy = set(Visit.objects.filter(status__in=OPEN_STATUSES).values_list("patient_id", flat=True))
     timelines = []
     for plan in _plan_visits(ctx, missing):
         # A visit being offered or seen right now must be where someone can take it.
         open_states = pool.states_open_at(ctx.now) if plan.live and plan.script else None
-        visit = _new_visit(ctx, plan, patients, next(public_ids), open_states)
+        visit = _new_visit(ctx, plan, patients, next(public_ids), open_states, busy if plan.live else None)
         timelines.append(_play(ctx, pool, _Timeline(visit, pool.names), plan))
     events = _save_timelines(timelines)
     _settle_availability(ctx, pool, new_provider_ids, timelines)
@@ -740,9 +743,16 @@ def _public_ids(rng: random.Random, taken: set[str]) -> Iterable[str]:
             yield public_id
 
 
-def _new_visit(ctx: _Seed, plan: _Plan, patients: list[tuple], public_id: str, states: set[str] | None) -> Visit:
+def _new_visit(
+    ctx: _Seed, plan: _Plan, patients: list[tuple], public_id: str, states: set[str] | None, busy: set[int] | None
+) -> Visit:
+    """Return an unsaved visit for the plan; with ``busy``, for a patient not in it (then added to it)."""
     rng = ctx.rng
-    patient_id, home_state = _pick_patient(rng, patients, plan.requested_at)
+    if busy is None:
+        patient_id, home_state = _pick_patient(rng, patients, plan.requested_at)
+    else:
+        patient_id, home_state = _pick_free_patient(rng, patients, busy)
+        busy.add(patient_id)
     # Most patients call from home; some are travelling.
     located_state = home_state if home_state and rng.random() < 0.85 else _random_state(rng)
     if states and located_state not in states:
@@ -764,6 +774,18 @@ def _pick_patient(rng: random.Random, patients: list[tuple], at: dt.datetime) ->
         if created_at <= at:
             return patient_id, state
     return patients[0][0], patients[0][1]
+
+
+def _pick_free_patient(rng: random.Random, patients: list[tuple], busy: set[int]) -> tuple[int, str]:
+    """Return (id, home state) of a patient with no open visit, at random while most are free."""
+    for _ in range(20):
+        patient_id, state, _created_at = rng.choice(patients)
+        if patient_id not in busy:
+            return patient_id, state
+    for patient_id, state, _created_at in patients:
+        if patient_id not in busy:
+            return patient_id, state
+    raise ValueError("Every patient already has an open visit: seed more patients for this many live visits.")
 
 
 def _play(ctx: _Seed, pool: _ProviderPool, timeline: _Timeline, plan: _Plan) -> _Timeline:

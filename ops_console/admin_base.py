@@ -226,3 +226,11 @@ class ReadOnlyAdmin(OpsAdminMixin, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def history_view(self, request, object_id, extra_context=None):
+        """Show the record's admin log; for PHI records (a timeline row), record the read, whatever the method."""
+        response = super().history_view(request, object_id, extra_context)
+        record = (getattr(response, "context_data", None) or {}).get("object")
+        if self.phi_access and response.status_code == 200 and record is not None:
+            record_access(request, kind="view", model=self.model, records=[record], source="history")
+        return response

@@ -5,6 +5,7 @@ and create the PostgreSQL database named by ``DATABASE_URL`` when it does not ex
 Run as ``python -m ops_console.bootstrap``.
 """
 
+import base64
 import os
 import secrets
 import sys
@@ -17,15 +18,25 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 ENV_FILE = BASE_DIR / ".env"
 
 
-def ensure_secret_key() -> None:
-    """Generate a local secret key on first run unless the environment provides one."""
+def ensure_local_secret(name: str, make) -> None:
+    """Append ``name=<make()>`` to the local ``.env`` on first run, unless the environment or the file has it."""
     existing = ENV_FILE.read_text() if ENV_FILE.exists() else ""
-    if os.environ.get("DJANGO_SECRET_KEY") or "DJANGO_SECRET_KEY=" in existing:
+    if os.environ.get(name) or f"{name}=" in existing:
         return
     with ENV_FILE.open("a") as env:
-        env.write(f"DJANGO_SECRET_KEY={secrets.token_urlsafe(50)}\n")
+        env.write(f"{name}={make()}\n")
     ENV_FILE.chmod(0o600)
-    print(f"bootstrap: wrote a new local DJANGO_SECRET_KEY to {ENV_FILE.name}")
+    print(f"bootstrap: wrote a new local {name} to {ENV_FILE.name}")
+
+
+def ensure_secret_key() -> None:
+    """Generate a local secret key on first run unless the environment provides one."""
+    ensure_local_secret("DJANGO_SECRET_KEY", lambda: secrets.token_urlsafe(50))
+
+
+def ensure_field_key() -> None:
+    """Generate a local key for secrets at rest (``OPS_FIELD_KEY``, a Fernet key) on first run."""
+    ensure_local_secret("OPS_FIELD_KEY", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
 
 
 def ensure_database() -> None:
@@ -49,4 +60,5 @@ def ensure_database() -> None:
 if __name__ == "__main__":
     sys.path.insert(0, str(BASE_DIR))
     ensure_secret_key()
+    ensure_field_key()
     ensure_database()

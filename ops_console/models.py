@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from ops_console import fieldcrypt
+
 
 class Capability(models.Model):
     """Carrier for console-wide permissions; it has no table and no rows."""
@@ -24,11 +26,12 @@ class TotpDevice(models.Model):
     """A user's authenticator app for two-factor sign-in (ops_console/twofactor).
 
     The row exists only once the user has proved, with a code, that the app holds the secret;
-    a secret being set up waits in the user's session. No page shows ``secret`` again.
+    a secret being set up waits in ``PendingTotpSecret``. No page shows the secret again, and it is
+    stored encrypted (``ops_console.fieldcrypt``): read it through ``plain_secret``.
     """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="totp_device")
-    secret = models.CharField(max_length=64, help_text="Base32; shown once, on the setup page.")
+    secret = models.TextField(help_text="Base32, encrypted with OPS_FIELD_KEY; shown once, on the setup page.")
     confirmed_at = models.DateTimeField(default=timezone.now)
     # The step of the last code accepted: a code is good once, and no older one after it.
     last_used_step = models.BigIntegerField(null=True, blank=True)
@@ -38,3 +41,40 @@ class TotpDevice(models.Model):
 
     def __str__(self) -> str:
         return f"authenticator of user #{self.user_id}"
+
+    @property
+    def plain_secret(self) -> str:
+        """Return the secret in clear, for checking a code."""
+        return fieldcrypt.decrypt(self.secret)
+
+
+class PendingTotpSecret(models.Model):
+    """A secret shown on the setup page, not yet proved by a code: kept here (encrypted), never in the session."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    secret = models.TextField(help_text="Encrypted with OPS_FIELD_KEY.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"authenticator being set up by user #{self.user_id}"
+
+
+class BackupCode(models.Model):
+    """A single-use code a user may give instead of one from the authenticator (a lost phone). Hashed."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    code_hash = models.CharField(max_length=64)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        default_permissions = ()
+        constraints = [
+            # Also the index of the lookup of a code given at sign-in.
+            models.UniqueConstraint(fields=["user", "code_hash"], name="ops_console_backupcode_one_per_user_hash"),
+        ]
+
+    def __str__(self) -> str:
+        return f"backup code of user #{self.user_id}"

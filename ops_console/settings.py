@@ -42,6 +42,15 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "django-insecure-debug-only-key"  # noqa: S105 (only with DJANGO_DEBUG on)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+# Encrypts secrets at rest (ops_console/fieldcrypt.py); `make run` writes a local one to .env.
+OPS_FIELD_KEY = env_str("OPS_FIELD_KEY")
+OPS_FIELD_OLD_KEYS = env_list("OPS_FIELD_OLD_KEYS", [])
+if not OPS_FIELD_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "OPS_FIELD_KEY must be set when DJANGO_DEBUG is off (a Fernet key; `make run` writes a local one to .env)."
+        )
+    OPS_FIELD_KEY = "ZGVidWctb25seS1rZXktZG8tbm90LXVzZS0zMmJ5dGU="  # noqa: S105 (only with DJANGO_DEBUG on)
 
 OPS_ADMIN_PATH = env_path_prefix("OPS_ADMIN_PATH", "ops/")
 OPS_HTTPS = env_bool("OPS_HTTPS", True)

@@ -122,6 +122,7 @@ class SecurityEvent(models.Model):
         TWO_FACTOR_ENABLED = "two_factor_enabled", "Two-factor sign-in set up"
         TWO_FACTOR_FAILED = "two_factor_failed", "Two-factor code refused"
         TWO_FACTOR_RESET = "two_factor_reset", "Two-factor device reset"
+        TWO_FACTOR_BACKUP_USED = "two_factor_backup_used", "Two-factor backup code used"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     at = models.DateTimeField(default=timezone.now)

@@ -76,6 +76,12 @@ def make_visit(*, patient=None, state="CA", priority=0, reason="Sore throat"):
     )
 
 
+def make_past_visit(*, patient, state="CA", reason="Sore throat"):
+    """Request a visit and cancel it, so the patient may request another (one open visit each)."""
+    visit = make_visit(patient=patient, state=state, reason=reason)
+    return actions.cancel_visit(visit, actor=SYSTEM, detail="Test set-up: an earlier visit.")
+
+
 def state_today(state: str) -> dt.date:
     """Return the state's own date now (the earliest of its zones), by the database's clock."""
     with connection.cursor() as cursor:

@@ -122,16 +122,17 @@ def _load_visits(count: int, rng, codes, weights, now) -> None:
             mrn=format_mrn(9_000_000 + i), first_name="Bench", last_name=f"Patient{i}",
             date_of_birth=dt.date(1980, 1, 1), phone=f"+1212555{i % 10000:04d}",
         )
-        for i in range(max(1, count // 5))
+        for i in range(count)
     )  # fmt: skip
+    # One patient per waiting visit: a patient has at most one open visit (clinical_visit_one_open_per_patient).
     Visit.objects.bulk_create(
         (
             Visit(
-                patient=rng.choice(patients), located_state=rng.choices(codes, weights)[0], reason="bench",
+                patient=patient, located_state=rng.choices(codes, weights)[0], reason="bench",
                 priority=rng.choices([0, 1, 2], [85, 12, 3])[0],
                 requested_at=now - dt.timedelta(seconds=rng.randint(0, 1200)),
             )
-            for _ in range(count)
+            for patient in patients
         ),
         batch_size=5000,
     )  # fmt: skip
@@ -170,7 +171,7 @@ def latency(r: redis.Redis, *, redis_url: str, database_url: str, rate: float, d
     patients = Patient.objects.bulk_create(
         Patient(mrn=format_mrn(8_000_000 + i), first_name="Lat", last_name=f"P{i}", date_of_birth=dt.date(1990, 1, 1),
                 phone="+12125550100")
-        for i in range(50)
+        for i in range(int(rate * duration * 1.3) + 50)  # one per request: nobody is seen, so visits stay open
     )  # fmt: skip
     router = _start_router(database_url, redis_url)
     try:
@@ -223,10 +224,11 @@ def _arrivals(patients, *, rate: float, duration: float, seed: int) -> list[int]
     actor = Actor.patient_app("bench")
     ids, start = [], time.monotonic()
     next_at = start
+    fresh = iter(patients)  # each patient once: their visit stays open (offered) until the run ends
     while next_at - start < duration:
         time.sleep(max(0.0, next_at - time.monotonic()))
         visit = actions.request_visit(
-            patient=rng.choice(patients), located_state=rng.choices(codes, weights)[0], reason="bench", actor=actor
+            patient=next(fresh), located_state=rng.choices(codes, weights)[0], reason="bench", actor=actor
         )
         ids.append(visit.pk)
         next_at += rng.expovariate(rate)

@@ -1,5 +1,8 @@
 """Every write about two-factor devices: confirm, verify a code, reset. Each is a security event."""
 
+import hashlib
+import re
+import secrets
 import time
 
 from django.conf import settings
@@ -8,9 +11,10 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
+from ops_console import fieldcrypt
 from ops_console.client_ip import client_ip
 from ops_console.errors import ActionError
-from ops_console.models import TotpDevice
+from ops_console.models import BackupCode, PendingTotpSecret, TotpDevice
 from ops_console.signin import LOCKED_MESSAGE, clear_failures, locked_out, record_failure
 from ops_console.twofactor import totp
 from support.actions import record_security_event
@@ -27,21 +31,57 @@ class CodeRefused(ActionError):
         self.locked = locked
 
 
+BACKUP_CODES = 10
+BACKUP_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i to misread
+BACKUP_CODE = re.compile(r"[a-z0-9]{10}")
+
+
+def pending_secret(user) -> str:
+    """Return the secret being set up for ``user``: kept (encrypted) until a code proves it, never in the session."""
+    pending = PendingTotpSecret.objects.filter(user=user).first()
+    if pending is None:
+        pending, _ = PendingTotpSecret.objects.get_or_create(
+            user=user, defaults={"secret": fieldcrypt.encrypt(totp.new_secret())}
+        )
+    return fieldcrypt.decrypt(pending.secret)
+
+
 @transaction.atomic
-def do_confirm_totp_device(request: HttpRequest, *, user, secret: str, code: str) -> TotpDevice:
+def do_confirm_totp_device(request: HttpRequest, *, user, secret: str, code: str) -> tuple[TotpDevice, list[str]]:
     """Make ``secret`` the user's authenticator once ``code`` proves the app holds it; audit it.
 
-    A device the user had before is replaced only now, so an abandoned setup loses nothing.
+    A device the user had before is replaced only now, so an abandoned setup loses nothing. Return
+    the device and ten new single-use backup codes (stored hashed: shown once, by the caller).
     """
     step = totp.matching_step(secret, code, at=time.time())
     if step is None:
         raise CodeRefused(WRONG_CODE)
     device, _ = TotpDevice.objects.update_or_create(
-        user=user, defaults={"secret": secret, "confirmed_at": timezone.now(), "last_used_step": step}
+        user=user,
+        defaults={"secret": fieldcrypt.encrypt(secret), "confirmed_at": timezone.now(), "last_used_step": step},
     )
+    PendingTotpSecret.objects.filter(user=user).delete()
+    codes = _new_backup_codes(user)
     record_security_event(request, kind=SecurityEvent.Kind.TWO_FACTOR_ENABLED, detail=user.get_username())
     clear_failures(username=user.get_username())
-    return device
+    return device, codes
+
+
+def _new_backup_codes(user) -> list[str]:
+    BackupCode.objects.filter(user=user).delete()
+    codes = ["".join(secrets.choice(BACKUP_ALPHABET) for _ in range(10)) for _ in range(BACKUP_CODES)]
+    BackupCode.objects.bulk_create(BackupCode(user=user, code_hash=_hash(code)) for code in codes)
+    return [f"{code[:5]}-{code[5:]}" for code in codes]
+
+
+def _hash(code: str) -> str:
+    # Random codes of 50 bits: a plain SHA-256 is enough (as for API tokens).
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def _as_backup_code(text: str) -> str | None:
+    compact = re.sub(r"[\s-]", "", text.lower())
+    return compact if BACKUP_CODE.fullmatch(compact) and not compact.isdigit() else None
 
 
 def do_verify_totp_code(request: HttpRequest, *, device: TotpDevice, code: str) -> None:
@@ -55,15 +95,34 @@ def do_verify_totp_code(request: HttpRequest, *, device: TotpDevice, code: str) 
     if locked_out(username=username, ip=ip):
         record_security_event(request, kind=SecurityEvent.Kind.SIGN_IN_LOCKED, detail=username)
         raise CodeRefused(LOCKED_MESSAGE % {"minutes": settings.OPS_LOGIN_LOCK_MINUTES}, locked=True)
-    step = totp.matching_step(device.secret, code, at=time.time())
-    if step is not None and _use_step(device, step):
-        clear_failures(username=username)
-        return
+    backup = _as_backup_code(code)
+    if backup is not None:
+        if _use_backup_code(device.user, backup):
+            record_security_event(request, kind=SecurityEvent.Kind.TWO_FACTOR_BACKUP_USED, detail=username)
+            clear_failures(username=username)
+            return
+        step = None
+    else:
+        step = totp.matching_step(device.plain_secret, code, at=time.time())
+        if step is not None and _use_step(device, step):
+            clear_failures(username=username)
+            return
     replayed = " (a code already used)" if step is not None else ""
     record_security_event(request, kind=SecurityEvent.Kind.TWO_FACTOR_FAILED, detail=username + replayed)
     if record_failure(username=username, ip=ip):
         raise CodeRefused(LOCKED_MESSAGE % {"minutes": settings.OPS_LOGIN_LOCK_MINUTES}, locked=True)
     raise CodeRefused(WRONG_CODE)
+
+
+def _use_backup_code(user, code: str) -> bool:
+    """Spend a backup code: one conditional UPDATE, so a code is good once even when sent twice at once."""
+    unused = BackupCode.objects.filter(user=user, code_hash=_hash(code), used_at__isnull=True)
+    return unused.update(used_at=timezone.now()) == 1
+
+
+def backup_codes_left(user) -> int:
+    """Return how many of the user's backup codes are still unused."""
+    return BackupCode.objects.filter(user=user, used_at__isnull=True).count()
 
 
 def _use_step(device: TotpDevice, step: int) -> bool:
@@ -81,6 +140,8 @@ def do_reset_totp_device(request: HttpRequest, *, user) -> bool:
     they set up a new one.
     """
     deleted, _ = TotpDevice.objects.filter(user=user).delete()
+    BackupCode.objects.filter(user=user).delete()
+    PendingTotpSecret.objects.filter(user=user).delete()
     if deleted:
         record_security_event(request, kind=SecurityEvent.Kind.TWO_FACTOR_RESET, detail=user.get_username())
     return bool(deleted)

@@ -10,7 +10,6 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from ops_console.models import TotpDevice
 
 VERIFIED = "ops_2fa_device"  # session key: the device the code was checked against
-PENDING = "ops_2fa_pending"  # session key: the secret shown on the setup page, not yet proved by a code
 
 # Permissions that only read: every other permission on these apps changes something.
 _EDITED_APPS = ("clinical", "auth")

@@ -2,6 +2,7 @@
 
 from urllib.parse import quote
 
+import segno
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import logout
@@ -10,8 +11,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 
-from ops_console.twofactor import actions, policy, totp
+from ops_console.twofactor import actions, policy
 
 ISSUER = "Ops Console"
 
@@ -24,27 +26,54 @@ class CodeForm(forms.Form):
     )
 
 
+class SetupForm(CodeForm):
+    """The new app's code; when a device exists, also a fresh code from it (or a backup code)."""
+
+    current_code = forms.CharField(
+        label="Code from your current authenticator (or a backup code)",
+        max_length=16,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code"}),
+    )
+
+    def __init__(self, *args, replacing: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not replacing:
+            del self.fields["current_code"]
+
+
 def setup(request: HttpRequest, admin_site) -> HttpResponse:
-    """Show a new secret for an authenticator app; make it the user's device once a code proves it."""
+    """Show a new secret for an authenticator app (key, link and QR code); make it the user's device
+    once a code proves it, and show ten single-use backup codes once.
+
+    Replacing a device takes a fresh code from it, whatever the session gave before.
+    """
     device = policy.device_of(request.user)
     if device is not None and not policy.is_verified(request, device):
-        # Replacing a device takes a code from it, or whoever has the password could.
         return policy.send_to("ops:two_factor_verify", reverse("ops:two_factor_setup"))
-    secret = request.session.setdefault(policy.PENDING, totp.new_secret())
-    form = CodeForm(request.POST or None)
+    secret = actions.pending_secret(request.user)
+    form = SetupForm(request.POST or None, replacing=device is not None)
     if form.is_valid():
         try:
-            device = actions.do_confirm_totp_device(
+            if device is not None:
+                field = "current_code"
+                actions.do_verify_totp_code(request, device=device, code=form.cleaned_data["current_code"])
+            field = "code"
+            device, codes = actions.do_confirm_totp_device(
                 request, user=request.user, secret=secret, code=form.cleaned_data["code"]
             )
         except actions.CodeRefused as refused:
-            form.add_error("code", str(refused))
+            if refused.locked:
+                logout(request)
+                messages.error(request, str(refused))
+                return redirect_to_login(policy.safe_next(request), reverse("ops:login"))
+            form.add_error(field, str(refused))
         else:
-            del request.session[policy.PENDING]  # never shown again
             policy.mark_verified(request, device)
-            messages.success(request, "Two-factor sign-in is set up: you will be asked for a code at each sign-in.")
-            return redirect(policy.safe_next(request))
-    context = {"secret_groups": _grouped(secret), "uri": _otpauth_uri(request.user.get_username(), secret)}
+            context = {"codes": codes, "next": policy.safe_next(request)}
+            template = "admin/two_factor/backup_codes.html"
+            return _render(request, admin_site, template, "Your backup codes", None, context)
+    uri = _otpauth_uri(request.user.get_username(), secret)
+    context = {"secret_groups": _grouped(secret), "uri": uri, "qr_svg": _qr_svg(uri), "replacing": bool(device)}
     return _render(request, admin_site, "admin/two_factor/setup.html", "Set up two-factor sign-in", form, context)
 
 
@@ -81,6 +110,11 @@ def _render(request, admin_site, template: str, title: str, form: CodeForm, extr
         **extra,
     }
     return TemplateResponse(request, template, context)
+
+
+def _qr_svg(uri: str) -> str:
+    """Return the Key URI as an inline SVG QR code, drawn here (no script, no request to anyone)."""
+    return mark_safe(segno.make(uri, error="m").svg_inline(scale=4, dark="#000", light="#fff"))  # noqa: S308
 
 
 def _grouped(secret: str) -> str:

@@ -9,7 +9,7 @@ from clinical.models import Offer, Priority, Visit, VisitStatus
 from clinical.routing.engine import Candidate, OfferHistory, Router, RouterConfig, decide, place
 from ops_console import dbclock
 from ops_console.audit import Actor
-from tests.builders import make_patient, make_provider, make_visit
+from tests.builders import make_provider, make_visit
 
 S = VisitStatus
 APP = Actor.provider_app()
@@ -44,9 +44,8 @@ def _decline(visit, provider, *, minutes_ago=0):
 
 
 def test_it_puts_a_routine_visit_past_its_target_ahead_of_a_stream_of_fresh_urgent_ones(db, redis_client):
-    patient = make_patient()
-    routine = _age(make_visit(patient=patient, priority=Priority.ROUTINE), 200)
-    urgent = [_age(make_visit(patient=patient, priority=Priority.URGENT), 10 - i) for i in range(3)]
+    routine = _age(make_visit(priority=Priority.ROUTINE), 200)
+    urgent = [_age(make_visit(priority=Priority.URGENT), 10 - i) for i in range(3)]
     provider = make_provider(available=True)
     _router(redis_client, targets={**TARGETS, Priority.ROUTINE: 60}).match()
     assert _offered_to(routine) == provider.pk  # level 0 + 200 // 60 = 3 beats urgent's 2
@@ -107,11 +106,10 @@ def test_it_prefers_anyone_who_did_not_decline_over_a_reoffer(db, redis_client):
 
 def test_it_looks_past_declined_visits_at_the_head_of_a_queue(db, redis_client):
     provider = make_provider(states=("VT",), available=True)
-    patient = make_patient()
-    head = [_age(make_visit(patient=patient, state="VT"), 900 - i) for i in range(30)]
+    head = [_age(make_visit(state="VT"), 900 - i) for i in range(30)]
     for visit in head:
         _decline(visit, provider)
-    behind = make_visit(patient=patient, state="VT")
+    behind = make_visit(state="VT")
     router = _router(redis_client)
     assert router.match() == 1  # 30 declined visits before it; only 22 are loaded at first
     assert _offered_to(behind) == provider.pk

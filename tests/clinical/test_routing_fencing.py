@@ -13,7 +13,7 @@ from clinical.routing import lease
 from clinical.routing.lease import Lease
 from ops_console.audit import Actor
 from ops_console.errors import Fenced
-from tests.builders import make_patient, make_provider, make_visit, past_deadline
+from tests.builders import make_provider, make_visit, past_deadline
 from tests.clinical.processes import start_router, wait_for
 
 S = VisitStatus
@@ -92,7 +92,6 @@ def test_it_makes_a_takeover_wait_until_the_leaders_write_in_flight_commits(tran
 
 
 def test_it_writes_nothing_from_a_paused_leader_once_the_standby_leads(transactional_db, redis_client):
-    patient = make_patient()
     leader = start_router("router-a", lease_seconds=2)
     standby = None
     try:
@@ -103,10 +102,10 @@ def test_it_writes_nothing_from_a_paused_leader_once_the_standby_leads(transacti
         assert wait_for(lambda: _leader() == "router-b", timeout=10)
         taken = lease.current()
         providers = [make_provider(states=("CA",), available=True) for _ in range(3)]
-        visits = [make_visit(patient=patient) for _ in range(3)]
+        visits = [make_visit() for _ in range(3)]
         assert wait_for(lambda: Visit.objects.filter(pk__in=[v.pk for v in visits], status=S.OFFERED).count() == 3)
         leader.send_signal(signal.SIGCONT)
-        more = [make_visit(patient=patient) for _ in range(2)]
+        more = [make_visit() for _ in range(2)]
         actions.set_provider_availability(make_provider(states=("CA",)), available=True, actor=Actor.system())
         time.sleep(3)  # the old leader runs again: its next renewal or write finds its epoch over
         assert wait_for(lambda: not RouterHealth.objects.get(name="router-a").is_leader)

@@ -10,7 +10,7 @@ from clinical.models import Visit, VisitStatus
 from clinical.routing import lease
 from clinical.routing.worker import RoutingWorker
 from ops_console.audit import Actor
-from tests.builders import make_patient, make_provider, make_visit
+from tests.builders import make_provider, make_visit
 from tests.clinical.processes import PrivateRedis, start_router, wait_for
 
 S = VisitStatus
@@ -47,14 +47,13 @@ def _leader() -> str | None:
 
 
 def test_it_fails_over_to_the_standby_when_the_leader_is_killed(transactional_db, redis_client):
-    patient = make_patient()
     providers = [make_provider(states=("CA",), available=True) for _ in range(4)]
     leader = start_router("router-a")
     standby = None
     try:
         assert wait_for(lambda: _leader() == "router-a")
         standby = start_router("router-b")
-        first = [make_visit(patient=patient) for _ in range(2)]
+        first = [make_visit() for _ in range(2)]
         assert wait_for(lambda: Visit.objects.filter(pk__in=[v.pk for v in first], status=S.OFFERED).count() == 2)
         assert _leader() == "router-a"  # the standby waited
 
@@ -63,7 +62,7 @@ def test_it_fails_over_to_the_standby_when_the_leader_is_killed(transactional_db
         killed_at = time.monotonic()
         assert wait_for(lambda: _leader() == "router-b", timeout=10)
         took_over = time.monotonic() - killed_at
-        later = [make_visit(patient=patient) for _ in range(2)]
+        later = [make_visit() for _ in range(2)]
         assert wait_for(lambda: Visit.objects.filter(pk__in=[v.pk for v in later], status=S.OFFERED).count() == 2)
     finally:
         for process in (leader, standby):

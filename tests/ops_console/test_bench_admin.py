@@ -6,7 +6,7 @@ from io import StringIO
 from django.core.management import call_command
 
 from ops_console import benchadmin
-from tests.builders import make_patient, make_provider, make_visit
+from tests.builders import make_past_visit, make_patient, make_provider, make_visit
 
 
 def test_it_renders_every_page_and_its_vanilla_twin(lead, redis_client, settings):
@@ -14,7 +14,7 @@ def test_it_renders_every_page_and_its_vanilla_twin(lead, redis_client, settings
     patient = make_patient(last_name="Benchley")
     provider = make_provider(states=("CA",), available=True)
     for _ in range(6):
-        make_visit(patient=patient)
+        make_past_visit(patient=patient)
     from clinical import actions
     from ops_console.audit import Actor
 

@@ -110,7 +110,9 @@ def build_scene(lead) -> Scene:
     """Create the records whose change forms are measured, each with no related rows yet."""
     actor = Actor.staff(lead)
     patient = make_patient(last_name="Focus")
-    visit = make_visit(patient=patient)
+    # The measured visit stays open, so it belongs to another patient: the focus patient's
+    # visits grow one after another (a patient has one open visit at a time).
+    visit = make_visit(patient=make_patient(last_name="Visitor"))
     colleague = get_user_model().objects.create_user("colleague", "c@ops.example", PASSWORD, is_staff=True)
     colleague.groups.add(Group.objects.get(name=roles.SUPPORT_AGENT))
     return Scene(
@@ -119,7 +121,7 @@ def build_scene(lead) -> Scene:
         router=make_provider(states=("CA",), available=True, last_name="Router"),
         patient=patient,
         visit=visit,
-        case=make_case(patient=patient, visit=visit, actor=actor, assignee=lead),
+        case=make_case(patient=visit.patient, visit=visit, actor=actor, assignee=lead),
         security_event=make_security_event(user=lead),
         colleague=colleague,
         group=Group.objects.create(name="Focus group"),

@@ -54,8 +54,8 @@ PERSONAS = ("support_agent", "clinical_ops", "engineer", "lead", "outsider", "su
 # "view" is the change page GET, "change" its POST; "old" is an old version's page GET
 # (history/<id>/), "revert" its POST; "add", "delete", "import" and "export" are a GET and a POST.
 COLUMN_METHODS = {
-    "changelist": ("GET",), "view": ("GET",), "add": ("GET", "POST"), "change": ("POST",),
-    "delete": ("GET", "POST"), "history": ("GET",), "old": ("GET",), "revert": ("POST",),
+    "changelist": ("GET", "POST", "HEAD"), "view": ("GET", "HEAD"), "add": ("GET", "POST"), "change": ("POST",),
+    "delete": ("GET", "POST"), "history": ("GET", "POST", "HEAD"), "old": ("GET", "HEAD"), "revert": ("POST",),
     "import": ("GET", "POST"), "export": ("GET", "POST"),
 }  # fmt: skip
 COLUMNS = tuple(COLUMN_METHODS)
@@ -491,6 +491,45 @@ def test_it_shows_a_record_only_to_roles_that_may_view_it(client, user_for, pers
         assert response.context["has_delete_permission"] is expected["delete"]
 
 
+# The read pages, and the other methods they answer as a read: a POST that only redraws the page
+# (a list, a history), and HEAD. Each must be refused as the GET is, or recorded as the GET is.
+READ_PAGES = {
+    "changelist": lambda model, record: _url(model, "changelist"),
+    "view": lambda model, record: _url(model, "change", record.pk),
+    "history": lambda model, record: _url(model, "history", record.pk),
+    "old": lambda model, record: _url(model, "simple_history", record.pk,
+                                      record.history.order_by("history_id").first().history_id),
+}  # fmt: skip
+
+
+def _read_cells():
+    return [
+        pytest.param(persona, model, column, method, allowed, id=f"{persona}-{model}-{column}-{method}")
+        for column in READ_PAGES
+        for persona, model, allowed in (cell.values for cell in _cells(column))
+        for method in COLUMN_METHODS[column]
+        if method != "GET"
+    ]
+
+
+@pytest.mark.parametrize(("persona", "model", "column", "method", "allowed"), _read_cells())
+def test_it_answers_a_post_or_head_of_a_read_page_as_its_get_and_records_the_read(
+    client, user_for, persona, model, column, method, allowed, records
+):
+    record = records[model]
+    client.force_login(user_for(persona))
+    before = database_snapshot()
+    response = getattr(client, method.lower())(READ_PAGES[column](model, record))
+    assert response.status_code == (200 if allowed else 403)
+    after = database_snapshot()
+    read = after.pop("support.accesslog")[len(before.pop("support.accesslog")) :]
+    assert after == before  # a read writes nothing but its record
+    phi = allowed and getattr(ops_site._registry[type(record)], "phi_access", False)
+    assert [(row["method"], row["user_id"]) for row in read] == (
+        [(method, response.wsgi_request.user.pk)] if phi else []
+    )
+
+
 @pytest.mark.parametrize(("persona", "model", "allowed"), _cells("add"))
 def test_it_adds_a_record_only_for_roles_that_may_add_it(client, user_for, persona, model, allowed, records, superuser):
     data = add_data(client, superuser, model, records)
@@ -924,10 +963,7 @@ def every_request(records: dict) -> list[ConsoleRequest]:
             if cells[column] is not None:
                 urls[column] = _url(model, column)
         for column, url in urls.items():
-            if column == "view":
-                found.append(ConsoleRequest(f"{model} view", "GET", url))
-            else:
-                found += [ConsoleRequest(f"{model} {column}", m, url) for m in COLUMN_METHODS[column]]
+            found += [ConsoleRequest(f"{model} {column}", m, url) for m in COLUMN_METHODS[column]]
     for action in _rows(ACTIONS):
         model = action.split(":")[0]
         found.append(ConsoleRequest(action, "POST", _url(model, "changelist"), action_data(action, records[model])))

@@ -1,18 +1,23 @@
 """Two-factor sign-in (TOTP) for the editing roles: the codes, the gate, setup, verify, lockout, reset."""
 
 import base64
+import re
 import time
+from io import StringIO
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from django.test import RequestFactory
+from cryptography.fernet import Fernet
+from django.contrib.sessions.models import Session
+from django.core.management import call_command
+from django.test import Client, RequestFactory
 from django.urls import reverse
 
-from ops_console import roles
-from ops_console.models import TotpDevice
+from ops_console import fieldcrypt, roles
+from ops_console.models import BackupCode, PendingTotpSecret, TotpDevice
 from ops_console.twofactor import totp
 from ops_console.twofactor.actions import do_confirm_totp_device
-from ops_console.twofactor.policy import PENDING, requires_two_factor
+from ops_console.twofactor.policy import requires_two_factor
 from support.models import SecurityEvent
 from tests.builders import make_provider
 from tests.conftest import PASSWORD
@@ -38,6 +43,11 @@ def enroll(user) -> str:
     request.user = user
     do_confirm_totp_device(request, user=user, secret=secret, code=totp.code_at(secret, time.time()))
     return secret
+
+
+def pending(user) -> str:
+    """Return the secret the setup page shows ``user`` (kept encrypted in the database, not in the session)."""
+    return fieldcrypt.decrypt(PendingTotpSecret.objects.get(user=user).secret)
 
 
 def fresh_code(secret: str) -> str:
@@ -228,26 +238,30 @@ def test_it_lets_an_unverified_user_sign_out(client, clinical_ops):
 def test_it_shows_a_secret_grouped_in_fours_and_its_otpauth_uri(client, clinical_ops):
     client.force_login(clinical_ops)
     page = client.get(reverse(SETUP)).content.decode()
-    secret = client.session[PENDING]
+    secret = pending(clinical_ops)
     assert " ".join(secret[i : i + 4] for i in range(0, 32, 4)) in page
     assert f"otpauth://totp/Ops%20Console:clinops?secret={secret}&amp;issuer=Ops%20Console" in page
+    assert '<svg width="' in page and 'class="qrline"' in page  # the QR code, drawn on the server
     client.get(reverse(SETUP))
-    assert client.session[PENDING] == secret  # a reload shows the same secret
+    assert pending(clinical_ops) == secret  # a reload shows the same secret
+    assert all(secret not in str(s.get_decoded()) for s in Session.objects.all())
+    assert secret not in PendingTotpSecret.objects.get(user=clinical_ops).secret  # encrypted at rest
 
 
 @pytest.mark.usefixtures("two_factor_on")
 def test_it_confirms_the_device_with_a_right_code_only(client, clinical_ops):
     client.force_login(clinical_ops)
     client.get(reverse(SETUP))
-    secret = client.session[PENDING]
+    secret = pending(clinical_ops)
     response = client.post(reverse(SETUP), {"code": wrong_code(secret)})
     assert response.status_code == 200 and "That code is not right" in response.content.decode()
     assert not TotpDevice.objects.exists()
     next_url = reverse("ops:clinical_provider_changelist")
     response = client.post(reverse(SETUP), {"code": totp.code_at(secret, time.time()), "next": next_url})
-    assert response.status_code == 302 and response["Location"] == next_url
+    assert response.status_code == 200 and f'href="{next_url}"' in response.content.decode()
     device = TotpDevice.objects.get(user=clinical_ops)
-    assert device.secret == secret and device.last_used_step is not None
+    assert device.plain_secret == secret and device.secret != secret and device.last_used_step is not None
+    assert not PendingTotpSecret.objects.exists()
     assert client.get(next_url).status_code == 200
     event = SecurityEvent.objects.get(kind=SecurityEvent.Kind.TWO_FACTOR_ENABLED)
     assert (event.user, event.detail) == (clinical_ops, "clinops")
@@ -256,7 +270,7 @@ def test_it_confirms_the_device_with_a_right_code_only(client, clinical_ops):
 @pytest.mark.usefixtures("two_factor_on")
 def test_it_never_shows_a_confirmed_secret_again(client, clinical_ops):
     secret = verified(client, clinical_ops)
-    assert PENDING not in client.session
+    assert not PendingTotpSecret.objects.exists()
     page = client.get(reverse(SETUP)).content.decode()  # re-enrolling: a new secret
     assert secret not in page and secret[:4] + " " + secret[4:8] not in page
     client.logout()
@@ -270,10 +284,19 @@ def test_it_never_shows_a_confirmed_secret_again(client, clinical_ops):
 def test_it_replaces_a_device_only_once_the_new_one_is_confirmed(client, lead):
     old = verified(client, lead)
     client.get(reverse(SETUP))
-    new = client.session[PENDING]
-    assert TotpDevice.objects.get(user=lead).secret == old  # an abandoned setup loses nothing
-    assert client.post(reverse(SETUP), {"code": totp.code_at(new, time.time())}).status_code == 302
-    assert TotpDevice.objects.get(user=lead).secret == new
+    new = pending(lead)
+    assert TotpDevice.objects.get(user=lead).plain_secret == old  # an abandoned setup loses nothing
+    # A verified session is not enough: replacing takes a fresh code from the current device.
+    refused = client.post(reverse(SETUP), {"code": totp.code_at(new, time.time())})
+    assert refused.status_code == 200 and "This field is required" in refused.content.decode()
+    wrong = client.post(reverse(SETUP), {"code": totp.code_at(new, time.time()), "current_code": wrong_code(old)})
+    assert "That code is not right" in wrong.content.decode()
+    assert TotpDevice.objects.get(user=lead).plain_secret == old
+    TotpDevice.objects.filter(user=lead).update(last_used_step=None)  # as if the last code was a minute ago
+    codes = {"code": totp.code_at(new, time.time()), "current_code": totp.code_at(old, time.time())}
+    replaced = client.post(reverse(SETUP), codes)
+    assert replaced.status_code == 200 and "backup codes" in replaced.content.decode()
+    assert TotpDevice.objects.get(user=lead).plain_secret == new
     assert client.get(reverse("ops:index")).status_code == 200
 
 
@@ -440,3 +463,48 @@ def test_it_serves_setup_and_verify_under_the_policy_with_no_inline_code(client,
         assert response.status_code == 200
         assert "script-src 'self'" in response["Content-Security-Policy"]
         assert blocked_by_policy(response.content.decode()) == []
+
+
+# --- backup codes and secrets at rest ---------------------------------------------------------
+
+
+def _codes_from_setup(client, user) -> list[str]:
+    client.force_login(user)
+    client.get(reverse(SETUP))
+    page = client.post(reverse(SETUP), {"code": totp.code_at(pending(user), time.time())}).content.decode()
+    return re.findall(r"<li><code>([a-z0-9]{5}-[a-z0-9]{5})</code></li>", page)
+
+
+@pytest.mark.usefixtures("two_factor_on")
+def test_it_gives_ten_backup_codes_once_stored_only_as_hashes(client, clinical_ops):
+    codes = _codes_from_setup(client, clinical_ops)
+    assert len(codes) == len(set(codes)) == 10
+    stored = list(BackupCode.objects.filter(user=clinical_ops).values_list("code_hash", flat=True))
+    assert len(stored) == 10 and not any(code.replace("-", "") in "".join(stored) for code in codes)
+
+
+@pytest.mark.usefixtures("two_factor_on")
+def test_it_signs_in_with_a_backup_code_once(client, clinical_ops):
+    codes = _codes_from_setup(Client(), clinical_ops)
+    client.force_login(clinical_ops)
+    assert give_code(client, codes[0].upper().replace("-", " ")).status_code == 302
+    assert SecurityEvent.objects.filter(kind="two_factor_backup_used", detail="clinops").count() == 1
+    client.logout()
+    client.force_login(clinical_ops)
+    again = give_code(client, codes[0])
+    assert again.status_code == 200 and "That code is not right" in again.content.decode()
+    assert BackupCode.objects.filter(user=clinical_ops, used_at__isnull=True).count() == 9
+
+
+def test_it_reencrypts_every_secret_with_a_new_key(db, settings, clinical_ops):
+    secret = enroll(clinical_ops)
+    old_key, new_key = settings.OPS_FIELD_KEY, Fernet.generate_key().decode()
+    settings.OPS_FIELD_KEY, settings.OPS_FIELD_OLD_KEYS = new_key, [old_key]
+    fieldcrypt._fernet.cache_clear()
+    try:
+        call_command("rotate_field_key", stdout=StringIO())
+        settings.OPS_FIELD_OLD_KEYS = []
+        fieldcrypt._fernet.cache_clear()
+        assert TotpDevice.objects.get(user=clinical_ops).plain_secret == secret  # the new key alone reads it
+    finally:
+        fieldcrypt._fernet.cache_clear()

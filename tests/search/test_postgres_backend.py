@@ -125,7 +125,7 @@ def test_it_finds_providers_by_npi_license_number_and_name():
 
 def test_it_finds_visits_by_id_and_by_their_patient_or_provider(people):
     provider = make_provider(first_name="Ada", last_name="Lovelace", states=("CA",), available=True)
-    first = make_visit(patient=people["maria"])
+    first = actions.cancel_visit(make_visit(patient=people["maria"]), actor=SYSTEM, detail="Asked again later.")
     second = make_visit(patient=people["maria"])
     actions.offer_visit(second, provider, actor=SYSTEM)
     unrelated = make_visit(patient=people["john"])
