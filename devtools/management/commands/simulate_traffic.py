@@ -6,7 +6,7 @@ from json import dumps
 
 from django.core.management.base import BaseCommand, CommandError
 
-from clinical import simulate
+from devtools import simulate
 
 SERVER_WAIT_SECONDS = 30.0
 

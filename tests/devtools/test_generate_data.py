@@ -5,8 +5,8 @@ from io import StringIO
 from django.core.management import call_command
 from django.db import connection
 
-from clinical.generate import DOMAIN, existing_counts
 from clinical.models import Patient, Provider, Visit, VisitEvent
+from devtools.generate import DOMAIN, existing_counts
 from support.models import SupportCase
 
 

@@ -11,7 +11,6 @@ import contextlib
 import csv
 import datetime as dt
 import io
-import json
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,8 +21,9 @@ from django.utils import timezone
 
 from clinical import backfill
 from clinical.models import Patient, Provider, ProviderLicense, Visit
-from clinical.reference import FIXTURES_DIR, SPECIALTY_CHOICES, states
+from clinical.reference import SPECIALTY_CHOICES
 from clinical.validators import PUBLIC_ID_ALPHABET, format_mrn, make_npi
+from devtools import sampling
 from ops_console.audit import Actor, history_sql
 from support.models import SupportCase
 
@@ -37,10 +37,6 @@ class Sizes:
     patients: int = 100_000
     providers: int = 5_000
     visits: int = 1_000_000
-
-
-def _people() -> dict:
-    return json.loads((FIXTURES_DIR / "demo_people.json").read_text())
 
 
 def existing_counts() -> Sizes:
@@ -117,9 +113,8 @@ class Generator:
     def __init__(self, *, seed: int, progress: Progress):
         self.rng = random.Random(seed)
         self.progress = progress
-        self.people = _people()
-        self.codes = [row["code"] for row in states()]
-        self.weights = [row["population_2020"] for row in states()]
+        self.people = sampling.people()
+        self.codes, self.weights = sampling.state_weights()
         self.now = timezone.now()
         self.today = timezone.localdate()
 

@@ -25,11 +25,11 @@ from django.utils import timezone
 
 from clinical import actions
 from clinical.models import Availability, LicenseStatus, Patient, Provider, ProviderLicense, Visit, VisitStatus
-from clinical.reference import states
 from clinical.routing import lease
 from clinical.routing import workingset as ws
 from clinical.routing.engine import Router, RouterConfig
 from clinical.validators import format_mrn, make_npi
+from devtools import sampling
 from ops_console.audit import Actor
 from ops_console.redis import get_redis
 
@@ -78,15 +78,10 @@ def reset() -> None:
         cursor.execute(f"TRUNCATE {', '.join(_BENCH_TABLES)} RESTART IDENTITY CASCADE")
 
 
-def _state_weights():
-    rows = states()
-    return [r["code"] for r in rows], [r["population_2020"] for r in rows]
-
-
 def load(*, waiting: int, providers: int, licenses_each: int, seed: int, available: bool = True) -> None:
     """Insert providers (available, licensed in states drawn by population) and waiting visits."""
     rng = random.Random(seed)
-    codes, weights = _state_weights()
+    codes, weights = sampling.state_weights()
     today = timezone.localdate()
     now = timezone.now()
     people = Provider.objects.bulk_create(
@@ -220,7 +215,7 @@ def _wait_for_leader(r: redis.Redis) -> None:
 
 def _arrivals(patients, *, rate: float, duration: float, seed: int) -> list[int]:
     rng = random.Random(seed)
-    codes, weights = _state_weights()
+    codes, weights = sampling.state_weights()
     actor = Actor.patient_app("bench")
     ids, start = [], time.monotonic()
     next_at = start

@@ -3,7 +3,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from clinical.generate import Generator, Sizes
+from devtools.generate import Generator, Sizes
 
 
 class Command(BaseCommand):

@@ -1,11 +1,11 @@
-"""``manage.py seed_demo``: load demo data (idempotent; see ``clinical.demo``)."""
+"""``manage.py seed_demo``: load demo data (idempotent; see ``devtools.seed.demo``)."""
 
 import argparse
 import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from clinical import demo
+from devtools.seed import demo
 
 
 def _count(value: str) -> int:

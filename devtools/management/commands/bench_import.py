@@ -2,8 +2,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from clinical import import_bench
-from clinical.routing import bench
+from devtools.bench import imports as import_bench
+from devtools.bench import router as bench
 
 LIMIT_S = 30.0  # the budget for each step of a 50,000-row file
 

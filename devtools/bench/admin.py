@@ -155,7 +155,7 @@ def run(*, repeat: int, deep_page: int, progress=lambda message: None) -> list[d
     # The bench signs in with force_login: it times pages, not sign-in, so no second factor
     # (with OPS_REQUIRE_2FA every page would time the redirect to the code page instead).
     with override_settings(
-        ROOT_URLCONF="ops_console.bench_urls",
+        ROOT_URLCONF="devtools.bench.urls",
         ALLOWED_HOSTS=["*"],
         SECURE_SSL_REDIRECT=False,
         STORAGES=storages,

@@ -10,7 +10,6 @@ from django.db.models import Max
 from django.test import Client
 from django.utils import timezone
 
-from clinical import demo
 from clinical.models import (
     FINAL_STATUSES,
     PROVIDER_HOLDING_STATUSES,
@@ -24,6 +23,8 @@ from clinical.models import (
     VisitStatus,
 )
 from clinical.validators import npi_is_valid, validate_e164
+from devtools.seed import demo
+from devtools.seed.users import DEMO_USERS
 from ops_console import roles
 from ops_console.audit import ActorKind
 from support.models import CaseCategory, CaseNote, SupportCase
@@ -258,7 +259,7 @@ def test_it_leaves_an_existing_users_password_alone(db):
     get_user_model().objects.create_user("lead", password="someone-elses-password", is_staff=True)
     demo.seed_demo(size=demo.DemoSize(providers=0, patients=0, visits=0))
     assert Client().login(username="lead", password="someone-elses-password")
-    assert get_user_model().objects.filter(username__in=demo.DEMO_USERS).count() == 4
+    assert get_user_model().objects.filter(username__in=DEMO_USERS).count() == 4
 
 
 def test_it_is_deterministic_for_a_seed(db):

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from clinical.models import Priority
-from clinical.reference import states
 from clinical.routing import policy as policies
 from clinical.routing.engine import Candidate, OfferHistory, RouterConfig, decide, place
+from devtools import sampling
 
 DAY = 24 * 3600
 PRIORITY_NAMES = {Priority.ROUTINE: "routine", Priority.ELEVATED: "elevated", Priority.URGENT: "urgent"}
@@ -113,8 +113,7 @@ def _weighted_states(rng: random.Random, codes: list[str], weights: list[float],
 def _build(config: DayConfig, router: RouterConfig) -> _World:
     rng = random.Random(config.seed)
     world = _World(config, router, rng)
-    codes = [row["code"] for row in states()]
-    weights = [row["population_2020"] for row in states()]
+    codes, weights = sampling.state_weights()
     for pid in range(1, config.providers + 1):
         roll = rng.random()
         extra = 0 if roll < 0.55 else rng.randint(1, 3) if roll < 0.85 else rng.randint(10, 30)

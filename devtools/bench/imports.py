@@ -19,8 +19,8 @@ from django.utils import timezone
 from clinical import import_jobs
 from clinical.models import ProviderLicense
 from clinical.reference import states
-from clinical.routing import bench
 from clinical.validators import make_npi
+from devtools.bench import router as bench
 from ops_console.audit import Actor
 from ops_console.redis import get_redis
 

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from clinical import actions
 from clinical.models import OPEN_STATUSES, ApiClient, ApiScope, Availability, Patient, Provider, ProviderLicense, Visit
-from clinical.reference import FIXTURES_DIR, states
+from devtools import sampling
 from ops_console.audit import Actor
 
 logger = logging.getLogger(__name__)
@@ -123,11 +123,7 @@ def capacity(config: SimConfig) -> float:
 @cache
 def visit_reasons() -> tuple[str, ...]:
     """Return the visit reasons of the demo fixture."""
-    return tuple(json.loads((FIXTURES_DIR / "demo_people.json").read_text())["visit_reasons"])
-
-
-def _weighted(rng: random.Random, weights: dict):
-    return rng.choices(list(weights), weights=list(weights.values()))[0]
+    return tuple(sampling.people()["visit_reasons"])
 
 
 class Behaviour:
@@ -138,12 +134,11 @@ class Behaviour:
 
     def state(self, among: Collection[str] | None = None) -> str:
         """Return where a new patient is, weighted by 2020 population (within ``among`` if given)."""
-        rows = [row for row in states() if not among or row["code"] in among]
-        return self.rng.choices([row["code"] for row in rows], weights=[row["population_2020"] for row in rows])[0]
+        return sampling.random_state(self.rng, among)
 
     def priority(self) -> str:
         """Return a visit priority: mostly routine, a few elevated, rarely urgent."""
-        return _weighted(self.rng, PRIORITY_MIX)
+        return sampling.weighted(self.rng, PRIORITY_MIX)
 
     def reason(self) -> str:
         """Return why the patient asks for a visit."""
@@ -152,7 +147,7 @@ class Behaviour:
     def answer(self) -> str:
         """Return how a provider answers an offer: accept, reject or ignore."""
         config = self.config
-        return _weighted(
+        return sampling.weighted(
             self.rng, {"accept": config.accept, "reject": config.reject, "ignore": 1 - config.accept - config.reject}
         )
 

@@ -13,11 +13,12 @@ from django.core.management.base import CommandError
 from django.db import connections
 from pytest_django.live_server_helper import LiveServer
 
-from clinical import actions, simulate
+from clinical import actions
 from clinical.models import ApiClient, Availability, Provider, Visit, VisitEvent, VisitStatus
 from clinical.reference import states
 from clinical.routing.engine import RouterConfig
 from clinical.routing.worker import RoutingWorker
+from devtools import simulate
 from ops_console.audit import Actor
 from tests.builders import make_patient, make_provider, make_visit
 

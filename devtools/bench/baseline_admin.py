@@ -1,6 +1,6 @@
 """The vanilla baseline for ``bench_admin``: plain ModelAdmins with the console's columns.
 
-Never served by the console: only ``ops_console.bench_urls`` mounts it, for the benchmark to
+Never served by the console: only ``devtools.bench.urls`` mounts it, for the benchmark to
 compare what the hand-tuned admin saves (count queries, N+1 columns, unindexed ordering,
 facets, ``icontains`` search over joins).
 """

@@ -3,9 +3,9 @@ import json
 from django.core.management.base import BaseCommand
 
 from clinical.models import Priority
-from clinical.routing import bench
 from clinical.routing.policy import POLICIES
-from clinical.routing.simulation import DayConfig, simulate_day, strict_priority
+from devtools.bench import router as bench
+from devtools.bench.day import DayConfig, simulate_day, strict_priority
 
 
 class Command(BaseCommand):

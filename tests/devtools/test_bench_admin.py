@@ -5,7 +5,7 @@ from io import StringIO
 
 from django.core.management import call_command
 
-from ops_console import benchadmin
+from devtools.bench import admin as benchadmin
 from tests.builders import make_past_visit, make_patient, make_provider, make_visit
 
 

@@ -2,8 +2,8 @@
 
 from django.urls import path
 
+from devtools.bench.baseline_admin import baseline_site, register_baseline
 from ops_console.admin_site import ops_site
-from ops_console.baseline_admin import baseline_site, register_baseline
 
 register_baseline()
 

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ops_console import benchadmin
+from devtools.bench import admin as benchadmin
 
 
 class Command(BaseCommand):
