@@ -19,6 +19,7 @@ run: setup
 test: setup deps-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	DJANGO_SETTINGS_MODULE=ops_console.settings $(VENV)/bin/pytest -c tests/pytest.ini --rootdir . $(PYTEST_ARGS)
 
 setup: services deps

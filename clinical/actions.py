@@ -3,7 +3,7 @@
 Each function runs in one transaction, locks the rows it changes (visit before provider, always
 in that order), refuses an illegal change with an ``ActionError`` naming the field, writes the
 ``VisitEvent`` and the history record, and publishes the routing event on commit. Times come from
-the database's clock (``ops_console.dbclock``); a router's writes are fenced by its lease epoch.
+the database's clock (``core.dbclock``); a router's writes are fenced by its lease epoch.
 """
 
 import datetime as dt
@@ -14,7 +14,7 @@ import secrets
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from clinical import events
+from clinical import events, hooks
 from clinical.calendar import license_valid_sql, states_licensed_at
 from clinical.models import (
     OPEN_STATUSES,
@@ -31,12 +31,11 @@ from clinical.models import (
     VisitStatus,
 )
 from clinical.validators import format_mrn
-from ops_console import dbclock
-from ops_console.audit import Actor, history_insert_from, history_params, history_sql, stamp
-from ops_console.errors import ActionError, Fenced, IllegalTransition
-from ops_console.errors import full_clean_or_raise as _full_clean
-from ops_console.prepared import Statement
-from search import outbox as search_outbox
+from core import dbclock, outbox
+from core.audit import Actor, history_insert_from, history_params, history_sql, stamp
+from core.errors import ActionError, Fenced, IllegalTransition
+from core.errors import full_clean_or_raise as _full_clean
+from core.prepared import Statement
 
 S = VisitStatus
 BULK_LICENSE_EVENT_THRESHOLD = 200  # above this many providers, an import sends one routing event
@@ -74,7 +73,7 @@ def save_patient(patient: Patient, *, actor: Actor, reason: str = "") -> Patient
     _full_clean(patient)
     stamp(patient, actor, reason or ("registered" if creating else "edited"))
     patient.save()
-    search_outbox.record_instance(patient, embedded=True)
+    outbox.record_instance(patient, embedded=True)
     return patient
 
 
@@ -97,7 +96,7 @@ def save_provider(provider: Provider, *, actor: Actor, reason: str = "") -> Prov
     provider.save()
     if not provider.is_active:
         _revoke_provider_tokens(provider, actor=actor)
-    search_outbox.record_instance(provider, embedded=True)
+    outbox.record_instance(provider, embedded=True)
     events.publish_on_commit("provider_changed", actor=actor.kind, provider=provider.pk)
     return provider
 
@@ -115,7 +114,7 @@ def save_license(license: ProviderLicense, *, actor: Actor, reason: str = "") ->
     # history as of an offer's instant, and an offer locks the license it relies on.
     stamp(license, actor, reason or ("added" if creating else "edited"), at=dbclock.now())
     license.save()
-    search_outbox.record("clinical.provider", [license.provider_id, previous])
+    outbox.record("clinical.provider", [license.provider_id, previous])
     events.publish_on_commit("license_changed", actor=actor.kind, provider=license.provider_id, state=license.state)
     return license
 
@@ -200,7 +199,7 @@ def _import_licenses(new, changed, expected, *, actor: Actor, reason: str) -> li
         events.publish_many_on_commit(
             [events.event("license_changed", actor=actor.kind, provider=p) for p in providers]
         )
-    search_outbox.record("clinical.provider", providers)
+    outbox.record("clinical.provider", providers)
     return created
 
 
@@ -257,7 +256,7 @@ def _set_availability(
         provider.available_since = None
     stamp(provider, actor, reason, at=at)
     provider.save(update_fields=["availability", "available_since"])
-    search_outbox.record_instance(provider)
+    outbox.record_instance(provider)
     events.publish_on_commit("provider_availability", actor=actor.kind, provider=provider.pk, availability=target)
 
 
@@ -284,7 +283,7 @@ def request_visit(
         if _constraint(error) != "clinical_visit_one_open_per_patient":
             raise
         raise OpenVisitExists(Visit.objects.filter(patient=patient, status__in=OPEN_STATUSES).first()) from None
-    search_outbox.record_instance(visit)
+    outbox.record_instance(visit)
     _record_event(visit, "", S.WAITING, actor=actor, detail="requested", at=visit.requested_at)
     _publish_waiting(visit, actor)
     return visit
@@ -363,7 +362,7 @@ def _move(
     visit.status = to
     stamp(visit, actor, detail or f"{from_status} → {to}", at=at)
     visit.save()
-    search_outbox.record_instance(visit)
+    outbox.record_instance(visit)
     _record_event(visit, from_status, to, actor=actor, detail=detail, provider=provider, at=at)
     events.publish_on_commit(
         "visit_status",
@@ -494,8 +493,8 @@ def offer_visits(
     if not applied:
         _fence(actor)  # nothing qualified; or this router's epoch is over: say so
         return []
-    search_outbox.record("clinical.visit", [visit for visit, _, _ in applied])
-    search_outbox.record("clinical.provider", [provider for _, provider, _ in applied])
+    outbox.record("clinical.visit", [visit for visit, _, _ in applied])
+    outbox.record("clinical.provider", [provider for _, provider, _ in applied])
     events.publish_many_on_commit(
         [
             events.event("visit_status", actor=actor.kind, visit=v, status=S.OFFERED, state=state, provider=p)
@@ -805,13 +804,8 @@ def time_out_visit(visit: Visit | int, *, actor: Actor) -> Visit:
 
 
 def _open_routing_case(visit: Visit, *, actor: Actor, subject: str, note: str) -> None:
-    """Open a high-priority routing support case about ``visit`` in the current transaction."""
-    from support.actions import open_case
-    from support.models import CaseCategory, CasePriority
-
-    open_case(
-        subject=subject, category=CaseCategory.ROUTING, priority=CasePriority.HIGH, visit=visit, actor=actor, note=note
-    )
+    """Hand ``visit`` to a person: the registered handler opens a routing case in this transaction."""
+    hooks.visit_needs_attention(visit, actor=actor, subject=subject, note=note)
 
 
 @transaction.atomic
@@ -824,7 +818,7 @@ def update_visit_details(visit: Visit, *, actor: Actor, reason: str = "") -> Vis
     _full_clean(current, exclude=["public_id"])
     stamp(current, actor, reason or "details edited")
     current.save(update_fields=["reason", "priority"])
-    search_outbox.record_instance(current)
+    outbox.record_instance(current)
     if current.status == S.WAITING:
         _publish_waiting(current, actor)
     return current
@@ -837,7 +831,7 @@ def verify_license(license: ProviderLicense, *, actor: Actor) -> ProviderLicense
     license.verified_by, license.verified_at = actor.user, dbclock.now()
     stamp(license, actor, "verified against the state board", at=license.verified_at)
     license.save(update_fields=["verified_by", "verified_at"])
-    search_outbox.record("clinical.provider", [license.provider_id])
+    outbox.record("clinical.provider", [license.provider_id])
     return license
 
 

@@ -23,9 +23,9 @@ from clinical.models import (
     VisitStatus,
 )
 from clinical.validators import normalize_phone
+from core.redis import get_redis
 from ops_console.admin_base import ChangeReasonForm, OpsModelAdmin, ReadOnlyAdmin
 from ops_console.admin_site import ops_site
-from ops_console.redis import get_redis
 
 
 def _change_link(obj, label=None) -> str:

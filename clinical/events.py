@@ -10,7 +10,7 @@ import logging
 import redis
 from django.db import transaction
 
-from ops_console.redis import get_redis
+from core.redis import get_redis
 
 ROUTING_STREAM = "ops:routing:events"
 STREAM_MAX_LEN = 100_000

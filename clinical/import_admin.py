@@ -27,7 +27,7 @@ from import_export.forms import ExportForm
 
 from clinical import import_jobs
 from clinical.resources import ProviderLicenseResource, ProviderResource, neutralise
-from ops_console.audit import Actor
+from core.audit import Actor
 from support.access import record_access
 
 PREVIEW_ROWS_SHOWN = 500

@@ -22,9 +22,9 @@ from django.conf import settings
 from django.db import connections
 
 from clinical import imports
-from ops_console.audit import Actor
-from ops_console.errors import ActionError
-from ops_console.redis import get_redis
+from core.audit import Actor
+from core.errors import ActionError
+from core.redis import get_redis
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from clinical import actions
 from clinical.calendar import license_valid_sql
 from clinical.models import LicenseStatus, ProviderLicense
 from clinical.resources import ProviderLicenseResource
-from ops_console.audit import Actor
+from core.audit import Actor
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from simple_history.models import HistoricalRecords
 from clinical.calendar import LicenseValidAt
 from clinical.reference import SPECIALTY_CHOICES, STATE_CHOICES
 from clinical.validators import new_public_id, validate_e164, validate_npi
-from ops_console.audit import ActorKind, AuditedHistoryModel
+from core.audit import ActorKind, AuditedHistoryModel
 
 IMPORT_EXPORT_PERMISSIONS = ("add", "change", "delete", "view", "import", "export")
 

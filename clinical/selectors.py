@@ -19,7 +19,7 @@ from clinical.models import (
     VisitEvent,
     VisitStatus,
 )
-from ops_console import dbclock
+from core import dbclock
 
 
 def visits_for_list() -> QuerySet[Visit]:
@@ -109,9 +109,7 @@ def lapsed(licenses: QuerySet[ProviderLicense]) -> QuerySet[ProviderLicense]:
 
 
 def dashboard_summary() -> dict:
-    """Return the numbers the console's home page shows."""
-    from support.selectors import open_case_count
-
+    """Return the clinical numbers the console's home page shows (the site adds the other apps')."""
     return {
         "waiting_by_state": waiting_by_state(),
         "providers_available": Provider.objects.filter(availability=Availability.AVAILABLE).count(),
@@ -120,7 +118,6 @@ def dashboard_summary() -> dict:
         ).count(),
         "expiring_licenses": list(licenses_expiring()[:15]),
         "expiring_count": licenses_expiring().count(),
-        "open_cases": open_case_count(),
     }
 
 

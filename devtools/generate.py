@@ -23,8 +23,8 @@ from clinical import backfill
 from clinical.models import Patient, Provider, ProviderLicense, Visit
 from clinical.reference import SPECIALTY_CHOICES
 from clinical.validators import PUBLIC_ID_ALPHABET, format_mrn, make_npi
+from core.audit import Actor, history_sql
 from devtools import sampling
-from ops_console.audit import Actor, history_sql
 from support.models import SupportCase
 
 DOMAIN = "generated.test"

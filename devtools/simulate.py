@@ -30,8 +30,8 @@ from django.utils import timezone
 
 from clinical import actions
 from clinical.models import OPEN_STATUSES, ApiClient, ApiScope, Availability, Patient, Provider, ProviderLicense, Visit
+from core.audit import Actor
 from devtools import sampling
-from ops_console.audit import Actor
 
 logger = logging.getLogger(__name__)
 

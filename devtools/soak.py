@@ -25,9 +25,9 @@ from django.db import connection, connections
 from clinical import actions
 from clinical.models import LicenseStatus, Offer, ProviderLicense, RouterHealth, Visit
 from clinical.routing import invariants, lease
+from core.audit import Actor, ActorKind
+from core.redis import get_redis
 from devtools.services import PrivatePostgres, PrivateRedis, free_port, wait_until
-from ops_console.audit import Actor, ActorKind
-from ops_console.redis import get_redis
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 SOAK_ACTOR = Actor.system("soak_routing")

@@ -11,11 +11,11 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from simple_history.admin import SimpleHistoryAdmin
 
-from ops_console.audit import Actor
-from ops_console.errors import ActionError
-from ops_console.pagination import EstimatedCountPaginator
+from core import outbox
+from core.audit import Actor
+from core.errors import ActionError
+from core.pagination import EstimatedCountPaginator
 from search import changelist as search_changelist
-from search import outbox as search_outbox
 from support import selectors as support_selectors
 from support.access import PHI_LABELS, record_access
 
@@ -113,13 +113,13 @@ class OpsAdminMixin:
     def delete_model(self, request, obj):
         """Delete the record; its search document goes with it (outbox row in the same transaction)."""
         with transaction.atomic():
-            search_outbox.record_rows(type(obj).objects.filter(pk=obj.pk))
+            outbox.record_rows(type(obj).objects.filter(pk=obj.pk))
             super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
         """Delete the records; their search documents go with them (outbox rows in the same transaction)."""
         with transaction.atomic():
-            search_outbox.record_rows(queryset)
+            outbox.record_rows(queryset)
             super().delete_queryset(request, queryset)
 
     def actor(self, request) -> Actor:

@@ -56,10 +56,12 @@ class OpsAdminSite(admin.AdminSite):
         """
         from clinical.selectors import dashboard_summary
         from support.access import record_log_entries
+        from support.selectors import open_case_count
 
         extra_context = dict(extra_context or {})
         if request.user.has_perm("clinical.view_visit"):
-            extra_context["dashboard"] = dashboard_summary()
+            # The site assembles the home page from each app's own numbers.
+            extra_context["dashboard"] = {**dashboard_summary(), "open_cases": open_case_count()}
         # Read here, not by the template's {% get_admin_log %}: what is recorded is what is shown.
         recent = list(self.get_log_entries(request).filter(user__pk=request.user.pk)[:RECENT_ACTIONS])
         response = super().index(request, {**extra_context, "recent_actions": recent})

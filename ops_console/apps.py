@@ -11,7 +11,7 @@ class OpsConsoleConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from ops_console import audit  # noqa: F401  (connects the history actor receiver)
+        from core import audit  # noqa: F401  (connects the history actor receiver)
         from ops_console.roles import sync_roles_after_migrate
         from ops_console.signin import note_sign_in
 

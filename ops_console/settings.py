@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from ops_console.env import (
+from core.env import (
     env_bool,
     env_choice,
     env_database,
@@ -140,7 +140,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "ops_console.timing.TimingMiddleware",
+    "core.timing.TimingMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -256,7 +256,7 @@ OPS_CONTENT_SECURITY_POLICY = env_str(
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
 )
-# Proxies whose X-Forwarded-For is believed (ops_console/client_ip.py); none by default.
+# Proxies whose X-Forwarded-For is believed (core/client_ip.py); none by default.
 OPS_TRUSTED_PROXIES = env_networks("OPS_TRUSTED_PROXIES", [])
 _proxy_header = env_str("OPS_SECURE_PROXY_SSL_HEADER")
 if _proxy_header:

@@ -17,8 +17,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
-from ops_console.client_ip import client_ip
-from ops_console.redis import get_redis
+from core.client_ip import client_ip
+from core.redis import get_redis
 from ops_console.twofactor.policy import is_asked
 from support.actions import record_security_event
 from support.models import SecurityEvent

@@ -17,7 +17,7 @@ def admin_probe(request, rest=""):
 
 def slow_pages(request, admin_site):
     """Show engineers each console page and API endpoint by p95 time over the last hour."""
-    from ops_console import timing
+    from core import timing
 
     if not request.user.has_perm("ops_console.use_profiling"):
         raise PermissionDenied

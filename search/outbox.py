@@ -28,21 +28,26 @@ def enabled() -> bool:
 
 
 def record(label: str, ids: Iterable[int | None], *, embedded: bool = False) -> None:
-    """Record that the ``label`` rows with these ids changed, in the caller's transaction.
+    """Insert outbox entries for the ``label`` rows with these ids, in the caller's transaction.
 
-    With ``embedded``, also record the documents that copy fields of these rows (a patient's
-    visits and cases carry the patient's name): pass it when names or identifiers may have changed.
+    With ``embedded``, also the documents that copy fields of these rows. Registered with
+    ``core.outbox`` (``search.apps``): the apps that write call that, never this module.
     """
     ids = sorted({pk for pk in ids if pk is not None})
-    if not ids or not enabled():
+    if not ids or not enabled() or label not in BY_LABEL:
         return
-    doc = BY_LABEL[label]  # KeyError: not a searchable model, a bug in the caller
+    doc = BY_LABEL[label]
     with connection.cursor() as cursor:
         cursor.execute(_INSERT, [label, ids])
         for other, column in doc.embedded_in if embedded else ():
             # Table and column names come from the document registry, never from input.
             table = BY_LABEL[other].model._meta.db_table
             cursor.execute(_INSERT_EMBEDDING.format(table=table, column=column), [other, ids])
+
+
+def write(label: str, ids: list[int], embedded: bool) -> None:
+    """The writer ``core.outbox`` calls for every change."""
+    record(label, ids, embedded=embedded)
 
 
 def record_instance(obj, *, embedded: bool = False) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from django.contrib.admin.models import LogEntry
 from django.db.models import Model
 
-from ops_console.client_ip import client_ip
+from core.client_ip import client_ip
 from support.models import AccessLog
 from support.selectors import record_id
 

@@ -8,13 +8,21 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ops_console.audit import Actor, stamp
-from ops_console.client_ip import client_ip
-from ops_console.errors import ActionError
-from ops_console.errors import full_clean_or_raise as _full_clean
-from search import outbox as search_outbox
+from core import outbox
+from core.audit import Actor, stamp
+from core.client_ip import client_ip
+from core.errors import ActionError
+from core.errors import full_clean_or_raise as _full_clean
 from support.access import storable_text
-from support.models import OPEN_CASE_STATUSES, CaseNote, CaseStatus, SecurityEvent, SupportCase
+from support.models import (
+    OPEN_CASE_STATUSES,
+    CaseCategory,
+    CaseNote,
+    CasePriority,
+    CaseStatus,
+    SecurityEvent,
+    SupportCase,
+)
 
 
 @transaction.atomic
@@ -55,7 +63,7 @@ def save_case(case: SupportCase, *, actor: Actor, reason: str = "", note: str = 
     _full_clean(case)
     stamp(case, actor, reason or ("opened" if case._state.adding else "edited"))
     case.save()
-    search_outbox.record_instance(case)
+    outbox.record_instance(case)
     if note.strip():
         add_note(case, body=note, actor=actor)
     return case
@@ -136,3 +144,10 @@ def prune_access_log(*, before: dt.datetime, progress: Callable[[int], None] = l
         if count < PRUNE_BATCH:
             return deleted
         progress(deleted)
+
+
+def open_routing_case(visit, *, actor: Actor, subject: str, note: str) -> SupportCase:
+    """Open a high-priority routing case about a visit the router ended by timeout (``clinical.hooks``)."""
+    return open_case(
+        subject=subject, category=CaseCategory.ROUTING, priority=CasePriority.HIGH, visit=visit, actor=actor, note=note
+    )

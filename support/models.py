@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from ops_console.audit import AuditedHistoryModel
+from core.audit import AuditedHistoryModel
 
 
 class CaseCategory(models.TextChoices):

@@ -9,8 +9,8 @@ from django.db import connection
 from clinical import actions
 from clinical.models import LicenseStatus, Offer, Patient, Provider, ProviderLicense
 from clinical.validators import make_npi
-from ops_console import dbclock
-from ops_console.audit import Actor
+from core import dbclock
+from core.audit import Actor
 
 SYSTEM = Actor.system("tests")
 _counter = itertools.count(1)

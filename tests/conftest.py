@@ -7,8 +7,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
+from core.redis import get_redis
 from ops_console import roles
-from ops_console.redis import get_redis
 
 PASSWORD = "correct-horse-battery-staple-42"
 

@@ -13,8 +13,8 @@ import time
 import redis
 from django.conf import settings
 
-from ops_console.client_ip import client_ip
-from ops_console.redis import get_redis
+from core.client_ip import client_ip
+from core.redis import get_redis
 from support.actions import record_security_event
 from support.models import SecurityEvent
 

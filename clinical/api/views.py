@@ -15,8 +15,8 @@ from clinical.api import idempotency, limits
 from clinical.api.auth import NotAuthenticated, client_for
 from clinical.models import ApiScope, Priority, Provider, Visit, VisitStatus
 from clinical.reference import STATE_CHOICES
-from ops_console.audit import Actor
-from ops_console.errors import ActionError, IllegalTransition
+from core.audit import Actor
+from core.errors import ActionError, IllegalTransition
 from support.access import record_access
 
 logger = logging.getLogger(__name__)

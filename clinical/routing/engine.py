@@ -18,9 +18,9 @@ from clinical.calendar import license_valid_sql
 from clinical.models import Priority
 from clinical.routing import policy as policies
 from clinical.routing import workingset as ws
-from ops_console.audit import Actor
-from ops_console.errors import ActionError, Fenced
-from ops_console.prepared import Statement
+from core.audit import Actor
+from core.errors import ActionError, Fenced
+from core.prepared import Statement
 
 logger = logging.getLogger(__name__)
 

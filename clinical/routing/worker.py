@@ -18,8 +18,8 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from clinical.events import ROUTING_STREAM
 from clinical.routing.engine import Router, RouterConfig
 from clinical.routing.lease import Lease
-from ops_console.audit import Actor
-from ops_console.errors import Fenced
+from core.audit import Actor
+from core.errors import Fenced
 
 logger = logging.getLogger(__name__)
 GROUP = "router"

@@ -14,9 +14,9 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client, override_settings
 
+from core.timing import percentile
 from ops_console import roles
 from ops_console.admin_site import ops_site
-from ops_console.timing import percentile
 
 MODELS = ("clinical.visit", "clinical.patient", "clinical.provider", "clinical.providerlicense",
           "clinical.visitevent", "support.supportcase", "support.securityevent", "clinical.apiclient")  # fmt: skip

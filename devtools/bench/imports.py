@@ -20,9 +20,9 @@ from clinical import import_jobs
 from clinical.models import ProviderLicense
 from clinical.reference import states
 from clinical.validators import make_npi
+from core.audit import Actor
+from core.redis import get_redis
 from devtools.bench import router as bench
-from ops_console.audit import Actor
-from ops_console.redis import get_redis
 
 HEADINGS = ["NPI", "State", "License number", "License type", "Status", "Issued on", "Expires on", "Notes"]
 _TABLES = (

@@ -29,9 +29,9 @@ from clinical.routing import lease
 from clinical.routing import workingset as ws
 from clinical.routing.engine import Router, RouterConfig
 from clinical.validators import format_mrn, make_npi
+from core.audit import Actor
+from core.redis import get_redis
 from devtools import sampling
-from ops_console.audit import Actor
-from ops_console.redis import get_redis
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 _BENCH_TABLES = (

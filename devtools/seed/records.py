@@ -12,7 +12,7 @@ from django.utils import timezone
 from clinical.models import (
     VisitStatus,
 )
-from ops_console.audit import ActorKind
+from core.audit import ActorKind
 
 S = VisitStatus
 DEFAULT_SEED = 2026

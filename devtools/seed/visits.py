@@ -27,6 +27,7 @@ from clinical.models import (
     VisitEvent,
 )
 from clinical.validators import PUBLIC_ID_ALPHABET, PUBLIC_ID_LENGTH
+from core.audit import ActorKind
 from devtools import sampling
 from devtools.seed.records import (
     BATCH_SIZE,
@@ -39,7 +40,6 @@ from devtools.seed.records import (
     history_row,
     tracked_values,
 )
-from ops_console.audit import ActorKind
 
 
 @dataclass

@@ -11,9 +11,9 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
+from core.client_ip import client_ip
+from core.errors import ActionError
 from ops_console import fieldcrypt
-from ops_console.client_ip import client_ip
-from ops_console.errors import ActionError
 from ops_console.models import BackupCode, PendingTotpSecret, TotpDevice
 from ops_console.signin import LOCKED_MESSAGE, clear_failures, locked_out, record_failure
 from ops_console.twofactor import totp

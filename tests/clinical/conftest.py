@@ -3,7 +3,7 @@
 import pytest
 
 from clinical.models import StateTimeZone
-from ops_console import dbclock
+from core import dbclock
 
 
 @pytest.fixture

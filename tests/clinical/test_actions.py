@@ -5,8 +5,8 @@ from django.db import IntegrityError, transaction
 
 from clinical import actions
 from clinical.models import Availability, LicenseStatus, OfferOutcome, Visit, VisitEvent, VisitStatus
-from ops_console.audit import Actor
-from ops_console.errors import ActionError, IllegalTransition
+from core.audit import Actor
+from core.errors import ActionError, IllegalTransition
 from tests.builders import make_license, make_patient, make_provider, make_visit, past_deadline
 
 ROUTER = Actor.router()

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from clinical import actions
 from clinical.models import Visit
-from ops_console.audit import Actor
+from core.audit import Actor
 from tests.builders import make_provider, make_visit
 
 

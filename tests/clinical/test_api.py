@@ -14,8 +14,8 @@ from clinical import actions
 from clinical.actions import hash_token
 from clinical.events import ROUTING_STREAM
 from clinical.models import ApiClient, Availability, Visit, VisitStatus
-from ops_console import dbclock
-from ops_console.audit import Actor
+from core import dbclock
+from core.audit import Actor
 from tests.builders import make_patient, make_provider, make_visit, past_deadline
 
 S = VisitStatus

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from clinical import actions
 from clinical.models import Patient, Provider, ProviderLicense, Visit, VisitEvent
-from ops_console.audit import Actor
+from core.audit import Actor
 from tests.builders import make_patient, make_provider, make_visit
 
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -12,7 +12,7 @@ from django.test import Client
 
 from clinical import actions
 from clinical.models import Visit, VisitStatus
-from ops_console.audit import Actor
+from core.audit import Actor
 from tests.builders import make_patient, make_provider, make_visit
 from tests.ops_console.conftest import database_snapshot
 

@@ -6,7 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from clinical import actions
-from ops_console.audit import Actor
+from core.audit import Actor
 from tests.builders import make_patient, make_provider, make_visit
 
 BUDGET = {"create visit": 13, "get visit": 4, "get provider": 6, "availability": 12, "cancel": 16, "accept": 18}

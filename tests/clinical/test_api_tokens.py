@@ -10,8 +10,8 @@ from django.urls import reverse
 from clinical import actions
 from clinical.api import limits
 from clinical.models import ApiClient
-from ops_console.audit import Actor
-from ops_console.errors import IllegalTransition
+from core.audit import Actor
+from core.errors import IllegalTransition
 from support.models import SecurityEvent
 from tests.builders import make_patient, make_provider
 

@@ -13,9 +13,9 @@ from clinical.models import OfferOutcome, ProviderLicense, StateTimeZone
 from clinical.reference import states
 from clinical.routing import workingset as ws
 from clinical.routing.engine import Router
-from ops_console import dbclock
-from ops_console.audit import Actor
-from ops_console.errors import IllegalTransition
+from core import dbclock
+from core.audit import Actor
+from core.errors import IllegalTransition
 from tests.builders import make_license, make_provider, make_visit
 
 UTC = dt.UTC

@@ -18,7 +18,7 @@ from clinical import actions
 from clinical.imports import check_license_file
 from clinical.models import LicenseStatus, Provider, ProviderLicense
 from clinical.resources import FORMULA_PREFIXES
-from ops_console.audit import Actor
+from core.audit import Actor
 from tests.builders import SYSTEM, make_provider
 
 # What an attacker (or an unlucky clerk) stores: one value per prefix a spreadsheet runs.

@@ -20,8 +20,8 @@ from clinical import actions, imports
 from clinical.events import ROUTING_STREAM
 from clinical.models import LicenseStatus, ProviderLicense
 from clinical.resources import neutralise
-from ops_console.audit import Actor
-from ops_console.errors import ActionError
+from core.audit import Actor
+from core.errors import ActionError
 from support.models import AccessLog
 from tests.builders import SYSTEM, make_license, make_provider, new_npi
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from clinical import actions
 from clinical.models import Visit
 from clinical.routing.worker import RoutingWorker
-from ops_console.audit import Actor
+from core.audit import Actor
 from tests.builders import make_provider, make_visit
 
 APP = Actor.provider_app()

@@ -9,9 +9,9 @@ from django.db import connection
 
 from clinical import actions
 from clinical.models import Availability, LicenseStatus, Offer, OfferOutcome, Visit, VisitStatus
-from ops_console import dbclock
-from ops_console.audit import Actor
-from ops_console.errors import ActionError, IllegalTransition
+from core import dbclock
+from core.audit import Actor
+from core.errors import ActionError, IllegalTransition
 from tests.builders import make_provider, make_visit, past_deadline
 
 S = VisitStatus

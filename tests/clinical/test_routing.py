@@ -10,7 +10,7 @@ from clinical import actions
 from clinical.models import Availability, LicenseStatus, Priority, Visit, VisitEvent, VisitStatus
 from clinical.routing import workingset as ws
 from clinical.routing.engine import Router, RouterConfig
-from ops_console.audit import Actor
+from core.audit import Actor
 from support.models import SupportCase
 from tests.builders import make_license, make_provider, make_visit, past_deadline, state_today
 

@@ -7,8 +7,8 @@ import datetime as dt
 from clinical import actions
 from clinical.models import Offer, Priority, Visit, VisitStatus
 from clinical.routing.engine import Candidate, OfferHistory, Router, RouterConfig, decide, place
-from ops_console import dbclock
-from ops_console.audit import Actor
+from core import dbclock
+from core.audit import Actor
 from tests.builders import make_provider, make_visit
 
 S = VisitStatus

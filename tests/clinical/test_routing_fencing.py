@@ -11,8 +11,8 @@ from clinical import actions
 from clinical.models import Offer, RouterHealth, Visit, VisitStatus
 from clinical.routing import lease
 from clinical.routing.lease import Lease
-from ops_console.audit import Actor
-from ops_console.errors import Fenced
+from core.audit import Actor
+from core.errors import Fenced
 from tests.builders import make_provider, make_visit, past_deadline
 from tests.clinical.processes import start_router, wait_for
 

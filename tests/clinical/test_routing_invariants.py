@@ -11,8 +11,8 @@ from django.core.management import CommandError, call_command
 from clinical import actions
 from clinical.models import LicenseStatus, Offer, OfferOutcome, ProviderLicense, Visit, VisitStatus
 from clinical.routing import invariants
-from ops_console import dbclock
-from ops_console.audit import Actor
+from core import dbclock
+from core.audit import Actor
 from tests.builders import make_provider, make_visit
 
 S = VisitStatus

@@ -9,8 +9,8 @@ from django.utils import timezone
 from clinical import actions
 from clinical.models import Availability, Visit, VisitStatus
 from clinical.routing.engine import Router, RouterConfig
-from ops_console import dbclock
-from ops_console.audit import Actor
+from core import dbclock
+from core.audit import Actor
 from support.models import SupportCase
 from tests.builders import make_provider, make_visit, past_deadline
 

@@ -9,7 +9,7 @@ from clinical import actions
 from clinical.models import Visit, VisitStatus
 from clinical.routing import lease
 from clinical.routing.worker import RoutingWorker
-from ops_console.audit import Actor
+from core.audit import Actor
 from tests.builders import make_provider, make_visit
 from tests.clinical.processes import PrivateRedis, start_router, wait_for
 

@@ -16,7 +16,7 @@ def test_it_renders_every_page_and_its_vanilla_twin(lead, redis_client, settings
     for _ in range(6):
         make_past_visit(patient=patient)
     from clinical import actions
-    from ops_console.audit import Actor
+    from core.audit import Actor
 
     actions.offer_visit(make_visit(patient=patient), provider, actor=Actor.router())
     rows = {row["page"]: row for row in benchadmin.run(repeat=1, deep_page=2)}

@@ -23,10 +23,10 @@ from clinical.models import (
     VisitStatus,
 )
 from clinical.validators import npi_is_valid, validate_e164
+from core.audit import ActorKind
 from devtools.seed import demo
 from devtools.seed.users import DEMO_USERS
 from ops_console import roles
-from ops_console.audit import ActorKind
 from support.models import CaseCategory, CaseNote, SupportCase
 
 S = VisitStatus

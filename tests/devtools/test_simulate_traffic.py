@@ -18,8 +18,8 @@ from clinical.models import ApiClient, Availability, Provider, Visit, VisitEvent
 from clinical.reference import states
 from clinical.routing.engine import RouterConfig
 from clinical.routing.worker import RoutingWorker
+from core.audit import Actor
 from devtools import simulate
-from ops_console.audit import Actor
 from tests.builders import make_patient, make_provider, make_visit
 
 S = VisitStatus

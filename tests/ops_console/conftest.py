@@ -5,7 +5,7 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.test import RequestFactory
 
-from ops_console.audit import Actor
+from core.audit import Actor
 from support import actions as support_actions
 from support.access import record_access
 from support.models import AccessLog, SecurityEvent, SupportCase

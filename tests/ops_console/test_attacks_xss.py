@@ -27,7 +27,7 @@ from django.urls import reverse
 
 from clinical import actions
 from clinical.models import Patient, VisitEvent
-from ops_console.audit import Actor
+from core.audit import Actor
 from support import actions as support_actions
 from support.models import AccessLog, SecurityEvent
 from tests.builders import SYSTEM, make_patient, make_provider, make_visit

@@ -4,7 +4,7 @@ from django.db import connection
 from django.urls import reverse
 
 from clinical.models import Visit
-from ops_console import pagination
+from core import pagination
 from tests.builders import make_visit
 
 

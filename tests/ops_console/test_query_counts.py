@@ -18,9 +18,9 @@ from django.urls import reverse
 from clinical import actions
 from clinical.models import Patient, Provider, ProviderLicense, Visit
 from clinical.reference import STATE_CHOICES
+from core.audit import Actor
 from ops_console import roles
 from ops_console.admin_site import ops_site
-from ops_console.audit import Actor
 from support import actions as support_actions
 from support.models import SecurityEvent, SupportCase
 from tests.builders import make_license, make_patient, make_provider, make_visit

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from ops_console import env
+from core import env
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 

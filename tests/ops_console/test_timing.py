@@ -3,7 +3,7 @@
 from django.test import override_settings
 from django.urls import reverse
 
-from ops_console import timing
+from core import timing
 from tests.builders import make_visit
 
 
@@ -53,7 +53,7 @@ def test_it_shows_slow_pages_to_engineers_and_leads_only(client, personas, redis
 
 def test_it_never_fails_a_request_when_redis_is_down(client, engineer, redis_client):
     with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
-        from ops_console.redis import get_redis
+        from core.redis import get_redis
 
         get_redis.cache_clear()
         try:

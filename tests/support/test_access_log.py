@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from clinical import actions
 from clinical.models import Patient, Provider, Visit, VisitEvent
+from core.audit import Actor
 from ops_console.admin_site import ops_site
-from ops_console.audit import Actor
 from support.actions import access_log_cutoff
 from support.models import AccessLog, SupportCase
 from tests.builders import make_patient, make_provider, make_visit

@@ -2,8 +2,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from clinical import actions
 from clinical.models import ApiScope, Patient, Provider
-from ops_console.audit import Actor
-from ops_console.errors import ActionError
+from core.audit import Actor
+from core.errors import ActionError
 
 
 class Command(BaseCommand):

@@ -13,7 +13,7 @@ from django.utils import timezone
 from clinical.routing.engine import RouterConfig
 from clinical.routing.policy import POLICIES
 from clinical.routing.worker import RoutingWorker
-from ops_console.redis import get_redis
+from core.redis import get_redis
 
 
 def _session_settings(name: str):

@@ -39,7 +39,7 @@ class Statement:
         cursor.execute(self.execute_sql, list(params) or None)
 
 
-@receiver(connection_created, dispatch_uid="ops_console.prepared.forget")
+@receiver(connection_created, dispatch_uid="core.prepared.forget")
 def _forget(sender, connection, **kwargs) -> None:
     """A new session has no prepared statements yet."""
     connection.__dict__[_PREPARED] = set()

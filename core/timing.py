@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import redis
 from django.db import connection
 
-from ops_console.redis import get_redis
+from core.redis import get_redis
 
 SAMPLES = 500
 ENDPOINTS = 300
