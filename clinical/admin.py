@@ -11,7 +11,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from clinical import actions, selectors
+from clinical import selectors
+from clinical.actions import api_clients as api_client_actions
+from clinical.actions import licenses as license_actions
+from clinical.actions import patients as patient_actions
+from clinical.actions import providers as provider_actions
+from clinical.actions import visits as visit_actions
 from clinical.import_admin import LicenseImportExportMixin, ProviderExportMixin
 from clinical.models import (
     ApiClient,
@@ -150,12 +155,12 @@ class ProviderAdmin(ProviderExportMixin, OpsModelAdmin):
         return ", ".join(states) or "no state now"
 
     def save_model(self, request, obj, form, change):
-        actions.save_provider(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
+        provider_actions.save_provider(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
 
     def save_formset(self, request, form, formset, change):
         reason = self.reason_given(form, "edited with provider")
         for license in formset.save(commit=False):
-            actions.save_license(license, actor=self.actor(request), reason=reason)
+            license_actions.save_license(license, actor=self.actor(request), reason=reason)
 
     @admin.action(description="Set selected providers offline", permissions=["change"])
     def set_offline(self, request, queryset):
@@ -163,7 +168,7 @@ class ProviderAdmin(ProviderExportMixin, OpsModelAdmin):
             1
             for provider in queryset
             if self.run_action(
-                request, actions.set_provider_availability, provider, available=False,
+                request, provider_actions.set_provider_availability, provider, available=False,
                 actor=self.actor(request), reason="set offline from the console",
             )
         )  # fmt: skip
@@ -225,12 +230,12 @@ class ProviderLicenseAdmin(LicenseImportExportMixin, OpsModelAdmin):
         return getattr(obj, "counts_now", None) if obj.pk else None
 
     def save_model(self, request, obj, form, change):
-        actions.save_license(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
+        license_actions.save_license(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
 
     @admin.action(description="Mark selected licenses verified by me", permissions=["change"])
     def mark_verified(self, request, queryset):
         for license in queryset.select_related(None):
-            actions.verify_license(license, actor=self.actor(request))
+            license_actions.verify_license(license, actor=self.actor(request))
         self.message_user(request, f"{queryset.count()} license(s) marked verified.")
 
 
@@ -297,7 +302,7 @@ class PatientAdmin(OpsModelAdmin):
         return format_html('<a href="{}">Support cases</a> · <a href="{}">Open a support case</a>', cases, new)
 
     def save_model(self, request, obj, form, change):
-        actions.save_patient(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
+        patient_actions.save_patient(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
 
 
 # --- visits ---------------------------------------------------------------------------------
@@ -448,9 +453,9 @@ class VisitAdmin(OpsModelAdmin):
     def save_model(self, request, obj, form, change):
         actor = self.actor(request)
         if change:
-            actions.update_visit_details(obj, actor=actor, reason=self.reason_given(form, "details edited"))
+            visit_actions.update_visit_details(obj, actor=actor, reason=self.reason_given(form, "details edited"))
         else:
-            created = actions.request_visit(
+            created = visit_actions.request_visit(
                 patient=obj.patient, located_state=obj.located_state, reason=obj.reason,
                 priority=obj.priority, actor=actor,
             )  # fmt: skip
@@ -464,7 +469,9 @@ class VisitAdmin(OpsModelAdmin):
         actor = self.actor(request)
         done = sum(
             1 for visit_id in queryset.values_list("pk", flat=True)
-            if self.run_action(request, actions.cancel_visit, visit_id, actor=actor, detail="cancelled in the console")
+            if self.run_action(
+                request, visit_actions.cancel_visit, visit_id, actor=actor, detail="cancelled in the console"
+            )
         )  # fmt: skip
         self.message_user(request, f"{done} visit(s) cancelled.")
 
@@ -541,9 +548,9 @@ class ApiClientAdmin(OpsModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            actions.update_api_client(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
+            api_client_actions.update_api_client(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
             return
-        created, token = actions.create_api_client(
+        created, token = api_client_actions.create_api_client(
             name=obj.name, scope=obj.scope, provider=obj.provider, patient=obj.patient, actor=self.actor(request)
         )
         obj.pk = created.pk
@@ -563,7 +570,7 @@ class ApiClientAdmin(OpsModelAdmin):
     @admin.action(description="Revoke selected clients (their tokens stop working at once)", permissions=["change"])
     def revoke(self, request, queryset):
         for client in queryset:
-            actions.revoke_api_client(client, actor=self.actor(request), reason="revoked in the console")
+            api_client_actions.revoke_api_client(client, actor=self.actor(request), reason="revoked in the console")
         self.message_user(request, f"{queryset.count()} client(s) revoked.")
 
 

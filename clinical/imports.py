@@ -5,7 +5,7 @@ its columns to ``ProviderLicenseResource``, cleans every cell with the column's 
 checks the rows together: providers by NPI, duplicate rows, one active license per provider and
 state. It returns a ``Preview`` (counts, per-row changes and errors with the file's line
 numbers and the column at fault) and a plan. ``apply_license_plan`` writes the plan through
-``clinical.actions.import_licenses``, in one transaction, or writes nothing.
+``clinical.actions.licenses.import_licenses``, in one transaction, or writes nothing.
 
 Line numbers are what the person sees: the physical line in a CSV file, the row in a sheet.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection
 
-from clinical import actions
+from clinical.actions import licenses as license_actions
 from clinical.calendar import license_valid_sql
 from clinical.models import LicenseStatus, ProviderLicense
 from clinical.resources import ProviderLicenseResource
@@ -33,7 +33,7 @@ from core.audit import Actor
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
-FIELDS = actions.LICENSE_IMPORT_FIELDS  # the license values a file sets, in plan order
+FIELDS = license_actions.LICENSE_IMPORT_FIELDS  # the license values a file sets, in plan order
 DATE_FIELDS = ("issued_on", "expires_on")
 BLANK_RUN_LIMIT = 1000  # consecutive blank sheet rows after which the data is taken to have ended
 PROGRESS_EVERY = 2000
@@ -527,5 +527,7 @@ def apply_license_plan(plan: dict, *, actor: Actor, file_name: str) -> dict[str,
     new = [ProviderLicense(provider_id=provider_id, **_values(raw)) for provider_id, *raw in plan["new"]]
     changed = [ProviderLicense(pk=pk, provider_id=provider, **_values(raw)) for pk, provider, *raw in plan["changed"]]
     expected = {pk: tuple(_values(raw).values()) for pk, *raw in plan["expected"]}
-    actions.import_licenses(new=new, changed=changed, expected=expected, actor=actor, reason=f"import {file_name}")
+    license_actions.import_licenses(
+        new=new, changed=changed, expected=expected, actor=actor, reason=f"import {file_name}"
+    )
     return {"new": len(new), "updated": len(changed), "unchanged": len(expected) - len(changed)}

@@ -28,7 +28,7 @@ from functools import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from clinical import actions
+from clinical.actions import api_clients as api_client_actions
 from clinical.models import OPEN_STATUSES, ApiClient, ApiScope, Availability, Patient, Provider, ProviderLicense, Visit
 from core.audit import Actor
 from devtools import sampling
@@ -383,13 +383,13 @@ def open_session(config: SimConfig) -> Session:
     players = providers_to_play(config.providers, rng)
     clients, provider_tokens, patient_tokens = [], [], {}
     for patient in patient_pool(rng):
-        client, token = actions.create_api_client(
+        client, token = api_client_actions.create_api_client(
             name=f"sim-patient-{patient.mrn}-{run_id}", scope=ApiScope.PATIENT, patient=patient, actor=ACTOR
         )
         clients.append(client)
         patient_tokens[patient.mrn] = token
     for provider in players:
-        client, token = actions.create_api_client(
+        client, token = api_client_actions.create_api_client(
             name=f"sim-provider-{provider.npi}-{run_id}", scope=ApiScope.PROVIDER, provider=provider, actor=ACTOR
         )
         clients.append(client)
@@ -408,7 +408,7 @@ def _covered_states(config: SimConfig, players: list[Provider]) -> list[str]:
 def close_session(session: Session) -> int:
     """Revoke the run's API clients; return how many were revoked."""
     for client in session.clients:
-        actions.revoke_api_client(client, actor=ACTOR, reason=f"simulation {session.run_id} ended")
+        api_client_actions.revoke_api_client(client, actor=ACTOR, reason=f"simulation {session.run_id} ended")
         session.revoked += 1
     return session.revoked
 

@@ -22,7 +22,7 @@ import redis
 from django.conf import settings
 from django.db import connection, connections
 
-from clinical import actions
+from clinical.actions import licenses as license_actions
 from clinical.models import LicenseStatus, Offer, ProviderLicense, RouterHealth, Visit
 from clinical.routing import invariants, lease
 from core.audit import Actor, ActorKind
@@ -307,7 +307,9 @@ class Soak:
                 .filter(provider__availability__in=["available", "busy"])[: wanted - len(licenses)]
             )  # fmt: skip
         for license in licenses:
-            actions.change_license_status(license, LicenseStatus.SUSPENDED, actor=SOAK_ACTOR, reason="soak: board")
+            license_actions.change_license_status(
+                license, LicenseStatus.SUSPENDED, actor=SOAK_ACTOR, reason="soak: board"
+            )
         self.suspended = [license.pk for license in licenses]
         held = Offer.objects.filter(license_id__in=self.suspended, outcome__isnull=True)
         withdrawn = wait_until(lambda: not held.exists(), timeout=15)
@@ -319,7 +321,9 @@ class Soak:
 
     def reinstate_licenses(self) -> FaultResult:
         for license in ProviderLicense.objects.filter(pk__in=self.suspended):
-            actions.change_license_status(license, LicenseStatus.ACTIVE, actor=SOAK_ACTOR, reason="soak: reinstated")
+            license_actions.change_license_status(
+                license, LicenseStatus.ACTIVE, actor=SOAK_ACTOR, reason="soak: reinstated"
+            )
         return FaultResult(0, "", f"{len(self.suspended)} reinstated")
 
     # --- measuring ------------------------------------------------------------------------

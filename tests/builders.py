@@ -6,7 +6,10 @@ import secrets
 
 from django.db import connection
 
-from clinical import actions
+from clinical.actions import licenses as license_actions
+from clinical.actions import patients as patient_actions
+from clinical.actions import providers as provider_actions
+from clinical.actions import visits as visit_actions
 from clinical.models import LicenseStatus, Offer, Patient, Provider, ProviderLicense
 from clinical.validators import make_npi
 from core import dbclock
@@ -26,7 +29,7 @@ def new_npi() -> str:
 def make_provider(*, states=("CA",), available=False, first_name="Ada", last_name=None, **license_kwargs) -> Provider:
     """Create a provider holding an active license today in each of ``states``."""
     n = next(_counter)
-    provider = actions.save_provider(
+    provider = provider_actions.save_provider(
         Provider(
             first_name=first_name, last_name=last_name or f"Provider{n}", npi=new_npi(),
             email=f"provider{n}@example.test", phone=f"+1415555{n % 10000:04d}", specialty="family_medicine",
@@ -36,7 +39,7 @@ def make_provider(*, states=("CA",), available=False, first_name="Ada", last_nam
     for state in states:
         make_license(provider, state, **license_kwargs)
     if available:
-        actions.set_provider_availability(provider, available=True, actor=SYSTEM)
+        provider_actions.set_provider_availability(provider, available=True, actor=SYSTEM)
         provider.refresh_from_db()
     return provider
 
@@ -46,7 +49,7 @@ def make_license(
 ):
     """Create a license for ``provider`` in ``state``, its dates counted from the state's own date today."""
     today = state_today(state)
-    return actions.save_license(
+    return license_actions.save_license(
         ProviderLicense(
             provider=provider, state=state, license_number=f"{state}-{next(_counter):06d}", license_type="MD",
             status=status, issued_on=today - dt.timedelta(days=issued_days_ago),
@@ -59,7 +62,7 @@ def make_license(
 def make_patient(*, first_name="Grace", last_name=None, state="CA", phone=None) -> Patient:
     """Register a patient."""
     n = next(_counter)
-    return actions.save_patient(
+    return patient_actions.save_patient(
         Patient(
             first_name=first_name, last_name=last_name or f"Patient{n}", date_of_birth=dt.date(1985, 3, 2),
             email=f"patient{n}@example.test", phone=phone or f"+1212555{n % 10000:04d}",
@@ -71,7 +74,7 @@ def make_patient(*, first_name="Grace", last_name=None, state="CA", phone=None) 
 
 def make_visit(*, patient=None, state="CA", priority=0, reason="Sore throat"):
     """Request a waiting visit."""
-    return actions.request_visit(
+    return visit_actions.request_visit(
         patient=patient or make_patient(), located_state=state, reason=reason, priority=priority, actor=SYSTEM
     )
 
@@ -79,7 +82,7 @@ def make_visit(*, patient=None, state="CA", priority=0, reason="Sore throat"):
 def make_past_visit(*, patient, state="CA", reason="Sore throat"):
     """Request a visit and cancel it, so the patient may request another (one open visit each)."""
     visit = make_visit(patient=patient, state=state, reason=reason)
-    return actions.cancel_visit(visit, actor=SYSTEM, detail="Test set-up: an earlier visit.")
+    return visit_actions.cancel_visit(visit, actor=SYSTEM, detail="Test set-up: an earlier visit.")
 
 
 def state_today(state: str) -> dt.date:

@@ -8,11 +8,11 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from clinical.actions import hash_token
+from clinical.actions.api_clients import hash_token
 from clinical.models import ApiClient
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-PREFIX = re.compile(r"[0-9a-f]{1,12}")  # clinical.actions.create_api_client: secrets.token_hex(4)
+PREFIX = re.compile(r"[0-9a-f]{1,12}")  # clinical.actions.api_clients.create_api_client: secrets.token_hex(4)
 
 
 class NotAuthenticated(Exception):

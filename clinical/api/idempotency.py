@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models.functions import Now
 from django.http import JsonResponse
 
-from clinical.actions import OpenVisitExists
+from clinical.actions.visits import OpenVisitExists
 from clinical.models import ApiIdempotencyKey, Visit
 from support.access import record_access
 

@@ -10,7 +10,10 @@ from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from clinical import actions, selectors
+from clinical import selectors
+from clinical.actions import offers as offer_actions
+from clinical.actions import providers as provider_actions
+from clinical.actions import visits as visit_actions
 from clinical.api import idempotency, limits
 from clinical.api.auth import NotAuthenticated, client_for
 from clinical.models import ApiScope, Priority, Provider, Visit, VisitStatus
@@ -106,7 +109,7 @@ def _limit(retry_after: int | None) -> None:
 
 def _conflict(error: IllegalTransition) -> JsonResponse:
     response = error_response(409, error.code, str(error), error.field)
-    if isinstance(error, actions.OpenVisitExists) and error.visit is not None:
+    if isinstance(error, visit_actions.OpenVisitExists) and error.visit is not None:
         body = json.loads(response.content)
         body["error"]["visit"] = error.visit.public_id  # the patient's own open visit
         response = JsonResponse(body, status=409)
@@ -241,7 +244,7 @@ def _create_visit(request) -> JsonResponse:
     if not isinstance(priority, str) or priority not in PRIORITIES:  # a list or object is unhashable
         raise ApiError(400, "invalid", f"'priority' must be one of {', '.join(PRIORITIES)}.", "priority")
     reason = _string(data, "reason", max_length=2000)
-    visit = actions.request_visit(
+    visit = visit_actions.request_visit(
         patient=patient, located_state=state, reason=reason, priority=PRIORITIES[priority], actor=_actor(request)
     )
     return _visit_response(request, _visit(visit.public_id), status=201)
@@ -267,16 +270,16 @@ def visit_detail(request, public_id: str):
 def cancel_visit(request, public_id: str):
     """Cancel one of the patient's visits (also while an offer is out)."""
     visit = _patients_visit(request, public_id)
-    actions.cancel_visit(visit, actor=_actor(request), detail="cancelled by the patient")
+    visit_actions.cancel_visit(visit, actor=_actor(request), detail="cancelled by the patient")
     return _visit_response(request, _visit(public_id))
 
 
 PROVIDER_ACTIONS = {
-    "accept": lambda visit, actor, provider: actions.accept_visit(visit, provider=provider, actor=actor),
-    "reject": lambda visit, actor, provider: actions.decline_offer(visit, provider=provider, actor=actor),
-    "connected": lambda visit, actor, provider: actions.mark_connected(visit, provider=provider, actor=actor),
-    "complete": lambda visit, actor, provider: actions.complete_visit(visit, provider=provider, actor=actor),
-    "fail": lambda visit, actor, provider: actions.fail_visit(
+    "accept": lambda visit, actor, provider: offer_actions.accept_visit(visit, provider=provider, actor=actor),
+    "reject": lambda visit, actor, provider: offer_actions.decline_offer(visit, provider=provider, actor=actor),
+    "connected": lambda visit, actor, provider: visit_actions.mark_connected(visit, provider=provider, actor=actor),
+    "complete": lambda visit, actor, provider: visit_actions.complete_visit(visit, provider=provider, actor=actor),
+    "fail": lambda visit, actor, provider: visit_actions.fail_visit(
         visit, provider=provider, actor=actor, detail="failed (provider app)"
     ),
 }
@@ -310,7 +313,7 @@ def provider_availability(request, npi: str):
     available = _body(request).get("available")
     if not isinstance(available, bool):
         raise ApiError(400, "invalid", "'available' must be true or false.", "available")
-    provider = actions.set_provider_availability(provider, available=available, actor=_actor(request))
+    provider = provider_actions.set_provider_availability(provider, available=available, actor=_actor(request))
     return _provider_response(request, provider)
 
 

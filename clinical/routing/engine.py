@@ -13,7 +13,8 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from clinical import actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import timeouts as timeout_actions
 from clinical.calendar import license_valid_sql
 from clinical.models import Priority
 from clinical.routing import policy as policies
@@ -315,7 +316,7 @@ class Router:
         for i in range(0, len(pairs), self.config.batch_size):
             batch = pairs[i : i + self.config.batch_size]
             applied = set(
-                actions.offer_visits(
+                offer_actions.offer_visits(
                     [(v, p) for v, p, _ in batch], actor=self.actor, offer_timeout=self.config.offer_timeout,
                     reoffer_after=self.config.reoffer_after,
                 )
@@ -339,20 +340,20 @@ class Router:
         with connection.cursor() as cursor:
             limits = [
                 _seconds(self.config.max_wait),
-                actions.stuck_limit("accepted"),
-                actions.stuck_limit("in_progress"),
+                timeout_actions.stuck_limit("accepted"),
+                timeout_actions.stuck_limit("in_progress"),
             ]
             _DUE.execute(cursor, [*limits, limit])
             due = cursor.fetchall()
         done = {"offer": 0, "wait": 0, "stuck": 0}
         for kind, visit, provider in due:
             if kind == "offer":
-                ok = self._try(actions.expire_offer, visit, provider_id=provider)
+                ok = self._try(offer_actions.expire_offer, visit, provider_id=provider)
             elif kind == "wait":
-                ok = self._try(actions.expire_visit, visit, max_wait=self.config.max_wait,
+                ok = self._try(timeout_actions.expire_visit, visit, max_wait=self.config.max_wait,
                                detail=f"no provider within {self.config.max_wait // 60} min")  # fmt: skip
             else:
-                ok = self._try(actions.time_out_visit, visit)
+                ok = self._try(timeout_actions.time_out_visit, visit)
             done[kind] += ok
             ws.refresh_visit(self.r, visit)
             if provider:
@@ -366,7 +367,7 @@ class Router:
             rows = cursor.fetchall()
         for visit, provider, state in rows:
             reason = f"license no longer valid in {state}"
-            self._try(actions.withdraw_offer, visit, reason=reason, provider_id=provider)
+            self._try(offer_actions.withdraw_offer, visit, reason=reason, provider_id=provider)
             ws.refresh_visit(self.r, visit)
             ws.refresh_provider(self.r, provider)
         return len(rows)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection
 
-from clinical import actions
+from clinical.actions import timeouts as timeout_actions
 from clinical.calendar import license_valid_sql
 
 # The version of each license in force at an offer's instant: its latest history record dated at
@@ -111,8 +111,8 @@ def check(*, since: dt.datetime | None = None, grace_seconds: int | None = None,
         "since": since or dt.datetime.min.replace(tzinfo=dt.UTC),
         "grace": dt.timedelta(seconds=grace),
         "max_wait": dt.timedelta(seconds=settings.ROUTING_MAX_WAIT),
-        "connect": actions.stuck_limit("accepted"),
-        "running": actions.stuck_limit("in_progress"),
+        "connect": timeout_actions.stuck_limit("accepted"),
+        "running": timeout_actions.stuck_limit("in_progress"),
     }
     results = []
     with connection.cursor() as cursor:

@@ -3,7 +3,7 @@
 The lease is the one row of ``clinical_routerlease``. Its expiry is the database's time, so a router
 with a skewed clock neither holds on too long nor gives up early. Every takeover increments the
 row's **epoch**; the leader writes only through actions that check that epoch in the same
-transaction (``clinical.actions._fence``), so once a standby has taken over, a paused old leader
+transaction (``clinical.actions.visits._fence``), so once a standby has taken over, a paused old leader
 that wakes up changes nothing.
 """
 

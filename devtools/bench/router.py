@@ -23,7 +23,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from clinical import actions
+from clinical.actions import visits as visit_actions
 from clinical.models import Availability, LicenseStatus, Patient, Provider, ProviderLicense, Visit, VisitStatus
 from clinical.routing import lease
 from clinical.routing import workingset as ws
@@ -222,7 +222,7 @@ def _arrivals(patients, *, rate: float, duration: float, seed: int) -> list[int]
     fresh = iter(patients)  # each patient once: their visit stays open (offered) until the run ends
     while next_at - start < duration:
         time.sleep(max(0.0, next_at - time.monotonic()))
-        visit = actions.request_visit(
+        visit = visit_actions.request_visit(
             patient=next(fresh), located_state=rng.choices(codes, weights)[0], reason="bench", actor=actor
         )
         ids.append(visit.pk)

@@ -1,7 +1,7 @@
 """Demo data: providers and licenses, patients, visits with their timelines, support cases, users.
 
 The seed writes in bulk, so it does not go through the actions. Instead ``_Timeline`` replays each
-visit along ``clinical.actions.VISIT_TRANSITIONS`` and sets the same milestone fields the actions
+visit along ``clinical.actions.visits.VISIT_TRANSITIONS`` and sets the same milestone fields the actions
 set, and the seed writes the ``VisitEvent`` rows and history records the actions would have
 written (actor: the system, labelled ``seed_demo``). Everything runs in one transaction and only
 tops up what is missing, so a second run adds nothing. With the same seed on an empty database

@@ -13,7 +13,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from clinical import backfill
-from clinical.actions import VISIT_TRANSITIONS
+from clinical.actions.visits import VISIT_TRANSITIONS
 from clinical.models import (
     OPEN_STATUSES,
     PROVIDER_HOLDING_STATUSES,

@@ -5,7 +5,8 @@ import datetime as dt
 from django.urls import reverse
 from django.utils import timezone
 
-from clinical import actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import visits as visit_actions
 from clinical.models import Visit
 from core.audit import Actor
 from tests.builders import make_provider, make_visit
@@ -15,9 +16,9 @@ def test_it_lists_each_providers_availability_and_visits_today(client, support_a
     busy = make_provider(states=("CA",), available=True, last_name="Busyton")
     idle = make_provider(states=("CA",), last_name="Idleton")
     for _ in range(2):
-        visit = actions.offer_visit(make_visit(), busy, actor=Actor.router())
-        actions.cancel_visit(visit, actor=Actor.patient_app())
-    yesterday = actions.offer_visit(make_visit(), busy, actor=Actor.router())
+        visit = offer_actions.offer_visit(make_visit(), busy, actor=Actor.router())
+        visit_actions.cancel_visit(visit, actor=Actor.patient_app())
+    yesterday = offer_actions.offer_visit(make_visit(), busy, actor=Actor.router())
     Visit.objects.filter(pk=yesterday.pk).update(requested_at=timezone.now() - dt.timedelta(days=2))
     client.force_login(support_agent)
     response = client.get(reverse("ops:clinical_provider_changelist") + "?o=6")

@@ -10,8 +10,11 @@ from django.core.management.base import CommandError
 from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
-from clinical import actions
-from clinical.actions import hash_token
+from clinical.actions import api_clients as api_client_actions
+from clinical.actions import licenses as license_actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import visits as visit_actions
+from clinical.actions.api_clients import hash_token
 from clinical.events import ROUTING_STREAM
 from clinical.models import ApiClient, Availability, Visit, VisitStatus
 from core import dbclock
@@ -29,7 +32,9 @@ def patient(db):
 @pytest.fixture
 def patient_token(patient):
     """A token of the patient app acting for ``patient`` only."""
-    return actions.create_api_client(name="patient-app", scope="patient", patient=patient, actor=Actor.system())[1]
+    return api_client_actions.create_api_client(
+        name="patient-app", scope="patient", patient=patient, actor=Actor.system()
+    )[1]
 
 
 @pytest.fixture
@@ -39,7 +44,9 @@ def provider(db):
 
 @pytest.fixture
 def provider_token(provider):
-    return actions.create_api_client(name="dr-app", scope="provider", provider=provider, actor=Actor.system())[1]
+    return api_client_actions.create_api_client(
+        name="dr-app", scope="provider", provider=provider, actor=Actor.system()
+    )[1]
 
 
 def _call(client, method, path, token=None, body=None):
@@ -50,7 +57,7 @@ def _call(client, method, path, token=None, body=None):
 
 def _offered_to(provider, patient=None):
     visit = make_visit(state="CA", patient=patient)
-    return actions.offer_visit(visit, provider, actor=Actor.router())
+    return offer_actions.offer_visit(visit, provider, actor=Actor.router())
 
 
 def test_it_creates_a_visit_for_the_tokens_patient(client, patient, patient_token):
@@ -100,7 +107,7 @@ def test_it_answers_401_without_a_valid_token(client, db, header):
 
 
 def test_it_refuses_a_revoked_token(client, patient_token):
-    actions.revoke_api_client(ApiClient.objects.get(name="patient-app"), actor=Actor.system())
+    api_client_actions.revoke_api_client(ApiClient.objects.get(name="patient-app"), actor=Actor.system())
     assert _call(client, "get", f"visits/{make_visit().public_id}", patient_token).status_code == 401
 
 
@@ -270,9 +277,9 @@ def test_it_answers_409_offer_expired_to_a_late_accept_and_books_whoever_holds_t
     visit = _offered_to(provider)
     past_deadline(visit)
     assert _refused(_call(client, "post", f"visits/{visit.public_id}/accept", provider_token)) == (409, "offer_expired")
-    actions.expire_offer(visit, provider_id=provider.pk, actor=Actor.router())
+    offer_actions.expire_offer(visit, provider_id=provider.pk, actor=Actor.router())
     other = make_provider(states=("CA",), available=True)
-    actions.offer_visit(visit, other, actor=Actor.router())
+    offer_actions.offer_visit(visit, other, actor=Actor.router())
     assert _refused(_call(client, "post", f"visits/{visit.public_id}/accept", provider_token)) == (409, "offer_expired")
     visit.refresh_from_db()
     assert (visit.status, visit.provider) == (S.OFFERED, other)
@@ -280,7 +287,9 @@ def test_it_answers_409_offer_expired_to_a_late_accept_and_books_whoever_holds_t
 
 def test_it_answers_409_not_licensed_to_an_accept_after_a_suspension(client, provider_token, provider):
     visit = _offered_to(provider)
-    actions.change_license_status(provider.licenses.get(), "suspended", actor=Actor.system(), reason="board order")
+    license_actions.change_license_status(
+        provider.licenses.get(), "suspended", actor=Actor.system(), reason="board order"
+    )
     assert _refused(_call(client, "post", f"visits/{visit.public_id}/accept", provider_token)) == (409, "not_licensed")
     visit.refresh_from_db()
     assert visit.status == S.OFFERED
@@ -328,7 +337,7 @@ def test_it_lets_the_database_refuse_a_second_open_visit_when_actions_are_bypass
     first = make_visit(patient=patient)
     with pytest.raises(IntegrityError, match="clinical_visit_one_open_per_patient"), transaction.atomic():
         Visit.objects.create(patient=patient, located_state="CA", reason="x", public_id="ZZZZ-ZZZ9")
-    actions.cancel_visit(first, actor=Actor.patient_app())
+    visit_actions.cancel_visit(first, actor=Actor.patient_app())
     assert make_visit(patient=patient).status == S.WAITING  # once the first ended, a new one is fine
 
 
@@ -378,5 +387,5 @@ def test_it_refuses_an_expired_token(client, patient_token):
 
 def test_it_gives_a_new_token_the_configured_lifetime(db, settings, patient):
     settings.OPS_API_TOKEN_DAYS = 30
-    created = actions.create_api_client(name="t", scope="patient", patient=patient, actor=Actor.system())[0]
+    created = api_client_actions.create_api_client(name="t", scope="patient", patient=patient, actor=Actor.system())[0]
     assert (created.expires_at - created.created_at).days == 30

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from clinical import actions
+from clinical.actions import api_clients as api_client_actions
+from clinical.actions import offers as offer_actions
 from clinical.models import Patient, Provider, ProviderLicense, Visit, VisitEvent
 from core.audit import Actor
 from tests.builders import make_patient, make_provider, make_visit
@@ -85,21 +86,21 @@ def api(db):
     """Return a patient, a visit offered to a provider, and a token of each kind."""
     provider = make_provider(states=("CA",), available=True)
     patient = make_patient()
-    visit = actions.offer_visit(make_visit(patient=patient), provider, actor=Actor.router())
+    visit = offer_actions.offer_visit(make_visit(patient=patient), provider, actor=Actor.router())
     other = make_provider(states=("CA",))
-    revoked, revoked_token = actions.create_api_client(name="revoked", scope="patient", patient=patient,
+    revoked, revoked_token = api_client_actions.create_api_client(name="revoked", scope="patient", patient=patient,
                                                        actor=Actor.system())  # fmt: skip
-    actions.revoke_api_client(revoked, actor=Actor.system())
+    api_client_actions.revoke_api_client(revoked, actor=Actor.system())
     tokens = {
-        "patient": actions.create_api_client(
+        "patient": api_client_actions.create_api_client(
             name="patient-app", scope="patient", patient=patient, actor=Actor.system()
         )[1],  # fmt: skip
-        "provider": actions.create_api_client(name="dr-app", scope="provider", provider=provider, actor=Actor.system())[
-            1
-        ],
-        "stranger": actions.create_api_client(name="other-dr", scope="provider", provider=other, actor=Actor.system())[
-            1
-        ],
+        "provider": api_client_actions.create_api_client(
+            name="dr-app", scope="provider", provider=provider, actor=Actor.system()
+        )[1],
+        "stranger": api_client_actions.create_api_client(
+            name="other-dr", scope="provider", provider=other, actor=Actor.system()
+        )[1],
         "revoked": revoked_token,
         "unknown": "opc_deadbeef_" + "x" * 43,
         "malformed": "opc_\x00_x",

@@ -10,7 +10,8 @@ import json
 import pytest
 from django.test import Client
 
-from clinical import actions
+from clinical.actions import api_clients as api_client_actions
+from clinical.actions import offers as offer_actions
 from clinical.models import Visit, VisitStatus
 from core.audit import Actor
 from tests.builders import make_patient, make_provider, make_visit
@@ -40,17 +41,17 @@ def me(db):
 
 @pytest.fixture
 def my_token(me) -> str:
-    return actions.create_api_client(name="my-app", scope="provider", provider=me, actor=Actor.system())[1]
+    return api_client_actions.create_api_client(name="my-app", scope="provider", provider=me, actor=Actor.system())[1]
 
 
 @pytest.fixture
 def patient_token(db) -> str:
-    return actions.create_api_client(name="patient-app", scope="patient", patient=make_patient(),
+    return api_client_actions.create_api_client(name="patient-app", scope="patient", patient=make_patient(),
                                      actor=Actor.system())[1]  # fmt: skip
 
 
 def _offered_to(provider) -> Visit:
-    return actions.offer_visit(make_visit(state="CA"), provider, actor=Actor.router())
+    return offer_actions.offer_visit(make_visit(state="CA"), provider, actor=Actor.router())
 
 
 def _situation(name: str, me) -> Visit:
@@ -61,9 +62,9 @@ def _situation(name: str, me) -> Visit:
         return make_visit(state="CA")
     if name == "rejected by me, now waiting":
         visit = _offered_to(me)
-        return actions.decline_offer(visit, provider=me, actor=Actor.provider_app())
+        return offer_actions.decline_offer(visit, provider=me, actor=Actor.provider_app())
     visit = _offered_to(make_provider(states=("CA",), available=True))  # "held by another provider"
-    return actions.accept_visit(visit, provider=visit.provider_id, actor=Actor.provider_app())
+    return offer_actions.accept_visit(visit, provider=visit.provider_id, actor=Actor.provider_app())
 
 
 NOT_MINE = [

@@ -5,7 +5,9 @@ import json
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from clinical import actions
+from clinical.actions import api_clients as api_client_actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import visits as visit_actions
 from core.audit import Actor
 from tests.builders import make_patient, make_provider, make_visit
 
@@ -35,20 +37,22 @@ def _measure(client, patient_token, provider_token, provider):
     run("get visit", "get", f"visits/{created.json()['id']}")
     run("cancel", "post", f"visits/{created.json()['id']}/cancel")
     run("availability", "post", f"providers/{provider.npi}/availability", {"available": True}, provider_headers)
-    offered = actions.offer_visit(make_visit(state="CA"), provider, actor=Actor.router())
+    offered = offer_actions.offer_visit(make_visit(state="CA"), provider, actor=Actor.router())
     run("get provider", "get", f"providers/{provider.npi}", auth=provider_headers)
     run("accept", "post", f"visits/{offered.public_id}/accept", auth=provider_headers)
-    actions.complete_visit(actions.mark_connected(offered, actor=Actor.system()), actor=Actor.system())
+    visit_actions.complete_visit(visit_actions.mark_connected(offered, actor=Actor.system()), actor=Actor.system())
     run("availability", "post", f"providers/{provider.npi}/availability", {"available": False}, provider_headers)
     return counts
 
 
 def test_it_keeps_api_query_counts_constant_as_data_grows(client, db):
     provider = make_provider(states=("CA",))
-    patient_token = actions.create_api_client(name="p", scope="patient", patient=make_patient(), actor=Actor.system())[
-        1
-    ]
-    provider_token = actions.create_api_client(name="d", scope="provider", provider=provider, actor=Actor.system())[1]
+    patient_token = api_client_actions.create_api_client(
+        name="p", scope="patient", patient=make_patient(), actor=Actor.system()
+    )[1]
+    provider_token = api_client_actions.create_api_client(
+        name="d", scope="provider", provider=provider, actor=Actor.system()
+    )[1]
     for token in (patient_token, provider_token):  # first use stamps last_used_at (once a minute)
         client.get("/api/v1/visits/ZZZZ-ZZZZ", HTTP_AUTHORIZATION=f"Bearer {token}")
     _grow(3)

@@ -7,7 +7,8 @@ import redis
 from django.contrib.sessions.models import Session
 from django.urls import reverse
 
-from clinical import actions
+from clinical.actions import api_clients as api_client_actions
+from clinical.actions import providers as provider_actions
 from clinical.api import limits
 from clinical.models import ApiClient
 from core.audit import Actor
@@ -21,7 +22,10 @@ SYSTEM = Actor.system("tests")
 @pytest.fixture
 def provider_client(db):
     provider = make_provider(states=("CA",))
-    return (*actions.create_api_client(name="dr-app", scope="provider", provider=provider, actor=SYSTEM), provider)
+    return (
+        *api_client_actions.create_api_client(name="dr-app", scope="provider", provider=provider, actor=SYSTEM),
+        provider,
+    )
 
 
 def _get(client, path, token, **extra):
@@ -30,10 +34,10 @@ def _get(client, path, token, **extra):
 
 def test_it_never_switches_a_revoked_token_back_on(provider_client):
     api_client, token, _ = provider_client
-    actions.revoke_api_client(api_client, actor=SYSTEM)
+    api_client_actions.revoke_api_client(api_client, actor=SYSTEM)
     api_client.is_active = True
     with pytest.raises(IllegalTransition, match="stays revoked") as refused:
-        actions.update_api_client(api_client, actor=SYSTEM)
+        api_client_actions.update_api_client(api_client, actor=SYSTEM)
     assert refused.value.field == "is_active"
     assert not ApiClient.objects.get(pk=api_client.pk).is_active
 
@@ -42,7 +46,7 @@ def test_it_neither_edits_nor_reverts_a_revoked_token_back_on_in_the_console(cli
     api_client, token, _ = provider_client
     client.force_login(lead)
     old = api_client.history.earliest("history_date")
-    actions.revoke_api_client(api_client, actor=SYSTEM)
+    api_client_actions.revoke_api_client(api_client, actor=SYSTEM)
     change = reverse("ops:clinical_apiclient_change", args=[api_client.pk])
     client.post(change, {"name": "dr-app", "is_active": "on", "change_reason": "back please"})
     revert = reverse("ops:clinical_apiclient_simple_history", args=[api_client.pk, old.history_id])
@@ -54,7 +58,7 @@ def test_it_neither_edits_nor_reverts_a_revoked_token_back_on_in_the_console(cli
 def test_it_revokes_a_providers_tokens_when_the_provider_is_deactivated(client, provider_client):
     api_client, token, provider = provider_client
     provider.is_active = False
-    actions.save_provider(provider, actor=SYSTEM)
+    provider_actions.save_provider(provider, actor=SYSTEM)
     revoked = ApiClient.objects.get(pk=api_client.pk)
     assert not revoked.is_active
     assert revoked.history.first().history_change_reason == f"provider {provider.npi} deactivated"
@@ -80,7 +84,9 @@ def test_it_limits_each_address_before_reading_the_token(client, settings, redis
 def test_it_records_one_security_event_when_a_token_keeps_guessing(client, settings, redis_client, db):
     settings.API_PROBE_THRESHOLD = 5
     patient = make_patient()
-    api_client, token = actions.create_api_client(name="curious", scope="patient", patient=patient, actor=SYSTEM)
+    api_client, token = api_client_actions.create_api_client(
+        name="curious", scope="patient", patient=patient, actor=SYSTEM
+    )
     for n in range(8):  # guessed visit ids and other patients' MRNs
         _get(client, f"visits/AAAA-{n:04d}", token)
     events = SecurityEvent.objects.filter(kind="api_probing")

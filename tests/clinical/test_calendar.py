@@ -8,7 +8,8 @@ import zoneinfo
 import pytest
 from django.db import connection
 
-from clinical import actions, calendar, imports, selectors
+from clinical import calendar, imports, selectors
+from clinical.actions import offers as offer_actions
 from clinical.models import OfferOutcome, ProviderLicense, StateTimeZone
 from clinical.reference import states
 from clinical.routing import workingset as ws
@@ -138,7 +139,7 @@ def test_it_refuses_an_offer_by_the_state_calendar(california_a_day_off_utc):
     provider, license = _edge_provider(california_a_day_off_utc)
     assert _utc_would_count(license)
     with pytest.raises(IllegalTransition) as refused:
-        actions.offer_visit(make_visit(state="CA"), provider, actor=Actor.router())
+        offer_actions.offer_visit(make_visit(state="CA"), provider, actor=Actor.router())
     assert refused.value.code == "not_licensed"
 
 
@@ -151,7 +152,7 @@ def test_it_leaves_the_provider_out_of_the_working_set_by_the_state_calendar(cal
 
 def _offered_then_at_edge(edge: dict):
     provider = make_provider(states=("CA",), available=True)
-    visit = actions.offer_visit(make_visit(state="CA"), provider, actor=Actor.router())
+    visit = offer_actions.offer_visit(make_visit(state="CA"), provider, actor=Actor.router())
     license = provider.licenses.get()
     edge_license = make_license(make_provider(states=()), "CA", **edge)
     ProviderLicense.objects.filter(pk=license.pk).update(
@@ -169,7 +170,7 @@ def test_it_withdraws_an_offer_in_the_sweep_by_the_state_calendar(california_a_d
 def test_it_refuses_an_accept_by_the_state_calendar(california_a_day_off_utc):
     visit, provider = _offered_then_at_edge(california_a_day_off_utc)
     with pytest.raises(IllegalTransition) as refused:
-        actions.accept_visit(visit, provider=provider, actor=Actor.provider_app())
+        offer_actions.accept_visit(visit, provider=provider, actor=Actor.provider_app())
     assert refused.value.code == "not_licensed"
 
 

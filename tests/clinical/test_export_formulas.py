@@ -14,7 +14,8 @@ import openpyxl
 import pytest
 from django.urls import NoReverseMatch, reverse
 
-from clinical import actions
+from clinical.actions import licenses as license_actions
+from clinical.actions import providers as provider_actions
 from clinical.imports import check_license_file
 from clinical.models import LicenseStatus, Provider, ProviderLicense
 from clinical.resources import FORMULA_PREFIXES
@@ -61,15 +62,15 @@ def _provider_with(text: str, *, username: str | None = None) -> Provider:
     """Create a provider whose names, e-mail and license carry ``text``, verified by a user named after it."""
     provider = make_provider(first_name=text, last_name=text, states=("CA",))
     provider.email = f"{text[0]}evil@example.test" if text[0] in "=+-" else provider.email  # a valid address
-    actions.save_provider(provider, actor=SYSTEM)
+    provider_actions.save_provider(provider, actor=SYSTEM)
     license = provider.licenses.get()
     license.license_number, license.notes = text[:40], text
-    actions.save_license(license, actor=SYSTEM, reason="formula test")
+    license_actions.save_license(license, actor=SYSTEM, reason="formula test")
     if username:
         from django.contrib.auth import get_user_model
 
         verifier = get_user_model().objects.create_user(username, is_staff=True)
-        actions.verify_license(license, actor=Actor.staff(verifier))
+        license_actions.verify_license(license, actor=Actor.staff(verifier))
     return provider
 
 

@@ -16,7 +16,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
-from clinical import actions, imports
+from clinical import imports
+from clinical.actions import licenses as license_actions
 from clinical.events import ROUTING_STREAM
 from clinical.models import LicenseStatus, ProviderLicense
 from clinical.resources import neutralise
@@ -266,7 +267,7 @@ def test_it_keeps_values_of_optional_columns_the_file_lacks(db):
     provider = make_provider(states=("CA",))
     license = provider.licenses.get()
     license.notes = "keep me"
-    actions.save_license(license, actor=SYSTEM, reason="note")
+    license_actions.save_license(license, actor=SYSTEM, reason="note")
     rows = [[provider.npi, "CA", license.license_number, "MD", "suspended", license.issued_on.isoformat()]]
     _apply(_check(_csv(rows, HEADINGS[:6])))
     license.refresh_from_db()
@@ -341,7 +342,7 @@ def test_it_writes_nothing_when_a_license_changed_since_the_check(db):
     ca = provider.licenses.get()
     rows = [_row(provider, "CA", ca.license_number, status="suspended", issued=ca.issued_on), _row(provider, "NV")]
     preview = _check(_csv(rows))
-    actions.change_license_status(ca, LicenseStatus.REVOKED, actor=SYSTEM, reason="board revoked it")
+    license_actions.change_license_status(ca, LicenseStatus.REVOKED, actor=SYSTEM, reason="board revoked it")
     before = ProviderLicense.history.count()
     with pytest.raises(ActionError, match="changed since it was checked"):
         _apply(preview)
@@ -548,7 +549,7 @@ def test_it_exports_the_filtered_license_list_as_csv_neutralised_and_recorded(cl
     provider = make_provider(states=("CA", "NV"))
     ca = provider.licenses.get(state="CA")
     ca.notes = FORMULA
-    actions.save_license(ca, actor=SYSTEM, reason="note")
+    license_actions.save_license(ca, actor=SYSTEM, reason="note")
     client.force_login(clinical_ops)
     response = _export(client, "providerlicense", "?state__exact=CA", 0)
     assert response["Content-Type"].startswith("text/csv")
@@ -564,7 +565,7 @@ def test_it_exports_licenses_as_xlsx_with_every_formula_neutralised(client, lead
     provider = make_provider(states=("CA",))
     license = provider.licenses.get()
     license.notes = "@SUM(1+1)*cmd|' /C calc'!A0"
-    actions.save_license(license, actor=SYSTEM, reason="note")
+    license_actions.save_license(license, actor=SYSTEM, reason="note")
     client.force_login(lead)
     response = _export(client, "providerlicense", "", 1)
     sheet = openpyxl.load_workbook(io.BytesIO(response.content)).active

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from clinical import actions
+from clinical.actions import offers as offer_actions
 from clinical.models import Visit
 from clinical.routing.worker import RoutingWorker
 from core.audit import Actor
@@ -19,15 +19,15 @@ APP = Actor.provider_app()
 
 def _accept_after(visit, provider, seconds):
     Visit.objects.filter(pk=visit.pk).update(requested_at=timezone.now() - dt.timedelta(seconds=seconds))
-    actions.offer_visit(visit, provider, actor=Actor.router())
-    actions.accept_visit(visit, provider=provider, actor=APP)
+    offer_actions.offer_visit(visit, provider, actor=Actor.router())
+    offer_actions.accept_visit(visit, provider=provider, actor=APP)
 
 
 def test_it_counts_waiting_available_and_offers_per_state(client, support_agent):
     make_provider(states=("CA", "NV"), available=True)
     busy = make_provider(states=("CA",), available=True)
     offered = make_visit(state="CA")
-    actions.offer_visit(offered, busy, actor=Actor.router())
+    offer_actions.offer_visit(offered, busy, actor=Actor.router())
     make_visit(state="CA")
     make_visit(state="TX")
     client.force_login(support_agent)

@@ -6,7 +6,9 @@ import threading
 from django.db import connection
 from django.utils import timezone
 
-from clinical import actions
+from clinical.actions import licenses as license_actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import visits as visit_actions
 from clinical.models import Availability, LicenseStatus, Priority, Visit, VisitEvent, VisitStatus
 from clinical.routing import workingset as ws
 from clinical.routing.engine import Router, RouterConfig
@@ -71,9 +73,9 @@ def test_it_orders_visits_by_priority_then_age(db, redis_client):
         router.match()
         visit = Visit.objects.get(provider=provider, status=S.OFFERED)
         served.append(visit.pk)
-        actions.accept_visit(visit, provider=provider, actor=PROVIDER_APP)
-        actions.mark_connected(visit, actor=PROVIDER_APP)
-        actions.complete_visit(visit, actor=PROVIDER_APP)
+        offer_actions.accept_visit(visit, provider=provider, actor=PROVIDER_APP)
+        visit_actions.mark_connected(visit, actor=PROVIDER_APP)
+        visit_actions.complete_visit(visit, actor=PROVIDER_APP)
         router.handle({"kind": "provider_availability", "actor": "provider", "provider": str(provider.pk)})
     assert served == [new_urgent.pk, old_routine.pk, newer_routine.pk]
 
@@ -119,7 +121,7 @@ def test_it_requeues_a_rejected_visit_and_does_not_reoffer_it_to_the_same_provid
     router = _router(redis_client)
     router.match()
     assert _status(first) == (S.OFFERED, provider.pk)
-    actions.decline_offer(first, provider=provider, actor=PROVIDER_APP)
+    offer_actions.decline_offer(first, provider=provider, actor=PROVIDER_APP)
     router.handle({"kind": "visit_status", "actor": "provider", "visit": str(first.pk), "provider": str(provider.pk)})
     assert redis_client.zrange(ws.queue_key("CA", 0), 0, 0) == [str(first.pk)]  # back in line, by request time
     router.match()
@@ -137,7 +139,7 @@ def test_it_remembers_who_declined_a_visit_in_postgresql_when_redis_loses_everyt
     provider = make_provider(states=("CA",), available=True)
     router = _router(redis_client)
     router.match()
-    actions.decline_offer(visit, provider=provider, actor=PROVIDER_APP)
+    offer_actions.decline_offer(visit, provider=provider, actor=PROVIDER_APP)
     redis_client.flushdb()
     router.ensure_built()
     assert router.match() == 0
@@ -177,7 +179,7 @@ def test_it_lets_a_patient_cancel_while_an_offer_is_out(db, redis_client):
     provider = make_provider(states=("CA",), available=True)
     router = _router(redis_client)
     router.match()
-    actions.cancel_visit(visit, actor=Actor.patient_app())
+    visit_actions.cancel_visit(visit, actor=Actor.patient_app())
     router.handle({"kind": "visit_status", "actor": "patient", "visit": str(visit.pk), "provider": str(provider.pk)})
     assert visit.offers.get().outcome == "cancelled"
     next_visit = make_visit()
@@ -192,7 +194,7 @@ def test_it_withdraws_an_offer_when_the_license_is_suspended(db, redis_client):
     router = _router(redis_client)
     router.match()
     license = provider.licenses.get(state="CA")
-    actions.change_license_status(license, LicenseStatus.SUSPENDED, actor=Actor.system(), reason="board action")
+    license_actions.change_license_status(license, LicenseStatus.SUSPENDED, actor=Actor.system(), reason="board action")
     router.handle({"kind": "license_changed", "actor": "staff", "provider": str(provider.pk), "state": "CA"})
     provider.refresh_from_db()
     assert _status(visit) == (S.WAITING, None)
@@ -221,7 +223,7 @@ def test_it_rebuilds_after_redis_loses_everything_and_loses_no_visit(db, redis_c
     redis_client.flushdb()  # FLUSHALL for the router; only its own database, for other runs on this machine
     assert router.ensure_built() is True
     declined = Visit.objects.filter(status=S.OFFERED).first()
-    actions.decline_offer(declined, provider=declined.provider_id, actor=PROVIDER_APP)
+    offer_actions.decline_offer(declined, provider=declined.provider_id, actor=PROVIDER_APP)
     router.rebuild()
     router.match()
     statuses = [_status(v)[0] for v in visits]

@@ -4,7 +4,8 @@ when nobody else is free, and declined visits at the head never hiding the ones 
 
 import datetime as dt
 
-from clinical import actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import providers as provider_actions
 from clinical.models import Offer, Priority, Visit, VisitStatus
 from clinical.routing.engine import Candidate, OfferHistory, Router, RouterConfig, decide, place
 from core import dbclock
@@ -35,8 +36,8 @@ def _offered_to(visit):
 
 
 def _decline(visit, provider, *, minutes_ago=0):
-    actions.offer_visit(visit, provider, actor=Actor.router())
-    actions.decline_offer(visit, provider=provider, actor=APP)
+    offer_actions.offer_visit(visit, provider, actor=Actor.router())
+    offer_actions.decline_offer(visit, provider=provider, actor=APP)
     if minutes_ago:
         Offer.objects.filter(visit=visit, provider=provider).update(
             decided_at=dbclock.now() - dt.timedelta(minutes=minutes_ago)
@@ -78,7 +79,7 @@ def test_it_offers_everyone_once_before_anyone_twice(db, redis_client):
     declined = _age(make_visit(priority=Priority.URGENT), 60)
     _decline(declined, first)
     fresh = make_visit(priority=Priority.ROUTINE)
-    actions.set_provider_availability(first, available=False, actor=APP)
+    provider_actions.set_provider_availability(first, available=False, actor=APP)
     _router(redis_client).match()
     assert (_offered_to(fresh), _offered_to(declined)) == (second.pk, None)
 

@@ -7,7 +7,9 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from clinical import actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import providers as provider_actions
+from clinical.actions import visits as visit_actions
 from clinical.models import Offer, RouterHealth, Visit, VisitStatus
 from clinical.routing import lease
 from clinical.routing.lease import Lease
@@ -49,13 +51,13 @@ def test_it_refuses_every_router_write_from_an_epoch_that_is_over(db):
     visit = make_visit()
     old, new = _take_over()
     with pytest.raises(Fenced):
-        actions.offer_visits([(visit.pk, provider.pk)], actor=Actor.router(epoch=old))
+        offer_actions.offer_visits([(visit.pk, provider.pk)], actor=Actor.router(epoch=old))
     assert not Offer.objects.exists()
-    actions.offer_visit(visit, provider, actor=Actor.router(epoch=new))
+    offer_actions.offer_visit(visit, provider, actor=Actor.router(epoch=new))
     past_deadline(visit)
     for write in (
-        lambda: actions.expire_offer(visit, provider_id=provider.pk, actor=Actor.router(epoch=old)),
-        lambda: actions.withdraw_offer(visit, provider_id=provider.pk, actor=Actor.router(epoch=old), reason="x"),
+        lambda: offer_actions.expire_offer(visit, provider_id=provider.pk, actor=Actor.router(epoch=old)),
+        lambda: offer_actions.withdraw_offer(visit, provider_id=provider.pk, actor=Actor.router(epoch=old), reason="x"),
     ):
         with pytest.raises(Fenced):
             write()
@@ -72,7 +74,7 @@ def test_it_makes_a_takeover_wait_until_the_leaders_write_in_flight_commits(tran
     def leader_write():
         try:
             with transaction.atomic():
-                actions._fence(Actor.router(epoch=leader.epoch))  # holds the lease row in share mode
+                visit_actions._fence(Actor.router(epoch=leader.epoch))  # holds the lease row in share mode
                 writing.set()
                 done.wait(5)
         finally:
@@ -106,7 +108,7 @@ def test_it_writes_nothing_from_a_paused_leader_once_the_standby_leads(transacti
         assert wait_for(lambda: Visit.objects.filter(pk__in=[v.pk for v in visits], status=S.OFFERED).count() == 3)
         leader.send_signal(signal.SIGCONT)
         more = [make_visit() for _ in range(2)]
-        actions.set_provider_availability(make_provider(states=("CA",)), available=True, actor=Actor.system())
+        provider_actions.set_provider_availability(make_provider(states=("CA",)), available=True, actor=Actor.system())
         time.sleep(3)  # the old leader runs again: its next renewal or write finds its epoch over
         assert wait_for(lambda: not RouterHealth.objects.get(name="router-a").is_leader)
     finally:

@@ -8,7 +8,10 @@ import time
 import pytest
 from django.core.management import CommandError, call_command
 
-from clinical import actions
+from clinical.actions import licenses as license_actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import timeouts as timeout_actions
+from clinical.actions import visits as visit_actions
 from clinical.models import LicenseStatus, Offer, OfferOutcome, ProviderLicense, Visit, VisitStatus
 from clinical.routing import invariants
 from core import dbclock
@@ -33,18 +36,18 @@ def _run(*args) -> tuple[dict, str, bool]:
 
 def _clean_history():
     provider = make_provider(available=True)
-    done = actions.offer_visit(make_visit(), provider, actor=ROUTER)
-    actions.accept_visit(done, provider=provider, actor=APP)
-    actions.mark_connected(done, actor=APP)
-    actions.complete_visit(done, actor=APP)
-    declined = actions.offer_visit(make_visit(), provider, actor=ROUTER)
-    actions.decline_offer(declined, provider=provider, actor=APP)
-    expired = actions.offer_visit(make_visit(), provider, actor=ROUTER, offer_timeout=1)
+    done = offer_actions.offer_visit(make_visit(), provider, actor=ROUTER)
+    offer_actions.accept_visit(done, provider=provider, actor=APP)
+    visit_actions.mark_connected(done, actor=APP)
+    visit_actions.complete_visit(done, actor=APP)
+    declined = offer_actions.offer_visit(make_visit(), provider, actor=ROUTER)
+    offer_actions.decline_offer(declined, provider=provider, actor=APP)
+    expired = offer_actions.offer_visit(make_visit(), provider, actor=ROUTER, offer_timeout=1)
     time.sleep(1.05)  # no time travel here: the checker reads the instants as they were
-    actions.expire_offer(expired, provider_id=provider.pk, actor=ROUTER)
-    actions.expire_visit(make_visit(state="WY"), actor=ROUTER)  # opens its case
+    offer_actions.expire_offer(expired, provider_id=provider.pk, actor=ROUTER)
+    timeout_actions.expire_visit(make_visit(state="WY"), actor=ROUTER)  # opens its case
     license = provider.licenses.get()
-    actions.change_license_status(license, LicenseStatus.SUSPENDED, actor=Actor.system(), reason="board")
+    license_actions.change_license_status(license, LicenseStatus.SUSPENDED, actor=Actor.system(), reason="board")
     return provider
 
 

@@ -6,11 +6,14 @@ import time
 import pytest
 from django.utils import timezone
 
-from clinical import actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import timeouts as timeout_actions
+from clinical.actions import visits as visit_actions
 from clinical.models import Availability, Visit, VisitStatus
 from clinical.routing.engine import Router, RouterConfig
 from core import dbclock
 from core.audit import Actor
+from core.errors import IllegalTransition
 from support.models import SupportCase
 from tests.builders import make_provider, make_visit, past_deadline
 
@@ -26,8 +29,8 @@ def _router(redis_client) -> Router:
 
 def _accepted():
     provider = make_provider(available=True)
-    visit = actions.offer_visit(make_visit(), provider, actor=Actor.router())
-    actions.accept_visit(visit, provider=provider, actor=APP)
+    visit = offer_actions.offer_visit(make_visit(), provider, actor=Actor.router())
+    offer_actions.accept_visit(visit, provider=provider, actor=APP)
     return Visit.objects.get(pk=visit.pk), provider
 
 
@@ -49,7 +52,7 @@ def test_it_fails_a_visit_that_never_connects_frees_the_provider_and_opens_a_cas
     settings.ROUTING_CONNECT_TIMEOUT = 300
     visit, provider = _accepted()
     if connecting:
-        actions.start_connecting(visit, actor=APP)
+        visit_actions.start_connecting(visit, actor=APP)
     _back(visit, "accepted_at", 299)
     assert _router(redis_client).run_timeouts()["stuck"] == 0
     _back(visit, "accepted_at", 301)
@@ -62,7 +65,7 @@ def test_it_fails_a_visit_that_never_connects_frees_the_provider_and_opens_a_cas
 def test_it_fails_a_visit_running_past_the_longest_visit(db, redis_client, settings):
     settings.ROUTING_MAX_VISIT_MINUTES = 90
     visit, provider = _accepted()
-    actions.mark_connected(visit, actor=APP)
+    visit_actions.mark_connected(visit, actor=APP)
     _back(visit, "started_at", 89 * 60)
     assert _router(redis_client).run_timeouts()["stuck"] == 0
     _back(visit, "started_at", 91 * 60)
@@ -72,8 +75,8 @@ def test_it_fails_a_visit_running_past_the_longest_visit(db, redis_client, setti
 
 def test_it_refuses_to_time_out_a_visit_within_its_timeout(db):
     visit, _ = _accepted()
-    with pytest.raises(actions.IllegalTransition, match="within ROUTING_CONNECT_TIMEOUT"):
-        actions.time_out_visit(visit, actor=Actor.router())
+    with pytest.raises(IllegalTransition, match="within ROUTING_CONNECT_TIMEOUT"):
+        timeout_actions.time_out_visit(visit, actor=Actor.router())
 
 
 def _skew(monkeypatch, seconds: float) -> None:
@@ -85,7 +88,7 @@ def _skew(monkeypatch, seconds: float) -> None:
 
 def test_it_does_not_expire_offers_or_visits_early_when_its_clock_runs_ahead(db, redis_client, monkeypatch):
     provider = make_provider(available=True)
-    offered = actions.offer_visit(make_visit(), provider, actor=Actor.router())
+    offered = offer_actions.offer_visit(make_visit(), provider, actor=Actor.router())
     waiting = make_visit(state="WY")
     router = _router(redis_client)
     _skew(monkeypatch, 3600)  # an hour ahead: past every deadline by its own clock
@@ -95,7 +98,7 @@ def test_it_does_not_expire_offers_or_visits_early_when_its_clock_runs_ahead(db,
 
 def test_it_expires_offers_on_time_when_its_clock_runs_behind(db, redis_client, monkeypatch):
     provider = make_provider(available=True)
-    visit = actions.offer_visit(make_visit(), provider, actor=Actor.router())
+    visit = offer_actions.offer_visit(make_visit(), provider, actor=Actor.router())
     past_deadline(visit)
     router = _router(redis_client)
     _skew(monkeypatch, -3600)
@@ -107,10 +110,10 @@ def test_it_dates_visits_and_offers_by_the_database_clock_when_the_web_server_cl
     _skew(monkeypatch, -7200)
     before = dbclock.now()
     provider = make_provider(available=True)
-    visit = actions.offer_visit(make_visit(), provider, actor=Actor.router())
+    visit = offer_actions.offer_visit(make_visit(), provider, actor=Actor.router())
     offer = visit.offers.get()
     assert before <= visit.requested_at <= offer.offered_at <= dbclock.now()
-    actions.accept_visit(visit, provider=provider, actor=APP)
+    offer_actions.accept_visit(visit, provider=provider, actor=APP)
     visit.refresh_from_db()
     provider.refresh_from_db()
     assert before <= visit.accepted_at and before <= provider.history.first().history_date

@@ -5,7 +5,8 @@ import time
 
 from django.db import connection
 
-from clinical import actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import visits as visit_actions
 from clinical.models import Visit, VisitStatus
 from clinical.routing import lease
 from clinical.routing.worker import RoutingWorker
@@ -93,9 +94,9 @@ def test_it_keeps_routing_after_an_offer_is_accepted_and_completed(transactional
     worker.step()
     offered = Visit.objects.get(status=S.OFFERED)
     app = Actor.provider_app()
-    actions.accept_visit(offered, provider=provider, actor=app)
-    actions.mark_connected(offered, actor=app)
-    actions.complete_visit(offered, actor=app)
+    offer_actions.accept_visit(offered, provider=provider, actor=app)
+    visit_actions.mark_connected(offered, actor=app)
+    visit_actions.complete_visit(offered, actor=app)
     worker.step()
     worker.step()
     assert set(Visit.objects.values_list("status", flat=True)) == {S.COMPLETED, S.OFFERED}

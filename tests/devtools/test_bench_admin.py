@@ -15,10 +15,10 @@ def test_it_renders_every_page_and_its_vanilla_twin(lead, redis_client, settings
     provider = make_provider(states=("CA",), available=True)
     for _ in range(6):
         make_past_visit(patient=patient)
-    from clinical import actions
+    from clinical.actions import offers as offer_actions
     from core.audit import Actor
 
-    actions.offer_visit(make_visit(patient=patient), provider, actor=Actor.router())
+    offer_actions.offer_visit(make_visit(patient=patient), provider, actor=Actor.router())
     rows = {row["page"]: row for row in benchadmin.run(repeat=1, deep_page=2)}
     assert {row["ours"]["status"] for row in rows.values()} == {200}
     assert {row["vanilla"]["status"] for row in rows.values() if row["vanilla"]} == {200}

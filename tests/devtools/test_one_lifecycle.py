@@ -1,4 +1,4 @@
-"""Every visit the dev tools write follows the one lifecycle, ``clinical.actions.VISIT_TRANSITIONS``.
+"""Every visit the dev tools write follows the one lifecycle, ``clinical.actions.visits.VISIT_TRANSITIONS``.
 
 The demo seed and ``generate_data`` write timelines in bulk (not through the actions): this walks
 every event they wrote and fails on any step the actions would refuse.
@@ -9,7 +9,7 @@ from io import StringIO
 from django.core.management import call_command
 from django.db import connection
 
-from clinical.actions import VISIT_TRANSITIONS
+from clinical.actions.visits import VISIT_TRANSITIONS
 from devtools.seed import demo
 
 ALLOWED = {(before, after) for after, befores in VISIT_TRANSITIONS.items() for before in befores} | {("", "waiting")}

@@ -13,7 +13,9 @@ from django.core.management.base import CommandError
 from django.db import connections
 from pytest_django.live_server_helper import LiveServer
 
-from clinical import actions
+from clinical.actions import api_clients as api_client_actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import providers as provider_actions
 from clinical.models import ApiClient, Availability, Provider, Visit, VisitEvent, VisitStatus
 from clinical.reference import states
 from clinical.routing.engine import RouterConfig
@@ -158,12 +160,12 @@ def test_it_shows_every_count_on_one_line():
 def test_it_plays_active_licensed_providers_those_not_in_a_visit_first(db):
     free = make_provider(states=("CA",))
     busy = make_provider(states=("CA",), available=True)
-    actions.offer_visit(make_visit(state="CA"), busy, actor=Actor.router())
+    offer_actions.offer_visit(make_visit(state="CA"), busy, actor=Actor.router())
     make_provider(states=())  # no license
     make_provider(states=("CA",), status="suspended")
     inactive = make_provider(states=("CA",))
     inactive.is_active = False
-    actions.save_provider(inactive, actor=Actor.system("tests"))
+    provider_actions.save_provider(inactive, actor=Actor.system("tests"))
     rng = random.Random(1)
     assert simulate.providers_to_play(2, rng) == [free, busy]
     assert simulate.providers_to_play(1, rng) == [free]
@@ -213,7 +215,7 @@ def test_it_drives_visits_through_the_live_api_and_router(http_server, redis_cli
     router = _route_in_background(redis_client, until=time.monotonic() + 8)
     with simulate.session_for(config) as session:
         stolen = ApiClient.objects.get(name__startswith="sim-provider-", provider=providers[0])
-        actions.revoke_api_client(stolen, actor=Actor.system("tests"))  # that provider's app now gets 401s
+        api_client_actions.revoke_api_client(stolen, actor=Actor.system("tests"))  # that provider's app now gets 401s
         stats = simulate.Simulation(config, session).run(duration=6)
     router.join()
 

@@ -15,7 +15,7 @@ from django.contrib import admin
 from django.db import connection
 from django.urls import reverse
 
-from clinical import actions
+from clinical.actions import api_clients as api_client_actions
 from clinical.models import Patient, Visit
 from core.audit import Actor
 from ops_console.admin_site import ops_site
@@ -85,7 +85,7 @@ def records(db, redis_client):
     make_case(patient=patient, visit=visit, notes=1)
     make_security_event()
     make_access_log(patient)
-    actions.create_api_client(name="patient-app", scope="patient", patient=patient, actor=Actor.system())
+    api_client_actions.create_api_client(name="patient-app", scope="patient", patient=patient, actor=Actor.system())
     return {"provider": provider, "patient": patient, "visit": visit}
 
 
@@ -159,7 +159,9 @@ def test_it_answers_every_payload_in_the_global_search_and_autocomplete(client, 
 
 def test_it_answers_every_payload_in_the_api_fields_with_a_json_error(client, records):
     patient = make_patient(last_name="Fuzz")
-    _, token = actions.create_api_client(name="fuzz-patient", scope="patient", patient=patient, actor=Actor.system())
+    _, token = api_client_actions.create_api_client(
+        name="fuzz-patient", scope="patient", patient=patient, actor=Actor.system()
+    )
     auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
     valid = {"patient": patient.mrn, "located_state": "CA", "reason": "Cough", "priority": "routine"}
     before = _counts()
@@ -181,11 +183,11 @@ def test_it_answers_every_payload_in_the_api_fields_with_a_json_error(client, re
 
 @pytest.mark.parametrize("payload", TEXT_PAYLOADS, ids=range(len(TEXT_PAYLOADS)))
 def test_it_answers_every_payload_as_an_api_id_with_a_json_error(client, records, payload):
-    _, patient_token = actions.create_api_client(
+    _, patient_token = api_client_actions.create_api_client(
         name="ids-patient", scope="patient", patient=records["patient"], actor=Actor.system()
     )
     provider = records["provider"]
-    _, provider_token = actions.create_api_client(
+    _, provider_token = api_client_actions.create_api_client(
         name="ids-provider", scope="provider", provider=provider, actor=Actor.system()
     )
     segment = quote(payload, safe="")

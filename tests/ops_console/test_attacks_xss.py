@@ -25,7 +25,11 @@ from django.core.validators import validate_email
 from django.test import RequestFactory
 from django.urls import reverse
 
-from clinical import actions
+from clinical.actions import api_clients as api_client_actions
+from clinical.actions import licenses as license_actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import providers as provider_actions
+from clinical.actions import visits as visit_actions
 from clinical.models import Patient, VisitEvent
 from core.audit import Actor
 from support import actions as support_actions
@@ -121,10 +125,10 @@ def store_payload_everywhere(payload: str, *, client, lead, superuser, support_a
     """Write ``payload`` into every free-text field, as the console's writers do; return the records."""
     provider = make_provider(first_name=payload, last_name=payload, states=("CA",), available=True, expires_in_days=10)
     provider.email = _quoted_email(payload, 1)
-    provider = actions.save_provider(provider, actor=SYSTEM, reason=payload)
+    provider = provider_actions.save_provider(provider, actor=SYSTEM, reason=payload)
     license = provider.licenses.get()
     license.license_number, license.notes = payload[:40], payload
-    actions.save_license(license, actor=SYSTEM, reason=payload)
+    license_actions.save_license(license, actor=SYSTEM, reason=payload)
 
     patient = make_patient(first_name=payload, last_name=payload)
     client.force_login(lead)  # a console edit: the history and the lead's "recent actions" name the patient
@@ -142,14 +146,16 @@ def store_payload_everywhere(payload: str, *, client, lead, superuser, support_a
     assert patient.address_line1 == payload
 
     visit = make_visit(patient=patient, reason=payload)
-    actions.offer_visit(visit, provider, actor=Actor.router())
-    actions.cancel_visit(visit, actor=Actor.patient_app(payload), detail=payload)
+    offer_actions.offer_visit(visit, provider, actor=Actor.router())
+    visit_actions.cancel_visit(visit, actor=Actor.patient_app(payload), detail=payload)
     make_visit(patient=patient, reason=payload)  # still waiting: the dashboard and live queues count it
 
     case = support_actions.open_case(subject=payload[:200], patient=patient, visit=visit, note=payload, actor=SYSTEM)
     support_actions.add_note(case, body=payload, actor=SYSTEM)
     support_actions.save_case(case, actor=SYSTEM, reason=payload)
-    api_client, _ = actions.create_api_client(name=payload[:100], scope="patient", patient=patient, actor=SYSTEM)
+    api_client, _ = api_client_actions.create_api_client(
+        name=payload[:100], scope="patient", patient=patient, actor=SYSTEM
+    )
     user = django_user_model.objects.create_user(
         "xss-user", "xss@ops.example", "x", first_name=payload[:150], last_name=payload[:150], is_staff=True
     )

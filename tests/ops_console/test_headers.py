@@ -5,7 +5,7 @@ from html.parser import HTMLParser
 import pytest
 from django.urls import reverse
 
-from clinical import actions
+from clinical.actions import api_clients as api_client_actions
 from clinical.models import Visit
 from ops_console.admin_site import ops_site
 from tests.builders import SYSTEM, make_patient, make_provider, make_visit
@@ -46,7 +46,7 @@ def console_pages(db) -> list[str]:
     make_case(patient=patient, visit=visit, notes=1)
     make_security_event()
     make_access_log(patient)
-    actions.create_api_client(name="csp-app", scope="patient", patient=patient, actor=SYSTEM)
+    api_client_actions.create_api_client(name="csp-app", scope="patient", patient=patient, actor=SYSTEM)
     urls = [reverse("ops:index"), reverse("ops:live_queues"), reverse("ops:slow_pages"), reverse("ops:password_change")]
     urls += [reverse("ops:global_search") + "?q=garcia", reverse("ops:clinical_providerlicense_import")]
     urls += [reverse("ops:clinical_providerlicense_export"), reverse("ops:clinical_provider_export")]

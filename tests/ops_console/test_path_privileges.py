@@ -12,7 +12,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from clinical import actions
+from clinical.actions import licenses as license_actions
+from clinical.actions import visits as visit_actions
 from clinical.models import LicenseStatus, ProviderLicense, VisitStatus
 from support.models import SupportCase
 from tests.builders import SYSTEM, make_patient, make_provider, make_visit
@@ -200,7 +201,7 @@ def test_it_refuses_to_revert_a_visit_that_has_ended_without_a_server_error(clie
     visit = make_visit()
     records = {"clinical.visit": visit}
     url, data = revert_setup(client, superuser, "clinical.visit", records)
-    actions.cancel_visit(visit, actor=SYSTEM, detail="patient left")
+    visit_actions.cancel_visit(visit, actor=SYSTEM, detail="patient left")
     client.force_login(lead)
     before = database_snapshot()
     response = client.post(url, data)
@@ -215,7 +216,7 @@ def _suspended_license():
     """Return a license, suspended after it was issued, and the history id of its active version."""
     license = make_provider(states=("CA",)).licenses.get()
     active = license.history.latest().history_id
-    actions.change_license_status(license, LicenseStatus.SUSPENDED, actor=SYSTEM, reason="board order")
+    license_actions.change_license_status(license, LicenseStatus.SUSPENDED, actor=SYSTEM, reason="board order")
     return license, active
 
 

@@ -15,7 +15,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from clinical import actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import visits as visit_actions
 from clinical.models import Patient, Provider, ProviderLicense, Visit
 from clinical.reference import STATE_CHOICES
 from core.audit import Actor
@@ -102,8 +103,8 @@ class Scene:
 
 def _offered_then_cancelled(visit: Visit, scene: Scene) -> Visit:
     """Give the visit a provider and a longer timeline, and free the provider again."""
-    actions.offer_visit(visit, scene.router, actor=scene.actor)
-    return actions.cancel_visit(visit, actor=scene.actor, detail="patient left")
+    offer_actions.offer_visit(visit, scene.router, actor=scene.actor)
+    return visit_actions.cancel_visit(visit, actor=scene.actor, detail="patient left")
 
 
 def build_scene(lead) -> Scene:
@@ -135,8 +136,8 @@ def grow(scene: Scene, count: int) -> None:
     for _ in range(count):
         _grow_tables(scene)
         make_license(scene.provider, next(scene.license_states), expires_in_days=20)
-        actions.offer_visit(scene.visit, scene.router, actor=scene.actor, reoffer_after=0)
-        actions.decline_offer(scene.visit, provider=scene.router, actor=scene.actor)
+        offer_actions.offer_visit(scene.visit, scene.router, actor=scene.actor, reoffer_after=0)
+        offer_actions.decline_offer(scene.visit, provider=scene.router, actor=scene.actor)
         _offered_then_cancelled(make_visit(patient=scene.patient), scene)
         support_actions.add_note(scene.case, body="Called back.", actor=scene.actor)
         scene.group.permissions.add(next(permissions))

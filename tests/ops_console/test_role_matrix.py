@@ -33,7 +33,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import RequestFactory
 from django.urls import NoReverseMatch, URLResolver, reverse
 
-from clinical import actions
+from clinical.actions import api_clients as api_client_actions
+from clinical.actions import providers as provider_actions
+from clinical.actions import visits as visit_actions
 from clinical.models import Availability, VisitStatus
 from clinical.reference import SPECIALTY_CHOICES
 from ops_console import roles, signin, toolbar
@@ -267,7 +269,7 @@ def make_records() -> dict:
         "clinical.patient": patient,
         "clinical.visit": visit,
         "clinical.visitevent": visit.events.get(),
-        "clinical.apiclient": actions.create_api_client(
+        "clinical.apiclient": api_client_actions.create_api_client(
             name="matrix-app", scope="provider", provider=provider, actor=SYSTEM
         )[0],
         "support.supportcase": make_case(patient=patient, visit=visit, notes=1),
@@ -698,7 +700,9 @@ def _fresh(record):
 
 # What each action needs first, and how to tell it ran on the record.
 ACTION_SETUP = {
-    "clinical.provider:set_offline": lambda r: actions.set_provider_availability(r, available=True, actor=SYSTEM),
+    "clinical.provider:set_offline": lambda r: provider_actions.set_provider_availability(
+        r, available=True, actor=SYSTEM
+    ),
     "auth.user:reset_two_factor": _enroll,
     "auth.user:unlock_sign_in": lambda r: signin.record_failure(username=r.get_username(), ip="198.51.100.6"),
 }
@@ -1014,7 +1018,7 @@ def test_it_shows_the_outsider_a_console_with_no_models_and_no_numbers(client, o
 
 def test_it_shows_the_support_agent_a_visit_timeline(client, support_agent, records):
     visit = records["clinical.visit"]
-    actions.cancel_visit(visit, actor=SYSTEM, detail="patient hung up")
+    visit_actions.cancel_visit(visit, actor=SYSTEM, detail="patient hung up")
     client.force_login(support_agent)
     response = client.get(_url("clinical.visit", "change", visit.pk))
     assert response.status_code == 200

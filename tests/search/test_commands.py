@@ -7,7 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from clinical import actions
+from clinical.actions import patients as patient_actions
 from search.models import OutboxEntry
 from tests.builders import SYSTEM, make_patient
 
@@ -23,7 +23,7 @@ def test_it_benchmarks_what_agents_type_and_finds_each_intended_record(db):
     for year in (1961, 1985, 2002):  # namesakes, told apart by their dates of birth
         namesake = make_patient(first_name="Maria", last_name="Garcia")
         namesake.date_of_birth = dt.date(year, 6, 1)
-        actions.save_patient(namesake, actor=SYSTEM)
+        patient_actions.save_patient(namesake, actor=SYSTEM)
     output = run("bench_search", "--per-kind=3")
     lines = output.strip().splitlines()
     summary = json.loads(lines[-1])

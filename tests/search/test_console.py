@@ -7,7 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from clinical import actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import patients as patient_actions
 from support.actions import open_case
 from support.models import AccessLog
 from tests.builders import SYSTEM, make_patient, make_provider, make_visit
@@ -67,7 +68,7 @@ def test_it_lists_each_visit_once_when_both_its_patient_and_provider_match(clien
     patient = make_patient(first_name="Ada", last_name="Garcia")
     provider = make_provider(first_name="Ada", last_name="Garcia", states=("CA",), available=True)
     visit = make_visit(patient=patient)
-    actions.offer_visit(visit, provider, actor=SYSTEM)
+    offer_actions.offer_visit(visit, provider, actor=SYSTEM)
     client.force_login(support_agent)
     assert listed(client.get(changelist("clinical.visit"), {"q": "ada garcia"})) == [visit.pk]
 
@@ -183,7 +184,7 @@ def test_it_renders_the_page_in_the_same_queries_whatever_it_finds(client, suppo
 def test_it_shows_the_date_of_birth_a_patient_was_found_by(client, support_agent):
     patient = make_patient(first_name="Ines", last_name="Moreau")
     patient.date_of_birth = dt.date(1971, 12, 9)
-    actions.save_patient(patient, actor=SYSTEM)
+    patient_actions.save_patient(patient, actor=SYSTEM)
     client.force_login(support_agent)
     rows = search_page(client, "moreau 12/9/1971").context["found"][0].rows
     assert rows == [(patient, ["name", "date of birth"])]

@@ -4,7 +4,9 @@ import pytest
 from django.db import transaction
 from django.urls import reverse
 
-from clinical import actions
+from clinical.actions import licenses as license_actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import patients as patient_actions
 from clinical.models import Patient
 from search.models import OutboxEntry
 from support import actions as support_actions
@@ -31,7 +33,7 @@ def test_it_records_a_new_patient_with_the_records_that_copy_its_name(db):
     case = support_actions.open_case(subject="Call back", patient=patient, visit=visit, actor=SYSTEM)
     OutboxEntry.objects.all().delete()
     patient.last_name = "Renamed"
-    actions.save_patient(patient, actor=SYSTEM)
+    patient_actions.save_patient(patient, actor=SYSTEM)
     assert set(entries()) == {
         ("clinical.patient", patient.pk), ("clinical.visit", visit.pk), ("support.supportcase", case.pk)
     }  # fmt: skip
@@ -41,10 +43,10 @@ def test_it_records_every_visit_transition_and_the_providers_it_touches(db):
     provider = make_provider(states=("CA",), available=True)
     visit = make_visit()
     OutboxEntry.objects.all().delete()
-    actions.offer_visit(visit, provider, actor=SYSTEM)  # the router's set-based path
+    offer_actions.offer_visit(visit, provider, actor=SYSTEM)  # the router's set-based path
     assert set(entries()) == {("clinical.visit", visit.pk), ("clinical.provider", provider.pk)}
     OutboxEntry.objects.all().delete()
-    actions.accept_visit(visit, provider=provider, actor=SYSTEM)
+    offer_actions.accept_visit(visit, provider=provider, actor=SYSTEM)
     assert set(entries()) == {("clinical.visit", visit.pk), ("clinical.provider", provider.pk)}
 
 
@@ -52,8 +54,8 @@ def test_it_records_the_provider_of_a_license_on_every_license_write(db):
     provider = make_provider(states=())
     OutboxEntry.objects.all().delete()
     license = make_license(provider, "NV")
-    actions.change_license_status(license, "suspended", actor=SYSTEM, reason="board order")
-    actions.verify_license(license, actor=SYSTEM)
+    license_actions.change_license_status(license, "suspended", actor=SYSTEM, reason="board order")
+    license_actions.verify_license(license, actor=SYSTEM)
     assert entries() == [("clinical.provider", provider.pk)] * 3
 
 
@@ -62,7 +64,7 @@ def test_it_records_both_providers_when_a_license_moves(db):
     license = make_license(first, "NV")
     OutboxEntry.objects.all().delete()
     license.provider = second
-    actions.save_license(license, actor=SYSTEM, reason="entered on the wrong provider")
+    license_actions.save_license(license, actor=SYSTEM, reason="entered on the wrong provider")
     assert set(entries()) == {("clinical.provider", first.pk), ("clinical.provider", second.pk)}
 
 

@@ -5,7 +5,9 @@ import datetime as dt
 import pytest
 from django.db import transaction
 
-from clinical import actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import patients as patient_actions
+from clinical.actions import visits as visit_actions
 from clinical.models import Patient, Provider, ProviderLicense, Visit, VisitEvent
 from search.query import parse
 from search.selectors import search
@@ -22,7 +24,7 @@ def patient(first: str, last: str, *, dob=dt.date(1985, 3, 2), phone=None, email
     found.date_of_birth = dob
     if email:
         found.email = email
-    return actions.save_patient(found, actor=SYSTEM, reason="test data")
+    return patient_actions.save_patient(found, actor=SYSTEM, reason="test data")
 
 
 def ranked(model, typed: str, document: str, queryset=None) -> list:
@@ -125,9 +127,9 @@ def test_it_finds_providers_by_npi_license_number_and_name():
 
 def test_it_finds_visits_by_id_and_by_their_patient_or_provider(people):
     provider = make_provider(first_name="Ada", last_name="Lovelace", states=("CA",), available=True)
-    first = actions.cancel_visit(make_visit(patient=people["maria"]), actor=SYSTEM, detail="Asked again later.")
+    first = visit_actions.cancel_visit(make_visit(patient=people["maria"]), actor=SYSTEM, detail="Asked again later.")
     second = make_visit(patient=people["maria"])
-    actions.offer_visit(second, provider, actor=SYSTEM)
+    offer_actions.offer_visit(second, provider, actor=SYSTEM)
     unrelated = make_visit(patient=people["john"])
     assert ranked(Visit, first.public_id.lower().replace("-", ""), "visit") == [first]
     assert set(ranked(Visit, "maria garcia", "visit")[:2]) == {first, second}

@@ -8,7 +8,8 @@ from django.db import connection
 from django.utils import timezone
 from elasticsearch import Elasticsearch
 
-from clinical import actions
+from clinical.actions import offers as offer_actions
+from clinical.actions import patients as patient_actions
 from search import indexer
 from search.documents import DOCUMENTS
 from search.models import OutboxEntry
@@ -68,7 +69,7 @@ def test_it_indexes_the_latest_state_once_for_many_changes_to_one_record(db, fak
     patient = make_patient(first_name="Maria")
     for name in ("Mara", "Marta"):
         patient.first_name = name
-        actions.save_patient(patient, actor=SYSTEM)
+        patient_actions.save_patient(patient, actor=SYSTEM)
     assert drain_batch(fake_es).indexed == 3
     assert fake_es.calls == [("bulk", {"count": 1})]
     assert fake_es.docs("test-patients")[str(patient.pk)]["name"].startswith("Marta")
@@ -148,7 +149,7 @@ def test_it_loses_no_write_while_elasticsearch_is_unreachable_and_drains_fully_o
     # Writes while the node is down: every one commits, each with its outbox entries.
     provider = make_provider(states=("CA",), available=True)
     visits = [make_visit() for _ in range(3)]
-    actions.offer_visit(visits[0], provider, actor=SYSTEM)
+    offer_actions.offer_visit(visits[0], provider, actor=SYSTEM)
     case = support_actions.open_case(subject="Waited too long", visit=visits[1], actor=SYSTEM)
     waiting = OutboxEntry.objects.count()
     result = drain_batch(client)

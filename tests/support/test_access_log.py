@@ -14,7 +14,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from clinical import actions
+from clinical.actions import api_clients as api_client_actions
+from clinical.actions import offers as offer_actions
 from clinical.models import Patient, Provider, Visit, VisitEvent
 from core.audit import Actor
 from ops_console.admin_site import ops_site
@@ -117,7 +118,7 @@ def test_it_records_nothing_when_the_page_is_refused(client, outsider):
 
 def test_it_records_an_api_read_of_a_visit_with_the_client(client, db):
     visit = make_visit()
-    api_client, token = actions.create_api_client(
+    api_client, token = api_client_actions.create_api_client(
         name="patient-app", scope="patient", patient=visit.patient, actor=Actor.system()
     )
     response = client.get(f"/api/v1/visits/{visit.public_id}", HTTP_AUTHORIZATION=f"Bearer {token}")
@@ -194,11 +195,11 @@ class Phi:
 def phi(db, redis_client) -> Phi:
     provider = make_provider(states=("CA",), available=True)
     visit = make_visit(patient=make_patient(last_name="Exactlyonce"))
-    actions.offer_visit(visit, provider, actor=Actor.router())
-    _, patient_token = actions.create_api_client(
+    offer_actions.offer_visit(visit, provider, actor=Actor.router())
+    _, patient_token = api_client_actions.create_api_client(
         name="patient-app", scope="patient", patient=visit.patient, actor=Actor.system()
     )
-    _, provider_token = actions.create_api_client(
+    _, provider_token = api_client_actions.create_api_client(
         name="provider-app", scope="provider", provider=provider, actor=Actor.system()
     )
     case = make_case(patient=visit.patient, visit=visit)
@@ -319,7 +320,7 @@ def test_it_records_nothing_for_refused_phi_reads(client, phi, outsider, support
         client.post(reverse("ops:clinical_providerlicense_export"), {"format": "0", "resource": "0"}).status_code == 403
     )
     other_provider = make_provider(states=("CA",))
-    _, stranger = actions.create_api_client(
+    _, stranger = api_client_actions.create_api_client(
         name="other", scope="provider", provider=other_provider, actor=Actor.system()
     )
     visit_url = f"/api/v1/visits/{phi.visit.public_id}"
@@ -485,14 +486,14 @@ def _api(client, method, path, token, body=None):
 def test_it_records_every_api_answer_that_names_a_visit(client, db):
     provider = make_provider(states=("CA",), available=True)
     patient = make_patient()
-    patient_app, patient_token = actions.create_api_client(name="p", scope="patient", patient=patient,
+    patient_app, patient_token = api_client_actions.create_api_client(name="p", scope="patient", patient=patient,
                                                            actor=Actor.system())  # fmt: skip
-    doctor, doctor_token = actions.create_api_client(name="d", scope="provider", provider=provider,
+    doctor, doctor_token = api_client_actions.create_api_client(name="d", scope="provider", provider=provider,
                                                      actor=Actor.system())  # fmt: skip
     created = _api(client, "post", "visits", patient_token, {"patient": patient.mrn, "located_state": "CA",
                                                               "reason": "x"}).json()  # fmt: skip
     visit = Visit.objects.get(public_id=created["id"])
-    actions.offer_visit(visit, provider, actor=Actor.router())
+    offer_actions.offer_visit(visit, provider, actor=Actor.router())
     _api(client, "get", f"providers/{provider.npi}", doctor_token)
     _api(client, "post", f"visits/{visit.public_id}/accept", doctor_token)
     _api(client, "post", f"visits/{visit.public_id}/cancel", patient_token)
@@ -508,7 +509,7 @@ def test_it_records_every_api_answer_that_names_a_visit(client, db):
 
 def test_it_records_nothing_for_a_provider_page_that_names_no_visit(client, db):
     provider = make_provider(states=("CA",), available=True)
-    token = actions.create_api_client(name="d", scope="provider", provider=provider, actor=Actor.system())[1]
+    token = api_client_actions.create_api_client(name="d", scope="provider", provider=provider, actor=Actor.system())[1]
     assert _api(client, "get", f"providers/{provider.npi}", token).status_code == 200
     assert not AccessLog.objects.exists()
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from clinical import actions
+from clinical.actions import api_clients as api_client_actions
 from clinical.models import ApiScope, Patient, Provider
 from core.audit import Actor
 from core.errors import ActionError
@@ -32,7 +32,7 @@ class Command(BaseCommand):
         if owner[field] is None:
             raise CommandError(f"--{field}: no {field} with {key.upper()} {value}.")
         try:
-            _, token = actions.create_api_client(name=name, scope=scope, actor=Actor.system("cli"), **owner)
+            _, token = api_client_actions.create_api_client(name=name, scope=scope, actor=Actor.system("cli"), **owner)
         except ActionError as error:
             raise CommandError(f"--{error.field or 'name'}: {error}") from None
         self.stdout.write(token)
