@@ -17,7 +17,7 @@ from clinical.actions import licenses as license_actions
 from clinical.actions import patients as patient_actions
 from clinical.actions import providers as provider_actions
 from clinical.actions import visits as visit_actions
-from clinical.import_admin import LicenseImportExportMixin, ProviderExportMixin
+from clinical.imports.admin import LicenseImportExportMixin, ProviderExportMixin
 from clinical.models import (
     ApiClient,
     Patient,

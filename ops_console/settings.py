@@ -96,7 +96,7 @@ ROUTING_MAX_VISIT_MINUTES = env_int("ROUTING_MAX_VISIT_MINUTES", 120, minimum=1)
 # Test-only: shift the router process's own clock (soak_routing proves nothing depends on it).
 ROUTING_TEST_CLOCK_SKEW_SECONDS = env_int("ROUTING_TEST_CLOCK_SKEW_SECONDS", 0)
 
-# License import (clinical/imports.py): see README.md#license-import-and-export.
+# License import (clinical/imports/): see README.md#license-import-and-export.
 IMPORT_MAX_MB = env_int("IMPORT_MAX_MB", 20, minimum=1)
 IMPORT_MAX_ROWS = env_int("IMPORT_MAX_ROWS", 100_000, minimum=1)
 # An .xlsx is a zip: what it may unzip to, and how tightly one part may be packed (a zip bomb).

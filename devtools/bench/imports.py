@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
-from clinical import import_jobs
+from clinical.imports import jobs as import_jobs
 from clinical.models import ProviderLicense
 from clinical.reference import states
 from clinical.validators import make_npi

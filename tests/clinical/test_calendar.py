@@ -8,8 +8,9 @@ import zoneinfo
 import pytest
 from django.db import connection
 
-from clinical import calendar, imports, selectors
+from clinical import calendar, selectors
 from clinical.actions import offers as offer_actions
+from clinical.imports import checks as import_checks
 from clinical.models import OfferOutcome, ProviderLicense, StateTimeZone
 from clinical.reference import states
 from clinical.routing import workingset as ws
@@ -198,7 +199,7 @@ def test_it_tells_the_import_check_what_counts_now_by_the_state_calendar(califor
     good = [provider.npi, "NV", "NV-GOOD-1", "MD", "active", "2020-01-01", "2099-12-31"]
     out = io.StringIO(newline="")
     csv.writer(out).writerows([HEADINGS, row, good])
-    preview = imports.check_license_file(out.getvalue().encode(), "board.csv", max_rows=10)
+    preview = import_checks.check_license_file(out.getvalue().encode(), "board.csv", max_rows=10)
     assert [(r.key.split()[1], r.routing) for r in preview.results] == [("CA", ""), ("NV", "starts")]
     assert preview.routing == {"starts": 1, "stops": 0}
 

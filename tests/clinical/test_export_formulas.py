@@ -16,9 +16,9 @@ from django.urls import NoReverseMatch, reverse
 
 from clinical.actions import licenses as license_actions
 from clinical.actions import providers as provider_actions
-from clinical.imports import check_license_file
+from clinical.imports.checks import check_license_file
+from clinical.imports.resources import FORMULA_PREFIXES
 from clinical.models import LicenseStatus, Provider, ProviderLicense
-from clinical.resources import FORMULA_PREFIXES
 from core.audit import Actor
 from tests.builders import SYSTEM, make_provider
 

@@ -1,6 +1,6 @@
 """License import and export, with files as people really send them.
 
-The check (``clinical.imports``) is tested directly on bytes; the console flow (upload, preview,
+The check (``clinical.imports.checks``) is tested directly on bytes; the console flow (upload, preview,
 confirm, cancel, progress) over HTTP as the clinical ops persona; the export as CSV and XLSX.
 """
 
@@ -16,11 +16,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
-from clinical import imports
 from clinical.actions import licenses as license_actions
 from clinical.events import ROUTING_STREAM
+from clinical.imports import checks as import_checks
+from clinical.imports import files as import_files
+from clinical.imports.resources import neutralise
 from clinical.models import LicenseStatus, ProviderLicense
-from clinical.resources import neutralise
 from core.audit import Actor
 from core.errors import ActionError
 from support.models import AccessLog
@@ -59,7 +60,7 @@ def _row(provider, state="CA", number="CA-1", *, type_="MD", status="active", is
 
 
 def _check(data: bytes, name="licenses.csv"):
-    return imports.check_license_file(data, name, max_rows=1000)
+    return import_checks.check_license_file(data, name, max_rows=1000)
 
 
 def _errors(preview) -> list[tuple[int, str, str]]:
@@ -68,7 +69,7 @@ def _errors(preview) -> list[tuple[int, str, str]]:
 
 def _apply(preview, user=None, name="licenses.csv"):
     actor = Actor.staff(user) if user else SYSTEM
-    return imports.apply_license_plan(preview.plan, actor=actor, file_name=name)
+    return import_checks.apply_license_plan(preview.plan, actor=actor, file_name=name)
 
 
 # --- reading files as they come -------------------------------------------------------------
@@ -133,31 +134,31 @@ def test_it_skips_blank_rows_at_the_end_of_a_sheet(db):
 
 def test_it_names_the_missing_required_columns(db):
     headings = ["NPI", "State", "Type", "Status", "Expires"]
-    with pytest.raises(imports.FileError) as error:
+    with pytest.raises(import_files.FileError) as error:
         _check(_csv([], headings))
     assert "no column for: License number, Issued on" in str(error.value)
     assert "'Type'" in str(error.value)
 
 
 def test_it_refuses_two_columns_for_one_field(db):
-    with pytest.raises(imports.FileError, match="'Expires on' and 'Expiration date' both give the Expires on"):
+    with pytest.raises(import_files.FileError, match="'Expires on' and 'Expiration date' both give the Expires on"):
         _check(_csv([], [*HEADINGS, "Expiration date"]))
 
 
 def test_it_refuses_what_is_not_a_spreadsheet(db):
-    with pytest.raises(imports.FileError, match="not a readable .xlsx workbook"):
+    with pytest.raises(import_files.FileError, match="not a readable .xlsx workbook"):
         _check(b"PK\x03\x04 not really a zip", "licenses.xlsx")
-    with pytest.raises(imports.FileError, match="NUL bytes"):
+    with pytest.raises(import_files.FileError, match="NUL bytes"):
         _check(b"NPI,State\x00\x00", "licenses.csv")
-    with pytest.raises(imports.FileError, match="empty"):
+    with pytest.raises(import_files.FileError, match="empty"):
         _check(b"\r\n\r\n", "licenses.csv")
 
 
 def test_it_refuses_a_file_longer_than_the_row_limit(db):
     provider = make_provider(states=())
     data = _csv([_row(provider, number=f"N-{n}") for n in range(5)])
-    with pytest.raises(imports.FileError, match="more than 4 rows"):
-        imports.check_license_file(data, "big.csv", max_rows=4)
+    with pytest.raises(import_files.FileError, match="more than 4 rows"):
+        import_checks.check_license_file(data, "big.csv", max_rows=4)
 
 
 # --- checking rows --------------------------------------------------------------------------
@@ -625,12 +626,12 @@ def test_it_refuses_an_xlsx_that_unzips_past_the_limit_before_reading_it(db, set
     settings.IMPORT_MAX_UNZIPPED_MB = 20
     bomb = _zip_bomb(30)
     assert len(bomb) < 100_000  # 30 MB of sheet in a file of a few kilobytes
-    with pytest.raises(imports.FileError, match=r"more than 20 MB \(IMPORT_MAX_UNZIPPED_MB\)"):
+    with pytest.raises(import_files.FileError, match=r"more than 20 MB \(IMPORT_MAX_UNZIPPED_MB\)"):
         _check(bomb, "board.xlsx")
 
 
 def test_it_refuses_an_xlsx_part_packed_past_the_ratio(db, settings):
-    with pytest.raises(imports.FileError, match=r"more than 100 to 1 \(IMPORT_MAX_ZIP_RATIO\)"):
+    with pytest.raises(import_files.FileError, match=r"more than 100 to 1 \(IMPORT_MAX_ZIP_RATIO\)"):
         _check(_zip_bomb(5), "board.xlsx")
 
 

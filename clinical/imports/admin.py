@@ -2,7 +2,7 @@
 
 Mixed into the license and provider ModelAdmins. Every page checks the import or export
 permission on the server (``clinical.import_providerlicense``, ``clinical.export_<model>``);
-the import's work is in ``clinical.imports`` and its jobs in ``clinical.import_jobs``.
+the import's work is in ``clinical.imports.checks`` and its jobs in ``clinical.imports.jobs``.
 """
 
 import csv
@@ -25,8 +25,8 @@ from import_export.admin import ExportMixin
 from import_export.formats.base_formats import BINARY_FORMATS, CSV, XLSX
 from import_export.forms import ExportForm
 
-from clinical import import_jobs
-from clinical.resources import ProviderLicenseResource, ProviderResource, neutralise
+from clinical.imports import jobs as import_jobs
+from clinical.imports.resources import ProviderLicenseResource, ProviderResource, neutralise
 from core.audit import Actor
 from support.access import record_access
 

@@ -1,7 +1,7 @@
 """Spreadsheet columns of licenses and providers (django-import-export resources) and their cells.
 
 Each resource declares its columns once: the console's export writes them, and the license
-import (``clinical.imports``) reads a file against them, cleaning every cell with the column's
+import (``clinical.imports.checks``) reads a file against them, cleaning every cell with the column's
 widget. The widgets take cells as people's spreadsheets hold them (numbers where text was
 meant, Excel dates, labels instead of codes) and raise ``ValueError`` with a message that
 the import shows next to the line and column at fault.

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connections
 
-from clinical import imports
+from clinical.imports import checks as import_checks
+from clinical.imports import files as import_files
 from core.audit import Actor
 from core.errors import ActionError
 from core.redis import get_redis
@@ -138,10 +139,10 @@ def get_job(token: str, user) -> ImportJob | None:
 def check_file(job: ImportJob, data: bytes) -> None:
     """Check the job's file and keep its preview (and, when it has no errors, its plan)."""
     try:
-        preview = imports.check_license_file(
+        preview = import_checks.check_license_file(
             data, job.file_name, max_rows=settings.IMPORT_MAX_ROWS, progress=job.progress
         )
-    except imports.FileError as error:
+    except import_files.FileError as error:
         job.finish("failed", message=str(error))
         return
     job.save_preview(preview.to_json(), {} if preview.has_errors else preview.plan)
@@ -150,7 +151,7 @@ def check_file(job: ImportJob, data: bytes) -> None:
 def apply_plan(job: ImportJob, plan: dict, *, actor: Actor) -> None:
     """Apply a claimed plan in one transaction; a refusal ends the job with nothing written."""
     try:
-        counts = imports.apply_license_plan(plan, actor=actor, file_name=job.file_name)
+        counts = import_checks.apply_license_plan(plan, actor=actor, file_name=job.file_name)
     except ActionError as error:
         job.finish("failed", message=f"Nothing was written: {error}")
         return
