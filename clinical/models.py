@@ -397,48 +397,6 @@ class StateTimeZone(models.Model):
         return f"{self.state}: {self.time_zone}"
 
 
-class RouterLease(models.Model):
-    """The routing leader's lease, one row. Its epoch grows with every takeover: every router write
-    checks it (``clinical.routing.lease``), so a paused old leader's writes change nothing.
-    """
-
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
-    holder = models.CharField(max_length=200, blank=True)
-    epoch = models.BigIntegerField(default=0)
-    leader_since = models.DateTimeField(null=True, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        constraints = [models.CheckConstraint(condition=Q(id=1), name="clinical_routerlease_single_row")]
-
-    def __str__(self) -> str:
-        return f"{self.holder or 'nobody'} (epoch {self.epoch})"
-
-
-class RouterHealth(models.Model):
-    """What one routing worker last said about itself (written every second or so)."""
-
-    name = models.CharField(max_length=200, unique=True)
-    host = models.CharField(max_length=200)
-    pid = models.IntegerField()
-    is_leader = models.BooleanField(default=False)
-    epoch = models.BigIntegerField(null=True, blank=True)
-    leader_since = models.DateTimeField(null=True, blank=True)
-    last_decision_at = models.DateTimeField(null=True, blank=True)
-    offers_made = models.BigIntegerField(default=0)
-    events_pending = models.IntegerField(default=0)
-    rebuilds = models.IntegerField(default=0)
-    started_at = models.DateTimeField()
-    seen_at = models.DateTimeField()
-    last_error = models.CharField(max_length=300, blank=True)
-
-    class Meta:
-        ordering = ["-is_leader", "name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-
 class ApiScope(models.TextChoices):
     PATIENT = "patient", "Patient app"
     PROVIDER = "provider", "Provider app"
@@ -519,3 +477,7 @@ class ApiIdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_id}: {self.key}"
+
+
+# The router's own tables live with the router; importing them here registers them with Django.
+from clinical.routing.models import RouterHealth, RouterLease  # noqa: E402, F401

@@ -9,38 +9,25 @@ those clients touch the database.
 """
 
 import heapq
-import http.client
 import itertools
-import json
 import logging
 import random
-import secrets
-import statistics
 import time
-import urllib.error
-import urllib.request
-from collections import Counter
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from functools import cache
 
-from django.db import connection, transaction
-from django.utils import timezone
-
-from clinical.actions import api_clients as api_client_actions
-from clinical.models import OPEN_STATUSES, ApiClient, ApiScope, Availability, Patient, Provider, ProviderLicense, Visit
-from core.audit import Actor
+from clinical.models import Availability
 from devtools import sampling
+from devtools.simulate_http import Api, Stats
+from devtools.simulate_session import Session
 
 logger = logging.getLogger(__name__)
 
-ACTOR = Actor.system("simulate_traffic")
 Span = tuple[float, float]  # (low, high) for a uniform draw
 PRIORITY_MIX = {"routine": 85, "elevated": 12, "urgent": 3}
 WAITING = ("waiting", "offered")  # what the patient app shows as "finding a provider"
 FINAL = ("completed", "cancelled", "expired", "failed")
-PATIENT_POOL = 500  # patients the simulation plays (one token each); one open visit each at a time
 MIN_POLL_SECONDS = 0.1  # even at high --speed, do not hammer the server
 SIGN_OFF_SECONDS = 10.0
 LOG_IN_SECONDS = (0.0, 5.0)  # providers come online over the first seconds, not all in one burst
@@ -174,257 +161,6 @@ class Behaviour:
     def poll(self) -> float:
         """Return seconds until the provider app asks again."""
         return max(MIN_POLL_SECONDS, self.seconds(self.config.poll_seconds))
-
-
-# --- counting and HTTP ---------------------------------------------------------------------
-
-
-@dataclass
-class Stats:
-    """What the simulation did and saw, for the live summary line and the final report."""
-
-    started: float = field(default_factory=time.monotonic)
-    ended: float | None = None
-    requested: int = 0
-    waiting: int = 0
-    offers: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    ignored: int = 0
-    completed: int = 0
-    cancelled: int = 0
-    failed: int = 0
-    expired: int = 0
-    requests: int = 0
-    conflicts: int = 0
-    errors: int = 0
-    error_kinds: Counter = field(default_factory=Counter)
-    last_error: str = ""
-    offer_seconds: list[float] = field(default_factory=list)
-    withdrawn_at_stop: int = 0
-    finished_at_stop: int = 0
-    signed_off: int = 0
-
-    def p50(self) -> float | None:
-        """Return the median seconds from a visit request to its first offer, as polling saw it."""
-        return statistics.median(self.offer_seconds) if self.offer_seconds else None
-
-    def elapsed(self) -> str:
-        """Return the run time as m:ss."""
-        minutes, seconds = divmod(int((self.ended or time.monotonic()) - self.started), 60)
-        return f"{minutes}:{seconds:02d}"
-
-    def line(self) -> str:
-        """Return the live one-line summary."""
-        p50 = self.p50()
-        return (
-            f"{self.elapsed()} requested {self.requested} waiting {self.waiting}"
-            f" | offers {self.offers} acc {self.accepted} rej {self.rejected} ign {self.ignored}"
-            f" | completed {self.completed} cancelled {self.cancelled} failed {self.failed}"
-            f" | 409 {self.conflicts} err {self.errors} | p50 offer {'-' if p50 is None else f'{p50:.1f}s'}"
-        )
-
-    def report(self) -> list[str]:
-        """Return the final summary, a few lines in plain words."""
-        p50 = self.p50()
-        lines = [
-            f"ran {self.elapsed()}: {self.requested} visits requested, {self.waiting} waiting when stopped",
-            f"offers {self.offers}: {self.accepted} accepted, {self.rejected} rejected, {self.ignored} ignored;"
-            f" request to first offer p50 {'-' if p50 is None else f'{p50:.1f} s'}",
-            f"visits: {self.completed} completed, {self.failed} failed, {self.cancelled} cancelled by patients,"
-            f" {self.expired} seen expired",
-            f"at stop: {self.withdrawn_at_stop} waiting visits withdrawn, {self.finished_at_stop} offers or visits"
-            f" wrapped up, {self.signed_off} providers signed off",
-            f"HTTP: {self.requests} requests, {self.conflicts} conflicts (409, expected), {self.errors} errors",
-        ]
-        if self.errors:
-            kinds = ", ".join(f"{count} x {kind}" for kind, count in self.error_kinds.most_common())
-            lines.append(f"errors: {kinds}; last: {self.last_error}")
-        return lines
-
-    def counts(self) -> dict:
-        """Return every count, for a machine to read."""
-        names = (
-            "requested", "waiting", "offers", "accepted", "rejected", "ignored", "completed", "cancelled", "failed",
-            "expired", "requests", "conflicts", "errors", "withdrawn_at_stop", "finished_at_stop",
-        )  # fmt: skip
-        return {**{name: getattr(self, name) for name in names}, "error_kinds": dict(self.error_kinds)}
-
-    def count_error(self, kind: str, message: str) -> None:
-        """Count an error of ``kind`` (an HTTP status or an exception name) and keep its message."""
-        self.errors += 1
-        self.error_kinds[kind] += 1
-        self.last_error = message[:300]
-
-
-@dataclass(frozen=True)
-class Reply:
-    """An API answer: ``status`` 0 means no HTTP answer came (refused, timed out, unreadable)."""
-
-    status: int
-    data: dict
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-
-def _json(raw: bytes) -> dict:
-    try:
-        data = json.loads(raw or b"{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-class Api:
-    """Call the JSON API with the standard library; count conflicts and errors, never raise."""
-
-    def __init__(self, base_url: str, *, timeout: float, stats: Stats):
-        self.root = base_url.rstrip("/") + "/api/v1/"
-        self.timeout, self.stats = timeout, stats
-        self.unanswered = 0  # consecutive requests with no HTTP answer
-
-    def get(self, path: str, token: str) -> Reply:
-        """GET ``/api/v1/<path>``."""
-        return self.call("GET", path, token)
-
-    def post(self, path: str, token: str, body: dict | None = None) -> Reply:
-        """POST a JSON body to ``/api/v1/<path>``."""
-        return self.call("POST", path, token, body or {})
-
-    def call(self, method: str, path: str, token: str, body: dict | None = None) -> Reply:
-        """Send one request and count its outcome."""
-        self.stats.requests += 1
-        reply = self.send(method, path, token, body)
-        self.unanswered = self.unanswered + 1 if reply.status == 0 else 0
-        if reply.status == 409:
-            self.stats.conflicts += 1
-        elif not reply.ok:
-            error = reply.data.get("error")
-            message = error.get("message", "") if isinstance(error, dict) else ""
-            kind = str(reply.status) if reply.status else "no answer"
-            self.stats.count_error(kind, f"{method} {path}: {kind} {message}")
-        return reply
-
-    def send(self, method: str, path: str, token: str | None, body: dict | None = None) -> Reply:
-        """Send one request without counting it."""
-        headers = {"Accept": "application/json", "Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.root + path, data=data, headers=headers, method=method)  # noqa: S310 - http(s) only, checked by SimConfig
-        try:
-            with _OPENER.open(request, timeout=self.timeout) as response:
-                return Reply(response.status, _json(response.read()))
-        except urllib.error.HTTPError as error:
-            if 300 <= error.code < 400:
-                return Reply(error.code, {"error": {"message": f"redirected to {error.headers.get('Location')}"}})
-            return Reply(error.code, _json(_read(error)))
-        except (OSError, http.client.HTTPException) as error:  # refused, reset, timed out (URLError is an OSError)
-            return Reply(0, {"error": {"message": str(error)}})
-
-
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None  # report a redirect (e.g. to https:// with OPS_HTTPS=1) instead of half-following it
-
-
-_OPENER = urllib.request.build_opener(_RefuseRedirects)
-
-
-def _read(error: urllib.error.HTTPError) -> bytes:
-    try:
-        return error.read()
-    except (OSError, http.client.HTTPException):
-        return b""
-
-
-# --- set-up and clean-up (the only database access) -----------------------------------------
-
-
-@dataclass
-class Session:
-    """The API clients, providers and patients one run plays; the clients are revoked at the end."""
-
-    run_id: str
-    patient_tokens: dict[str, str]  # MRN -> the token of the patient app acting for that patient
-    provider_tokens: list[tuple[str, str]]  # (NPI, token)
-    mrns: list[str]
-    states: list[str]  # where patients may be located; empty means anywhere
-    clients: list[ApiClient]
-    revoked: int = 0
-
-
-def providers_to_play(count: int, rng: random.Random) -> list[Provider]:
-    """Return up to ``count`` active providers licensed somewhere today, those not holding a visit first."""
-    licensed = ProviderLicense.objects.valid_at().values("provider_id")
-    candidates = list(
-        Provider.objects.filter(is_active=True, pk__in=licensed).only("npi", "availability").order_by("pk")
-    )
-    rng.shuffle(candidates)
-    candidates.sort(key=lambda provider: provider.availability in (Availability.RESERVED, Availability.BUSY))
-    return candidates[:count]
-
-
-def patient_pool(rng: random.Random, size: int = PATIENT_POOL) -> list[Patient]:
-    """Return the patients who will request visits (none with a visit open now)."""
-    busy = Visit.objects.filter(status__in=OPEN_STATUSES).values("patient_id")
-    patients = list(Patient.objects.exclude(pk__in=busy).order_by("pk").only("mrn")[: size * 2])
-    rng.shuffle(patients)
-    return patients[:size]
-
-
-@transaction.atomic
-def open_session(config: SimConfig) -> Session:
-    """Choose providers and patients and create this run's API clients (tokens are shown only once)."""
-    rng = random.Random(config.seed)
-    run_id = f"{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-    players = providers_to_play(config.providers, rng)
-    clients, provider_tokens, patient_tokens = [], [], {}
-    for patient in patient_pool(rng):
-        client, token = api_client_actions.create_api_client(
-            name=f"sim-patient-{patient.mrn}-{run_id}", scope=ApiScope.PATIENT, patient=patient, actor=ACTOR
-        )
-        clients.append(client)
-        patient_tokens[patient.mrn] = token
-    for provider in players:
-        client, token = api_client_actions.create_api_client(
-            name=f"sim-provider-{provider.npi}-{run_id}", scope=ApiScope.PROVIDER, provider=provider, actor=ACTOR
-        )
-        clients.append(client)
-        provider_tokens.append((provider.npi, token))
-    mrns = list(patient_tokens)
-    return Session(run_id, patient_tokens, provider_tokens, mrns, _covered_states(config, players), clients)
-
-
-def _covered_states(config: SimConfig, players: list[Provider]) -> list[str]:
-    if config.all_states or not players:
-        return []
-    licenses = ProviderLicense.objects.valid_at().filter(provider__in=players)
-    return sorted(set(licenses.values_list("state", flat=True)))
-
-
-def close_session(session: Session) -> int:
-    """Revoke the run's API clients; return how many were revoked."""
-    for client in session.clients:
-        api_client_actions.revoke_api_client(client, actor=ACTOR, reason=f"simulation {session.run_id} ended")
-        session.revoked += 1
-    return session.revoked
-
-
-@contextmanager
-def session_for(config: SimConfig) -> Iterator[Session]:
-    """Open a session and revoke its clients on the way out, however the run ends."""
-    session = open_session(config)
-    try:
-        yield session
-    finally:
-        # The run only talks HTTP: the connection opened at the start may have died meanwhile
-        # (a PostgreSQL restart), so revoke over a fresh one then.
-        if connection.connection is not None and not connection.in_atomic_block and not connection.is_usable():
-            connection.close()
-        close_session(session)
 
 
 # --- the simulation -------------------------------------------------------------------------

@@ -23,8 +23,9 @@ from django.conf import settings
 from django.db import connection, connections
 
 from clinical.actions import licenses as license_actions
-from clinical.models import LicenseStatus, Offer, ProviderLicense, RouterHealth, Visit
+from clinical.models import LicenseStatus, Offer, ProviderLicense, Visit
 from clinical.routing import invariants, lease
+from clinical.routing.models import RouterHealth
 from core.audit import Actor, ActorKind
 from core.redis import get_redis
 from devtools.services import PrivatePostgres, PrivateRedis, free_port, wait_until

@@ -2,15 +2,11 @@
 
 import datetime as dt
 import random
-from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Max
-from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from clinical import backfill
 from clinical.actions.visits import VISIT_TRANSITIONS
@@ -18,21 +14,19 @@ from clinical.models import (
     OPEN_STATUSES,
     PROVIDER_HOLDING_STATUSES,
     Availability,
-    LicenseStatus,
     Patient,
     Priority,
     Provider,
-    ProviderLicense,
     Visit,
     VisitEvent,
 )
 from clinical.validators import PUBLIC_ID_ALPHABET, PUBLIC_ID_LENGTH
 from core.audit import ActorKind
 from devtools import sampling
+from devtools.seed.pool import ProviderPool
 from devtools.seed.records import (
     BATCH_SIZE,
     EARLIEST,
-    FOREVER,
     S,
     SeedContext,
     bulk,
@@ -40,95 +34,6 @@ from devtools.seed.records import (
     history_row,
     tracked_values,
 )
-
-
-@dataclass
-class _ProviderPool:
-    """Providers by state with the dates their active licenses are valid, and who is busy until when."""
-
-    names: dict[int, str]
-    active: set[int]
-    licenses: dict[str, list[tuple[int, dt.date, dt.date]]]
-    busy_until: dict[int, dt.datetime]
-    free_since: dict[int, dt.datetime] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls) -> "_ProviderPool":
-        """Load every provider's active licenses and when they were last busy (three queries)."""
-        names, active, joined = {}, set(), {}
-        for pk, first, last, is_active, created_at in Provider.objects.values_list(
-            "pk", "first_name", "last_name", "is_active", "created_at"
-        ).order_by("pk"):
-            names[pk], joined[pk] = f"{first} {last}", timezone.localdate(created_at)
-            if is_active:
-                active.add(pk)
-        licenses = defaultdict(list)
-        for provider_id, state, issued_on, expires_on in (
-            ProviderLicense.objects.filter(status=LicenseStatus.ACTIVE)
-            .order_by("pk")
-            .values_list("provider_id", "state", "issued_on", "expires_on")
-        ):
-            licenses[state].append((provider_id, max(issued_on, joined[provider_id]), expires_on or dt.date.max))
-        return cls(names, active, dict(licenses), _busy_until())
-
-    def take(self, rng: random.Random, state: str, at: dt.datetime, *, live: bool) -> int | None:
-        """Pick a provider free at ``at`` and licensed then in ``state``, and hold them."""
-        day = timezone.localdate(at)
-        free = [
-            provider_id
-            for provider_id, valid_from, valid_to in self.licenses.get(state, ())
-            if _counts_any_zone(valid_from, day, valid_to)
-            and self.busy_until.get(provider_id, EARLIEST) <= at
-            and (provider_id in self.active or not live)
-        ]
-        if not free:
-            return None
-        provider_id = rng.choice(free)
-        self.free_since[provider_id] = self.busy_until.get(provider_id, EARLIEST)
-        self.busy_until[provider_id] = FOREVER
-        return provider_id
-
-    def states_open_at(self, at: dt.datetime) -> set[str]:
-        """Return the states where some active provider is licensed that day and free at ``at``."""
-        day = timezone.localdate(at)
-        return {
-            state
-            for state, rows in self.licenses.items()
-            if any(
-                _counts_any_zone(valid_from, day, valid_to)
-                and provider_id in self.active
-                and self.busy_until.get(provider_id, EARLIEST) <= at
-                for provider_id, valid_from, valid_to in rows
-            )
-        }
-
-    def release(self, provider_id: int, at: dt.datetime) -> None:
-        """Free a provider from ``at``."""
-        self.busy_until[provider_id] = at
-
-
-def _counts_any_zone(valid_from: dt.date, utc_day: dt.date, valid_to: dt.date) -> bool:
-    """Return True if a license valid from ``valid_from`` to ``valid_to`` counts on ``utc_day`` in any
-    US time zone: a day's margin either side (every zone's date is within a day of UTC's), so the
-    seed never needs the state's calendar (clinical.calendar, in SQL) to be right about a midnight.
-    """
-    return valid_from < utc_day < valid_to
-
-
-def _busy_until() -> dict[int, dt.datetime]:
-    """Return when each provider's visits already in the database end (never, while one is held)."""
-    ends = (
-        Visit.objects.filter(provider__isnull=False)
-        .order_by()
-        .values("provider_id")
-        .annotate(until=Max(Coalesce("ended_at", "cancelled_at", "requested_at")))
-        .values_list("provider_id", "until")
-    )
-    busy = dict(ends)
-    holders = Visit.objects.filter(status__in=PROVIDER_HOLDING_STATUSES).values_list("provider_id", flat=True)
-    busy.update(dict.fromkeys(holders, FOREVER))
-    return busy
-
 
 # --- visits: one visit's life, replayed the way clinical.actions would record it ---------------
 
@@ -269,7 +174,7 @@ def seed_visits(ctx: SeedContext, wanted: int, *, new_provider_ids: set[int]) ->
     missing = max(0, wanted - Visit.objects.count())
     if not (missing or new_provider_ids):
         return 0, 0
-    pool = _ProviderPool.load()
+    pool = ProviderPool.load()
     patients = list(Patient.objects.order_by("created_at", "pk").values_list("pk", "state", "created_at"))
     if missing and not patients:
         raise ValueError("Visits need patients: seed some patients first.")
@@ -397,7 +302,7 @@ def _pick_free_patient(rng: random.Random, patients: list[tuple], busy: set[int]
     raise ValueError("Every patient already has an open visit: seed more patients for this many live visits.")
 
 
-def _play(ctx: SeedContext, pool: _ProviderPool, timeline: _Timeline, plan: _Plan) -> _Timeline:
+def _play(ctx: SeedContext, pool: ProviderPool, timeline: _Timeline, plan: _Plan) -> _Timeline:
     """Run the plan's script on the timeline; a past visit nobody could take ends expired or cancelled."""
     rng, visit = ctx.rng, timeline.visit
     for step, gap in plan.script:
@@ -463,7 +368,7 @@ def _save_timelines(timelines: list[_Timeline]) -> int:
 AVAILABLE_SHARE = 0.35
 
 
-def _settle_availability(ctx: SeedContext, pool: _ProviderPool, new_ids: set[int], timelines: list[_Timeline]) -> None:
+def _settle_availability(ctx: SeedContext, pool: ProviderPool, new_ids: set[int], timelines: list[_Timeline]) -> None:
     """Put each provider holding a live visit in reserved or busy, and some new providers online."""
     holding = {
         timeline.visit.provider_id: timeline.visit
@@ -489,7 +394,7 @@ def _go_available(provider: Provider, since: dt.datetime) -> list:
     return [history_row(Provider, tracked_values(provider), at=since, history_type="~")]
 
 
-def _hold(ctx: SeedContext, pool: _ProviderPool, provider: Provider, visit: Visit) -> list:
+def _hold(ctx: SeedContext, pool: ProviderPool, provider: Provider, visit: Visit) -> list:
     """Make ``provider`` reserved (offer out) or busy, as offer_visit and accept_visit would have."""
     history = []
     since = provider.available_since

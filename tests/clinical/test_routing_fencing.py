@@ -10,9 +10,10 @@ from django.db import connection, transaction
 from clinical.actions import offers as offer_actions
 from clinical.actions import providers as provider_actions
 from clinical.actions import visits as visit_actions
-from clinical.models import Offer, RouterHealth, Visit, VisitStatus
+from clinical.models import Offer, Visit, VisitStatus
 from clinical.routing import lease
 from clinical.routing.lease import Lease
+from clinical.routing.models import RouterHealth
 from core.audit import Actor
 from core.errors import Fenced
 from tests.builders import make_provider, make_visit, past_deadline

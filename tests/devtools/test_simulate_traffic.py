@@ -21,7 +21,7 @@ from clinical.reference import states
 from clinical.routing.engine import RouterConfig
 from clinical.routing.worker import RoutingWorker
 from core.audit import Actor
-from devtools import simulate
+from devtools import simulate, simulate_http, simulate_session
 from tests.builders import make_patient, make_provider, make_visit
 
 S = VisitStatus
@@ -146,12 +146,12 @@ def test_it_runs_due_actions_in_order_and_survives_one_that_raises():
 
 
 def test_it_shows_every_count_on_one_line():
-    stats = simulate.Stats(requested=12, offers=9, accepted=7, conflicts=2, offer_seconds=[1.0, 2.0, 9.0])
+    stats = simulate_http.Stats(requested=12, offers=9, accepted=7, conflicts=2, offer_seconds=[1.0, 2.0, 9.0])
     line = stats.line()
     assert "\n" not in line
     for part in ("requested 12", "offers 9", "acc 7", "409 2", "err 0", "p50 offer 2.0s"):
         assert part in line
-    assert simulate.Stats().line().endswith("p50 offer -")
+    assert simulate_http.Stats().line().endswith("p50 offer -")
 
 
 # --- choosing whom to play ------------------------------------------------------------------
@@ -167,8 +167,8 @@ def test_it_plays_active_licensed_providers_those_not_in_a_visit_first(db):
     inactive.is_active = False
     provider_actions.save_provider(inactive, actor=Actor.system("tests"))
     rng = random.Random(1)
-    assert simulate.providers_to_play(2, rng) == [free, busy]
-    assert simulate.providers_to_play(1, rng) == [free]
+    assert simulate_session.providers_to_play(2, rng) == [free, busy]
+    assert simulate_session.providers_to_play(1, rng) == [free]
 
 
 # --- through the API ------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def test_it_drives_visits_through_the_live_api_and_router(http_server, redis_cli
         make_patient()
     config = simulate.SimConfig(base_url=http_server.url, providers=5, **FAST)
     router = _route_in_background(redis_client, until=time.monotonic() + 8)
-    with simulate.session_for(config) as session:
+    with simulate_session.session_for(config) as session:
         stolen = ApiClient.objects.get(name__startswith="sim-provider-", provider=providers[0])
         api_client_actions.revoke_api_client(stolen, actor=Actor.system("tests"))  # that provider's app now gets 401s
         stats = simulate.Simulation(config, session).run(duration=6)
@@ -240,8 +240,8 @@ def test_it_reports_a_redirect_to_https_instead_of_following_it(transactional_db
     settings.SECURE_SSL_REDIRECT = True  # as the console serves with OPS_HTTPS=1
     server = LiveServer("localhost:0")
     try:
-        stats = simulate.Stats()
-        reply = simulate.Api(server.url, timeout=5, stats=stats).get("visits/AAAA-BBBB", "opc_x_y")
+        stats = simulate_http.Stats()
+        reply = simulate_http.Api(server.url, timeout=5, stats=stats).get("visits/AAAA-BBBB", "opc_x_y")
     finally:
         server.stop()
     assert reply.status == 301

@@ -6,7 +6,7 @@ from json import dumps
 
 from django.core.management.base import BaseCommand, CommandError
 
-from devtools import simulate
+from devtools import simulate, simulate_session
 
 SERVER_WAIT_SECONDS = 30.0
 
@@ -60,7 +60,7 @@ class Command(BaseCommand):
         except ValueError as error:  # "cancel_rate: 1.5 is not valid."
             name, _, problem = str(error).partition(":")
             raise CommandError(f"--{name.replace('_', '-')}:{problem}") from None
-        with simulate.session_for(config) as session:
+        with simulate_session.session_for(config) as session:
             if not session.mrns:
                 raise CommandError("There are no patients to simulate; run `manage.py seed_demo` first.")
             sim = simulate.Simulation(config, session, on_summary=self._show, summary_every=self._every())
