@@ -8,6 +8,7 @@ a signed-in ops lead, so the numbers are server time (no network). Each page is 
 import time
 from dataclasses import dataclass
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -53,8 +54,8 @@ def pages(*, deep_page: int) -> list[Page]:
     """Return every page to render: each changelist (default, filters, a search, a deep page) and form."""
     out = []
     for label in MODELS:
-        model_admin = next(a for m, a in ops_site._registry.items() if m._meta.label_lower == label)
-        model = model_admin.model
+        model = apps.get_model(label)
+        model_admin = ops_site.get_model_admin(model)
         base = f"{model._meta.app_label}/{model._meta.model_name}/"
         out.append(Page(f"{label} list", base))
         out += [Page(f"{label} filter {name}", f"{base}?{query}") for name, query in _filters(model_admin)]

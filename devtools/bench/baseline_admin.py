@@ -5,6 +5,7 @@ compare what the hand-tuned admin saves (count queries, N+1 columns, unindexed o
 facets, ``icontains`` search over joins).
 """
 
+from django.apps import apps
 from django.contrib import admin
 from django.utils import timezone
 
@@ -51,6 +52,6 @@ def _vanilla(model_admin: admin.ModelAdmin) -> type[admin.ModelAdmin]:
 
 def register_baseline() -> None:
     """Register a vanilla twin of every console ModelAdmin (idempotent)."""
-    for model, model_admin in ops_site._registry.items():
-        if model not in baseline_site._registry:
-            baseline_site.register(model, _vanilla(model_admin))
+    for model in apps.get_models():
+        if ops_site.is_registered(model) and not baseline_site.is_registered(model):
+            baseline_site.register(model, _vanilla(ops_site.get_model_admin(model)))

@@ -173,7 +173,7 @@ class DefaultVisitSearch(admin.ModelAdmin):
 
 def engines(request) -> dict[str, Callable[[Query], list[int]]]:
     """Return each engine as a function running a query as the changelist would, returning the first page's ids."""
-    console = {Patient: ops_site._registry[Patient], Visit: ops_site._registry[Visit]}
+    console = {Patient: ops_site.get_model_admin(Patient), Visit: ops_site.get_model_admin(Visit)}
     default = {Patient: DefaultPatientSearch(Patient, ops_site), Visit: DefaultVisitSearch(Visit, ops_site)}
 
     def run(model_admin, query: Query) -> list[int]:
