@@ -45,29 +45,35 @@ def states_for(rng: random.Random, count: int) -> list[str]:
 
 
 def seconds(rng: random.Random, low: float, high: float) -> dt.timedelta:
+    """Return a duration drawn uniformly between ``low`` and ``high`` seconds."""
     return dt.timedelta(seconds=rng.uniform(low, high))
 
 
 def days(rng: random.Random, low: int, high: int) -> dt.timedelta:
+    """Return between ``low`` and ``high`` whole days, plus a random time of day."""
     return dt.timedelta(days=rng.randint(low, high), seconds=rng.randrange(86400))
 
 
 def between(rng: random.Random, start: dt.datetime, end: dt.datetime) -> dt.datetime:
+    """Return an instant drawn uniformly between ``start`` and ``end``."""
     return start + (end - start) * rng.random()
 
 
 def person(rng: random.Random) -> tuple[str, str]:
+    """Return a (first, last) name from the demo people."""
     return rng.choice(people()["first_names"]), rng.choice(people()["last_names"])
 
 
 def place(rng: random.Random, state: str) -> dict:
+    """Return a city of ``state`` with its ZIP and area code."""
     return rng.choice(people()["places"][state])
 
 
 def phone(rng: random.Random, place: dict) -> str:
-    # The 555 exchange keeps demo numbers obviously fictional.
+    """Return a phone number in the place's area code (the 555 exchange keeps it obviously fictional)."""
     return f"+1{place['area_code']}555{rng.randrange(10000):04d}"
 
 
 def mailbox(first: str, last: str) -> str:
+    """Return the local part of an e-mail address for a name."""
     return re.sub(r"[^a-z.]", "", f"{first}.{last}".lower())
