@@ -9,13 +9,18 @@ is recorded: the PostgreSQL search backend reads the tables themselves and needs
 from collections.abc import Callable, Iterable
 
 Writer = Callable[[str, list[int], bool], None]
-_writers: list[Writer] = []
+Wants = Callable[[str], bool]
+_writers: list[tuple[Writer, Wants]] = []
 
 
-def register(writer: Writer) -> None:
-    """Add ``writer(label, ids, embedded)``, called for every change in the caller's transaction."""
-    if writer not in _writers:
-        _writers.append(writer)
+def register(writer: Writer, *, wants: Wants) -> None:
+    """Add ``writer(label, ids, embedded)`` for the labels ``wants(label)`` accepts (asked before any query)."""
+    if all(writer is not known for known, _ in _writers):
+        _writers.append((writer, wants))
+
+
+def _writers_for(label: str) -> list[Writer]:
+    return [writer for writer, wants in _writers if wants(label)]
 
 
 def record(label: str, ids: Iterable[int | None], *, embedded: bool = False) -> None:
@@ -24,10 +29,9 @@ def record(label: str, ids: Iterable[int | None], *, embedded: bool = False) -> 
     With ``embedded``, the documents that copy fields of these rows (a patient's visits and cases
     carry the patient's name) are recorded too: pass it when names or identifiers may have changed.
     """
-    ids = sorted({pk for pk in ids if pk is not None})
-    if not ids:
-        return
-    for writer in _writers:
+    writers = _writers_for(label)
+    ids = sorted({pk for pk in ids if pk is not None}) if writers else []
+    for writer in writers if ids else ():
         writer(label, ids, embedded)
 
 
@@ -37,6 +41,7 @@ def record_instance(obj, *, embedded: bool = False) -> None:
 
 
 def record_rows(queryset) -> None:
-    """Record the rows of ``queryset`` (e.g. just before deleting them)."""
-    if _writers:
-        record(queryset.model._meta.label_lower, queryset.values_list("pk", flat=True))
+    """Record the rows of ``queryset`` (e.g. just before deleting them); reads their ids only if a writer wants them."""
+    label = queryset.model._meta.label_lower
+    if _writers_for(label):
+        record(label, queryset.values_list("pk", flat=True))

@@ -11,4 +11,4 @@ class SearchConfig(AppConfig):
         from core import outbox
         from search import outbox as search_outbox
 
-        outbox.register(search_outbox.write)
+        outbox.register(search_outbox.write, wants=search_outbox.wants)

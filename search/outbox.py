@@ -45,18 +45,11 @@ def record(label: str, ids: Iterable[int | None], *, embedded: bool = False) -> 
             cursor.execute(_INSERT_EMBEDDING.format(table=table, column=column), [other, ids])
 
 
+def wants(label: str) -> bool:
+    """Return True when changes to ``label`` rows need an outbox entry (a searchable model, Elasticsearch on)."""
+    return label in BY_LABEL and enabled()
+
+
 def write(label: str, ids: list[int], embedded: bool) -> None:
-    """The writer ``core.outbox`` calls for every change."""
+    """The writer ``core.outbox`` calls for every change it ``wants``."""
     record(label, ids, embedded=embedded)
-
-
-def record_instance(obj, *, embedded: bool = False) -> None:
-    """Record that one searchable row changed."""
-    record(obj._meta.label_lower, [obj.pk], embedded=embedded)
-
-
-def record_rows(queryset) -> None:
-    """Record the rows of ``queryset`` when its model is searchable (e.g. just before deleting them)."""
-    label = queryset.model._meta.label_lower
-    if label in BY_LABEL and enabled():
-        record(label, queryset.values_list("pk", flat=True))
