@@ -12,12 +12,12 @@ from django.utils.translation import gettext as _
 from simple_history.admin import SimpleHistoryAdmin
 
 from core import outbox
+from core import selectors as core_selectors
+from core.access import PHI_LABELS, record_access
 from core.audit import Actor
 from core.errors import ActionError
 from core.pagination import EstimatedCountPaginator
 from search import changelist as search_changelist
-from support import selectors as support_selectors
-from support.access import PHI_LABELS, record_access
 
 
 class ChangeReasonForm(forms.ModelForm):
@@ -91,8 +91,8 @@ class OpsAdminMixin:
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """Render the change page; record a PHI view, and show leads who read this patient's records."""
-        if self.phi_access and request.user.has_perm("support.view_accesslog"):
-            viewers = support_selectors.patient_readers(self.model, object_id)
+        if self.phi_access and request.user.has_perm("core.view_accesslog"):
+            viewers = core_selectors.patient_readers(self.model, object_id)
             extra_context = {**(extra_context or {}), "phi_readers": viewers}
         response = super().change_view(request, object_id, form_url, extra_context)
         original = (getattr(response, "context_data", None) or {}).get("original")

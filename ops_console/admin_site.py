@@ -55,7 +55,7 @@ class OpsAdminSite(admin.AdminSite):
         and MRN, a visit's id. The page records those it shows in the PHI access log (one row).
         """
         from clinical.selectors import dashboard_summary
-        from support.access import record_log_entries
+        from ops_console.access import record_log_entries
         from support.selectors import open_case_count
 
         extra_context = dict(extra_context or {})

@@ -10,7 +10,7 @@ visits are PHI reads: each is recorded with the terms and the records it returne
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.core.exceptions import PermissionDenied
 
-from support.access import record_access
+from core.access import record_access
 
 
 def offers_autocomplete(admin_site, request, model, field_name: str) -> bool:

@@ -42,7 +42,7 @@ ROLES: dict[str, set[str]] = {
     | _perms("clinical", ("apiclient",), "view", "add", "change")
     | _perms("support", ("supportcase",), "view", "add", "change", "delete")
     | _perms("support", ("casenote",), "view", "add")
-    | {"support.view_securityevent", "support.view_accesslog"}
+    | {"core.view_securityevent", "core.view_accesslog"}
     | _perms("auth", ("user",), "view", "add", "change")
     | {"auth.view_group", "ops_console.use_profiling"},
 }

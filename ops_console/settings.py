@@ -121,6 +121,7 @@ SEARCH_WORKER_POLL_SECONDS = env_int("SEARCH_WORKER_POLL_SECONDS", 1, minimum=1)
 SEARCH_RETRY_MAX_SECONDS = env_int("SEARCH_RETRY_MAX_SECONDS", 300, minimum=1)
 
 INSTALLED_APPS = [
+    "core.apps.CoreConfig",
     "ops_console.apps.OpsConsoleConfig",
     "clinical.apps.ClinicalConfig",
     "support.apps.SupportConfig",

@@ -17,11 +17,11 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
 
+from core.actions import record_security_event
 from core.client_ip import client_ip
+from core.models import SecurityEvent
 from core.redis import get_redis
 from ops_console.twofactor.policy import is_asked
-from support.actions import record_security_event
-from support.models import SecurityEvent
 
 PREFIX = "ops:signin"
 LOCKED_MESSAGE = (

@@ -1,5 +1,7 @@
 """URL map: the console on its private path; /admin/ answers 404 and is recorded."""
 
+import re
+
 from django.conf import settings
 from django.urls import include, path, re_path
 
@@ -8,6 +10,11 @@ from ops_console.admin_site import ops_site
 
 urlpatterns = [
     re_path(r"^admin(?:/(?P<rest>.*))?$", views.admin_probe),
+    # The access log and security events moved from support to core (issue #14): old bookmarks follow.
+    re_path(
+        rf"^{re.escape(settings.OPS_ADMIN_PATH)}support/(?P<model>accesslog|securityevent)/(?P<rest>[0-9a-z/]*)$",
+        views.moved_to_core,
+    ),
     path(settings.OPS_ADMIN_PATH, ops_site.urls),
     path("api/v1/", include("clinical.api.urls")),
 ]

@@ -2,17 +2,27 @@
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponsePermanentRedirect
 from django.template.response import TemplateResponse
 
-from support.actions import record_security_event
-from support.models import SecurityEvent
+from core.actions import record_security_event
+from core.models import SecurityEvent
 
 
 def admin_probe(request, rest=""):
     """Answer any request under /admin/ with a 404 and record it for ops leads."""
     record_security_event(request, kind=SecurityEvent.Kind.ADMIN_PROBE)
     raise Http404("Not found")
+
+
+def moved_to_core(request, model, rest=""):
+    """Send a bookmark of the access log or security events under /support/ to their page under /core/.
+
+    The query string (filters, a patient) goes along; the target checks sign-in and permission.
+    """
+    target = f"/{settings.OPS_ADMIN_PATH}core/{model}/{rest}"
+    query = request.META.get("QUERY_STRING", "")
+    return HttpResponsePermanentRedirect(f"{target}?{query}" if query else target)
 
 
 def slow_pages(request, admin_site):

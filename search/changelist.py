@@ -9,9 +9,9 @@ joins, so no DISTINCT) and come in relevance order unless the user sorts by a co
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 
+from core.access import record_access
 from search import selectors
 from search.query import parse
-from support.access import record_access
 
 
 def search_results(model_admin, request, queryset, term: str):

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.apps import apps
 from django.conf import settings
 from django.db.models import Model, Prefetch, QuerySet
 from elasticsearch_dsl import (
@@ -28,7 +29,6 @@ from elasticsearch_dsl import (
 
 from clinical.models import Patient, Provider, ProviderLicense, Visit
 from search.query import license_key
-from support.models import SupportCase
 
 # --- analysis: names forgive case and accents; identifiers compare as people read them ---------
 
@@ -169,7 +169,7 @@ def visit_source(visit: Visit) -> dict:
     }  # fmt: skip
 
 
-def case_source(case: SupportCase) -> dict:
+def case_source(case: Model) -> dict:
     """Return the support case's document, with its patient's name and identifiers and its visit's id."""
     patient = case.patient
     return {
@@ -214,6 +214,11 @@ def content_hash(source: dict) -> str:
     return hashlib.sha256(json.dumps(source, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def cases() -> QuerySet:
+    """Return support cases, named by label like every document: search indexes them without importing support."""
+    return apps.get_model("support", "SupportCase").objects.all()
+
+
 def _providers() -> QuerySet:
     licenses = ProviderLicense.objects.only("provider_id", "state", "license_number").order_by("id")
     return Provider.objects.prefetch_related(Prefetch("licenses", licenses))
@@ -236,7 +241,7 @@ DOCUMENTS: dict[str, DocumentType] = {
         ),
         DocumentType(
             "case", "support.supportcase", CaseDocument,
-            lambda: SupportCase.objects.select_related("patient", "visit"), case_source,
+            lambda: cases().select_related("patient", "visit"), case_source,
         ),
     )
 }  # fmt: skip

@@ -6,10 +6,9 @@ from django.db.models import Prefetch, QuerySet
 
 from clinical.models import Patient, Provider, ProviderLicense, Visit
 from search.backends import get_backend
-from search.documents import DOCUMENTS
+from search.documents import DOCUMENTS, cases
 from search.explain import matched_fields
 from search.query import SearchQuery
-from support.models import SupportCase
 
 
 def search(
@@ -45,7 +44,7 @@ SECTIONS = (
     Section("provider", "Providers", "clinical.view_provider", _providers),
     Section("visit", "Visits", "clinical.view_visit", lambda: Visit.objects.select_related("patient", "provider")),
     Section("case", "Support cases", "support.view_supportcase",
-            lambda: SupportCase.objects.select_related("patient", "visit")),
+            lambda: cases().select_related("patient", "visit")),
 )  # fmt: skip
 
 

@@ -3,9 +3,9 @@
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 
+from core.access import record_access
 from search import selectors
 from search.query import parse
-from support.access import record_access
 
 KIND_LABELS = {
     "name": "name", "phone": "phone", "email": "e-mail", "dob": "date of birth", "mrn": "MRN", "npi": "NPI",

@@ -19,9 +19,9 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 from elasticsearch import ApiError, TransportError
 
+from core.models import OutboxEntry
 from search import indexer
 from search.documents import BY_LABEL
-from search.models import OutboxEntry
 
 logger = logging.getLogger(__name__)
 

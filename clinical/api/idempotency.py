@@ -18,7 +18,7 @@ from django.http import JsonResponse
 
 from clinical.actions.visits import OpenVisitExists
 from clinical.models import ApiIdempotencyKey, Visit
-from support.access import record_access
+from core.access import record_access
 
 KEEP = dt.timedelta(hours=24)
 MAX_KEY_LENGTH = 255

@@ -13,10 +13,10 @@ import time
 import redis
 from django.conf import settings
 
+from core.actions import record_security_event
 from core.client_ip import client_ip
+from core.models import SecurityEvent
 from core.redis import get_redis
-from support.actions import record_security_event
-from support.models import SecurityEvent
 
 logger = logging.getLogger(__name__)
 PREFIX = "ops:api"

@@ -18,9 +18,9 @@ from clinical.api import idempotency, limits
 from clinical.api.auth import NotAuthenticated, client_for
 from clinical.models import ApiScope, Priority, Provider, Visit, VisitStatus
 from clinical.reference import STATE_CHOICES
+from core.access import record_access
 from core.audit import Actor
 from core.errors import ActionError, IllegalTransition
-from support.access import record_access
 
 logger = logging.getLogger(__name__)
 PRIORITIES = {"routine": Priority.ROUTINE, "elevated": Priority.ELEVATED, "urgent": Priority.URGENT}

@@ -27,8 +27,8 @@ from import_export.forms import ExportForm
 
 from clinical.imports import jobs as import_jobs
 from clinical.imports.resources import ProviderLicenseResource, ProviderResource, neutralise
+from core.access import record_access
 from core.audit import Actor
-from support.access import record_access
 
 PREVIEW_ROWS_SHOWN = 500
 UPLOAD_EXTENSIONS = (".csv", ".txt", ".tsv", ".xlsx")

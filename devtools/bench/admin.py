@@ -20,7 +20,7 @@ from ops_console import roles
 from ops_console.admin_site import ops_site
 
 MODELS = ("clinical.visit", "clinical.patient", "clinical.provider", "clinical.providerlicense",
-          "clinical.visitevent", "support.supportcase", "support.securityevent", "clinical.apiclient")  # fmt: skip
+          "clinical.visitevent", "support.supportcase", "core.securityevent", "clinical.apiclient")  # fmt: skip
 
 
 SLOW_PAGE_SECONDS = 2.0

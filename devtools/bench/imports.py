@@ -22,7 +22,6 @@ from clinical.reference import states
 from clinical.validators import make_npi
 from core.audit import Actor
 from core.redis import get_redis
-from devtools.bench import router as bench
 
 HEADINGS = ["NPI", "State", "License number", "License type", "Status", "Issued on", "Expires on", "Notes"]
 _TABLES = (
@@ -43,14 +42,6 @@ SELECT provider_id, state, number, 'MD', 'active', %s, %s, ''
 FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[]) AS l(provider_id, state, number)
 """
 LICENSES_PER_PROVIDER = 3
-
-
-def use_bench_database() -> str:
-    """Switch to the import bench's own database (created and migrated if needed); return its name."""
-    name = connection.settings_dict["NAME"]
-    connection.settings_dict["NAME"] = f"{name}_import"  # the router bench helper appends "_bench"
-    bench.use_bench_database()
-    return connection.settings_dict["NAME"]
 
 
 def reset() -> None:

@@ -1,7 +1,7 @@
 """Benchmarks of the router on the real PostgreSQL and Redis (``manage.py bench_router``).
 
-Runs in its own database (``<DATABASE name>_bench``) and Redis database, so it never touches
-the console's data or a running router's working set.
+Runs on the bench harness (``devtools.bench.harness``): its own database (``<DATABASE name>_bench``)
+and Redis database, so it never touches the console's data or a running router's working set.
 """
 
 import datetime as dt
@@ -14,12 +14,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
-import psycopg2
 import redis
-from django.conf import settings
-from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -30,7 +26,6 @@ from clinical.routing import workingset as ws
 from clinical.routing.engine import Router, RouterConfig
 from clinical.validators import format_mrn, make_npi
 from core.audit import Actor
-from core.redis import get_redis
 from devtools import sampling
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -41,35 +36,6 @@ _BENCH_TABLES = (
     "clinical_provider", "clinical_historicalpatient", "clinical_patient", "support_casenote",
     "support_historicalsupportcase", "support_supportcase",
 )  # fmt: skip
-
-
-def use_bench_database() -> str:
-    """Create (if needed), switch to and migrate the bench database; return its URL."""
-    db = connection.settings_dict
-    name = f"{db['NAME']}_bench"
-    admin = psycopg2.connect(
-        dbname="postgres", host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"] or None,
-        password=db["PASSWORD"] or None,
-    )  # fmt: skip
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    connection.close()
-    connection.settings_dict["NAME"] = name
-    call_command("migrate", verbosity=0)
-    auth = f"{db['USER']}:{db['PASSWORD']}@" if db["USER"] else ""
-    return f"postgres://{auth}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}"
-
-
-def bench_redis(db_number: int) -> tuple[redis.Redis, str]:
-    """Point this process (and the events its actions publish) at the bench's own Redis database."""
-    url = urlunparse(urlparse(settings.REDIS_URL)._replace(path=f"/{db_number}"))
-    settings.REDIS_URL = url
-    get_redis.cache_clear()
-    return get_redis(), url
 
 
 def reset() -> None:

@@ -11,14 +11,14 @@ from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 
+from core.actions import record_security_event
 from core.client_ip import client_ip
 from core.errors import ActionError
+from core.models import SecurityEvent
 from ops_console import fieldcrypt
 from ops_console.models import BackupCode, PendingTotpSecret, TotpDevice
 from ops_console.signin import LOCKED_MESSAGE, clear_failures, locked_out, record_failure
 from ops_console.twofactor import totp
-from support.actions import record_security_event
-from support.models import SecurityEvent
 
 WRONG_CODE = "That code is not right. Check the time on your phone and enter the code it shows now."
 

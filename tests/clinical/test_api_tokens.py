@@ -13,7 +13,7 @@ from clinical.api import limits
 from clinical.models import ApiClient
 from core.audit import Actor
 from core.errors import IllegalTransition
-from support.models import SecurityEvent
+from core.models import SecurityEvent
 from tests.builders import make_patient, make_provider
 
 SYSTEM = Actor.system("tests")

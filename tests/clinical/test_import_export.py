@@ -24,7 +24,7 @@ from clinical.imports.resources import neutralise
 from clinical.models import LicenseStatus, ProviderLicense
 from core.audit import Actor
 from core.errors import ActionError
-from support.models import AccessLog
+from core.models import AccessLog
 from tests.builders import SYSTEM, make_license, make_provider, new_npi
 
 HEADINGS = ["NPI", "State", "License number", "License type", "Status", "Issued on", "Expires on", "Notes"]

@@ -3,6 +3,7 @@
 import json
 from io import StringIO
 
+from django.conf import settings
 from django.core.management import call_command
 
 from devtools.bench import admin as benchadmin
@@ -32,7 +33,12 @@ def test_it_renders_every_page_and_its_vanilla_twin(lead, redis_client, settings
 def test_it_prints_a_table_and_one_json_line(lead, redis_client):
     make_visit()
     out = StringIO()
-    call_command("bench_admin", "--repeat", "1", "--deep-page", "2", stdout=out, stderr=StringIO())
+    # The tests' own Redis database: the bench points the process at the one it is given.
+    test_db = settings.REDIS_URL.rsplit("/", 1)[1]
+    call_command(
+        "bench_admin", "--repeat", "1", "--deep-page", "2", "--redis-db", test_db, stdout=out, stderr=StringIO()
+    )
+    assert settings.REDIS_URL.endswith(f"/{test_db}")
     lines = out.getvalue().strip().splitlines()
     assert lines[0].startswith("page")
     summary = json.loads(lines[-1])

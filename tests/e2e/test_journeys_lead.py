@@ -27,7 +27,7 @@ def test_it_shows_a_lead_the_support_agents_view_in_the_access_log_of_one_patien
     expect(readers.locator("tbody tr", has_text="support")).to_have_count(1)
     readers.get_by_role("link", name="Every read of this patient's records in the access log").click()
 
-    expect(page).to_have_url(re.compile(rf"/support/accesslog/\?patient={patient_pk}$"))
+    expect(page).to_have_url(re.compile(rf"/core/accesslog/\?patient={patient_pk}$"))
     expect(page.locator("#changelist-filter")).to_contain_text(f"Patient #{patient_pk}")
     view = page.locator("#result_list tbody tr").filter(has_text="Viewed a record").filter(has_text="support")
     expect(view).to_have_count(1)

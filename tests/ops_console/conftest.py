@@ -5,10 +5,12 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.test import RequestFactory
 
+from core import actions as core_actions
+from core.access import record_access
 from core.audit import Actor
+from core.models import AccessLog, SecurityEvent
 from support import actions as support_actions
-from support.access import record_access
-from support.models import AccessLog, SecurityEvent, SupportCase
+from support.models import SupportCase
 from tests.builders import SYSTEM
 from tests.conftest import PASSWORD
 
@@ -40,7 +42,7 @@ def make_security_event(*, path: str = "/admin/login/", user=None) -> SecurityEv
     request = RequestFactory().get(path, REMOTE_ADDR="203.0.113.7", HTTP_USER_AGENT="curl/8.0")
     if user is not None:
         request.user = user
-    return support_actions.record_security_event(request, kind=SecurityEvent.Kind.ADMIN_PROBE)
+    return core_actions.record_security_event(request, kind=SecurityEvent.Kind.ADMIN_PROBE)
 
 
 def make_access_log(patient, *, user=None) -> AccessLog:

@@ -4,7 +4,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from support.models import SecurityEvent
+from core.models import SecurityEvent
 
 
 @pytest.mark.parametrize("path", ["/admin/", "/admin", "/admin/login/", "/admin/auth/user/?q=x"])
@@ -31,7 +31,7 @@ def test_it_sends_anonymous_users_to_the_console_login(client, db):
 
 def test_it_shows_security_events_to_leads_only(client, lead, support_agent, db):
     client.get("/admin/")
-    url = reverse("ops:support_securityevent_changelist")
+    url = reverse("ops:core_securityevent_changelist")
     client.force_login(support_agent)
     assert client.get(url).status_code == 403
     client.force_login(lead)
@@ -62,3 +62,22 @@ def test_it_keeps_leads_from_granting_superuser_or_raw_permissions(client, lead,
     assert list(support_agent.groups.values_list("name", flat=True)) == [roles.ENGINEER]
     assert client.get(reverse("ops:auth_user_change", args=[boss.pk])).status_code in (200, 403)
     assert client.post(reverse("ops:auth_user_change", args=[boss.pk]), {"username": "x"}).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("support/accesslog/?patient=12&kind__exact=view", "core/accesslog/?patient=12&kind__exact=view"),
+        ("support/securityevent/", "core/securityevent/"),
+        ("support/accesslog/7/change/", "core/accesslog/7/change/"),
+    ],
+)
+def test_it_sends_bookmarks_of_the_moved_audit_pages_to_their_new_address(client, lead, old, new):
+    client.force_login(lead)
+    response = client.get(f"/{settings.OPS_ADMIN_PATH}{old}")
+    assert (response.status_code, response["Location"]) == (301, f"/{settings.OPS_ADMIN_PATH}{new}")
+
+
+def test_it_keeps_support_case_pages_where_they_were(client, lead):
+    client.force_login(lead)
+    assert client.get(f"/{settings.OPS_ADMIN_PATH}support/supportcase/").status_code == 200

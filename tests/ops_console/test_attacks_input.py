@@ -18,8 +18,8 @@ from django.urls import reverse
 from clinical.actions import api_clients as api_client_actions
 from clinical.models import Patient, Visit
 from core.audit import Actor
+from core.models import SecurityEvent
 from ops_console.admin_site import ops_site
-from support.models import SecurityEvent
 from tests.builders import make_patient, make_provider, make_visit
 from tests.ops_console.conftest import make_access_log, make_case, make_security_event
 

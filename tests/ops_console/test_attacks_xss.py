@@ -31,9 +31,10 @@ from clinical.actions import offers as offer_actions
 from clinical.actions import providers as provider_actions
 from clinical.actions import visits as visit_actions
 from clinical.models import Patient, VisitEvent
+from core import actions as core_actions
 from core.audit import Actor
+from core.models import AccessLog, SecurityEvent
 from support import actions as support_actions
-from support.models import AccessLog, SecurityEvent
 from tests.builders import SYSTEM, make_patient, make_provider, make_visit
 
 pytestmark = pytest.mark.usefixtures("fast_passwords", "redis_client")
@@ -160,7 +161,7 @@ def store_payload_everywhere(payload: str, *, client, lead, superuser, support_a
         "xss-user", "xss@ops.example", "x", first_name=payload[:150], last_name=payload[:150], is_staff=True
     )
     probe = RequestFactory().get("/admin/", HTTP_USER_AGENT=payload, REMOTE_ADDR="203.0.113.9")
-    event = support_actions.record_security_event(probe, kind=SecurityEvent.Kind.ADMIN_PROBE, detail=payload)
+    event = core_actions.record_security_event(probe, kind=SecurityEvent.Kind.ADMIN_PROBE, detail=payload)
     client.force_login(support_agent)
     assert client.get(reverse("ops:global_search"), {"q": payload}, HTTP_USER_AGENT=payload).status_code == 200
     client.force_login(superuser)
@@ -189,9 +190,9 @@ def changelists(r: dict) -> list[tuple[str, str, dict]]:
         ("licenses", reverse("ops:clinical_providerlicense_changelist"), {"q": npi}),
         ("support cases", reverse("ops:support_supportcase_changelist"), {"q": mrn}),
         ("API clients", reverse("ops:clinical_apiclient_changelist"), {"q": r["api_client"].token_prefix}),
-        ("security events", reverse("ops:support_securityevent_changelist"), {"q": "203.0.113.9"}),
+        ("security events", reverse("ops:core_securityevent_changelist"), {"q": "203.0.113.9"}),
         ("users", reverse("ops:auth_user_changelist"), {"q": "xss-user"}),
-        ("access log", reverse("ops:support_accesslog_changelist"), {"kind__exact": "search"}),
+        ("access log", reverse("ops:core_accesslog_changelist"), {"kind__exact": "search"}),
     ]
 
 

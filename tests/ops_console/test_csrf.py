@@ -17,10 +17,10 @@ from django.test import Client
 from django.urls import reverse
 
 from clinical.models import ProviderLicense
+from core.models import AccessLog
 from ops_console.models import TotpDevice
 from ops_console.twofactor import totp
 from ops_console.twofactor.actions import do_confirm_totp_device
-from support.models import AccessLog
 from tests.conftest import PASSWORD
 from tests.ops_console.conftest import database_snapshot
 from tests.ops_console.test_role_matrix import (

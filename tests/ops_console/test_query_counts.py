@@ -20,10 +20,11 @@ from clinical.actions import visits as visit_actions
 from clinical.models import Patient, Provider, ProviderLicense, Visit
 from clinical.reference import STATE_CHOICES
 from core.audit import Actor
+from core.models import SecurityEvent
 from ops_console import roles
 from ops_console.admin_site import ops_site
 from support import actions as support_actions
-from support.models import SecurityEvent, SupportCase
+from support.models import SupportCase
 from tests.builders import make_license, make_patient, make_provider, make_visit
 from tests.conftest import PASSWORD
 from tests.ops_console.conftest import make_case, make_security_event
@@ -176,9 +177,9 @@ def pages(scene: Scene) -> dict[str, str]:
         "visit event list": _url("clinical.visitevent", "changelist"),
         "support case list": _url("support.supportcase", "changelist"),
         "support case search": _url("support.supportcase", "changelist") + "?q=Case",
-        "security event list": _url("support.securityevent", "changelist"),
-        "access log list": _url("support.accesslog", "changelist"),
-        "access log of a patient": _url("support.accesslog", "changelist") + f"?patient={scene.patient.pk}",
+        "security event list": _url("core.securityevent", "changelist"),
+        "access log list": _url("core.accesslog", "changelist"),
+        "access log of a patient": _url("core.accesslog", "changelist") + f"?patient={scene.patient.pk}",
         "user list": _url("auth.user", "changelist"),
         "group list": _url("auth.group", "changelist"),
         "provider form": _url("clinical.provider", "change", scene.provider.pk),
@@ -187,7 +188,7 @@ def pages(scene: Scene) -> dict[str, str]:
         "visit form": _url("clinical.visit", "change", scene.visit.pk),
         "visit event form": _url("clinical.visitevent", "change", scene.visit.events.last().pk),
         "support case form": _url("support.supportcase", "change", scene.case.pk),
-        "security event form": _url("support.securityevent", "change", scene.security_event.pk),
+        "security event form": _url("core.securityevent", "change", scene.security_event.pk),
         "user form": _url("auth.user", "change", scene.colleague.pk),
         "group form": _url("auth.group", "change", scene.group.pk),
         "provider history": _url("clinical.provider", "history", scene.router.pk),

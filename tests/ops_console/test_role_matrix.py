@@ -38,12 +38,12 @@ from clinical.actions import providers as provider_actions
 from clinical.actions import visits as visit_actions
 from clinical.models import Availability, VisitStatus
 from clinical.reference import SPECIALTY_CHOICES
+from core.models import SecurityEvent
 from ops_console import roles, signin, toolbar
 from ops_console.admin_site import ops_site
 from ops_console.models import TotpDevice
 from ops_console.twofactor import totp
 from ops_console.twofactor.actions import do_confirm_totp_device
-from support.models import SecurityEvent
 from tests.builders import SYSTEM, make_patient, make_provider, make_visit, new_npi
 from tests.conftest import PASSWORD
 from tests.ops_console.conftest import database_snapshot, make_access_log, make_case, make_security_event
@@ -71,8 +71,8 @@ support_agent  clinical.visit            y          y    -   -      -      y    
 support_agent  clinical.visitevent       y          y    -   -      -      y       .   .      .      .
 support_agent  clinical.apiclient        -          -    -   -      -      -       -   -      .      .
 support_agent  support.supportcase       y          y    y   y      -      y       y   y      .      .
-support_agent  support.securityevent     -          -    -   -      -      -       .   .      .      .
-support_agent  support.accesslog         -          -    -   -      -      -       .   .      .      .
+support_agent  core.securityevent        -          -    -   -      -      -       .   .      .      .
+support_agent  core.accesslog            -          -    -   -      -      -       .   .      .      .
 support_agent  auth.user                 -          -    -   -      -      -       .   .      .      .
 support_agent  auth.group                -          -    -   -      -      -       .   .      .      .
 clinical_ops   clinical.provider         y          y    y   y      -      y       y   y      .      y
@@ -82,8 +82,8 @@ clinical_ops   clinical.visit            y          y    -   -      -      y    
 clinical_ops   clinical.visitevent       y          y    -   -      -      y       .   .      .      .
 clinical_ops   clinical.apiclient        -          -    -   -      -      -       -   -      .      .
 clinical_ops   support.supportcase       y          y    -   -      -      y       y   -      .      .
-clinical_ops   support.securityevent     -          -    -   -      -      -       .   .      .      .
-clinical_ops   support.accesslog         -          -    -   -      -      -       .   .      .      .
+clinical_ops   core.securityevent        -          -    -   -      -      -       .   .      .      .
+clinical_ops   core.accesslog            -          -    -   -      -      -       .   .      .      .
 clinical_ops   auth.user                 -          -    -   -      -      -       .   .      .      .
 clinical_ops   auth.group                -          -    -   -      -      -       .   .      .      .
 engineer       clinical.provider         y          y    -   -      -      y       y   -      .      -
@@ -93,8 +93,8 @@ engineer       clinical.visit            y          y    -   -      -      y    
 engineer       clinical.visitevent       y          y    -   -      -      y       .   .      .      .
 engineer       clinical.apiclient        -          -    -   -      -      -       -   -      .      .
 engineer       support.supportcase       y          y    -   -      -      y       y   -      .      .
-engineer       support.securityevent     -          -    -   -      -      -       .   .      .      .
-engineer       support.accesslog         -          -    -   -      -      -       .   .      .      .
+engineer       core.securityevent        -          -    -   -      -      -       .   .      .      .
+engineer       core.accesslog            -          -    -   -      -      -       .   .      .      .
 engineer       auth.user                 -          -    -   -      -      -       .   .      .      .
 engineer       auth.group                -          -    -   -      -      -       .   .      .      .
 lead           clinical.provider         y          y    y   y      -      y       y   y      .      y
@@ -104,8 +104,8 @@ lead           clinical.visit            y          y    y   y      -      y    
 lead           clinical.visitevent       y          y    -   -      -      y       .   .      .      .
 lead           clinical.apiclient        y          y    y   y      -      y       y   -      .      .
 lead           support.supportcase       y          y    y   y      y      y       y   y      .      .
-lead           support.securityevent     y          y    -   -      -      y       .   .      .      .
-lead           support.accesslog         y          y    -   -      -      y       .   .      .      .
+lead           core.securityevent        y          y    -   -      -      y       .   .      .      .
+lead           core.accesslog            y          y    -   -      -      y       .   .      .      .
 lead           auth.user                 y          y    y   y      -      y       .   .      .      .
 lead           auth.group                y          y    -   -      -      y       .   .      .      .
 outsider       clinical.provider         -          -    -   -      -      -       -   -      .      -
@@ -115,8 +115,8 @@ outsider       clinical.visit            -          -    -   -      -      -    
 outsider       clinical.visitevent       -          -    -   -      -      -       .   .      .      .
 outsider       clinical.apiclient        -          -    -   -      -      -       -   -      .      .
 outsider       support.supportcase       -          -    -   -      -      -       -   -      .      .
-outsider       support.securityevent     -          -    -   -      -      -       .   .      .      .
-outsider       support.accesslog         -          -    -   -      -      -       .   .      .      .
+outsider       core.securityevent        -          -    -   -      -      -       .   .      .      .
+outsider       core.accesslog            -          -    -   -      -      -       .   .      .      .
 outsider       auth.user                 -          -    -   -      -      -       .   .      .      .
 outsider       auth.group                -          -    -   -      -      -       .   .      .      .
 superuser      clinical.provider         y          y    y   y      -      y       y   y      .      y
@@ -126,8 +126,8 @@ superuser      clinical.visit            y          y    y   y      -      y    
 superuser      clinical.visitevent       y          y    -   -      -      y       .   .      .      .
 superuser      clinical.apiclient        y          y    y   y      -      y       y   -      .      .
 superuser      support.supportcase       y          y    y   y      y      y       y   y      .      .
-superuser      support.securityevent     y          y    -   -      -      y       .   .      .      .
-superuser      support.accesslog         y          y    -   -      -      y       .   .      .      .
+superuser      core.securityevent        y          y    -   -      -      y       .   .      .      .
+superuser      core.accesslog            y          y    -   -      -      y       .   .      .      .
 superuser      auth.user                 y          y    y   y      -      y       .   .      .      .
 superuser      auth.group                y          y    -   -      -      y       .   .      .      .
 """
@@ -156,14 +156,14 @@ clinical.apiclient.patient            -             -            -        y    -
 support.supportcase.patient           y             y            y        y    -        y
 support.supportcase.visit             y             y            y        y    -        y
 support.supportcase.assignee          -             -            -        -    -        -
-support.accesslog.user                -             -            -        -    -        -
+core.accesslog.user                   -             -            -        -    -        -
 clinical.visitevent.visit             -             -            -        -    -        -
 clinical.visit.provider               -             -            -        -    -        -
 """
 # Foreign keys no console page offers as an autocomplete: refused to everyone, superusers too.
 NOT_OFFERED = {
     "support.supportcase.assignee",
-    "support.accesslog.user",
+    "core.accesslog.user",
     "clinical.visitevent.visit",
     "clinical.visit.provider",
 }
@@ -273,8 +273,8 @@ def make_records() -> dict:
             name="matrix-app", scope="provider", provider=provider, actor=SYSTEM
         )[0],
         "support.supportcase": make_case(patient=patient, visit=visit, notes=1),
-        "support.securityevent": make_security_event(),
-        "support.accesslog": make_access_log(patient),
+        "core.securityevent": make_security_event(),
+        "core.accesslog": make_access_log(patient),
         "auth.user": colleague,
         "auth.group": Group.objects.get(name=roles.SUPPORT_AGENT),
     }
@@ -388,8 +388,8 @@ def _new_record_fields(model: str, records: dict) -> dict[str, str]:
         "support.supportcase": {
             "subject": "Added", "category": "other", "priority": "1", "status": "open", "patient": str(patient.pk),
         },
-        "support.securityevent": {"kind": "admin_probe", "path": "/Added", "method": "GET"},
-        "support.accesslog": {"kind": "view", "path": "/Added"},
+        "core.securityevent": {"kind": "admin_probe", "path": "/Added", "method": "GET"},
+        "core.accesslog": {"kind": "view", "path": "/Added"},
         "auth.user": {"username": "Added", "password1": "Added-pass-2026!", "password2": "Added-pass-2026!"},
         "auth.group": {"name": "Added"},
     }[model]  # fmt: skip
@@ -404,8 +404,8 @@ ADDED = {
     "clinical.visitevent": {"detail": "Added"},
     "clinical.apiclient": {"name": "Added"},
     "support.supportcase": {"subject": "Added"},
-    "support.securityevent": {"path": "/Added"},
-    "support.accesslog": {"path": "/Added"},
+    "core.securityevent": {"path": "/Added"},
+    "core.accesslog": {"path": "/Added"},
     "auth.user": {"username": "Added"},
     "auth.group": {"name": "Added"},
 }
@@ -419,8 +419,8 @@ CHANGES = {
     "clinical.visitevent": ("detail", "Changed"),
     "clinical.apiclient": ("name", "Changed"),
     "support.supportcase": ("subject", "Changed"),
-    "support.securityevent": ("detail", "Changed"),
-    "support.accesslog": ("detail", "Changed"),
+    "core.securityevent": ("detail", "Changed"),
+    "core.accesslog": ("detail", "Changed"),
     "auth.user": ("first_name", "Changed"),
     "auth.group": ("name", "Changed"),
 }
@@ -524,7 +524,7 @@ def test_it_answers_a_post_or_head_of_a_read_page_as_its_get_and_records_the_rea
     response = getattr(client, method.lower())(READ_PAGES[column](model, record))
     assert response.status_code == (200 if allowed else 403)
     after = database_snapshot()
-    read = after.pop("support.accesslog")[len(before.pop("support.accesslog")) :]
+    read = after.pop("core.accesslog")[len(before.pop("core.accesslog")) :]
     assert after == before  # a read writes nothing but its record
     phi = allowed and getattr(ops_site._registry[type(record)], "phi_access", False)
     assert [(row["method"], row["user_id"]) for row in read] == (
@@ -754,7 +754,7 @@ def test_it_runs_an_action_only_for_roles_allowed_to(client, user_for, persona, 
         ]
         after = database_snapshot()
         # Redrawing a list of PHI reads it, whatever the method: that one row is all that changed.
-        read = after.pop("support.accesslog")[len(before.pop("support.accesslog")) :]
+        read = after.pop("core.accesslog")[len(before.pop("core.accesslog")) :]
         assert after == before
         assert [(row["kind"], row["method"]) for row in read] == (
             [("list", "POST")] if ops_site._registry[type(record)].phi_access else []

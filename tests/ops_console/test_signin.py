@@ -7,8 +7,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from core.models import SecurityEvent
 from ops_console.signin import LAST_SEEN
-from support.models import SecurityEvent
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.usefixtures("fast_passwords", "redis_client", "two_factor_on")

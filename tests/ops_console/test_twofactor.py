@@ -13,12 +13,12 @@ from django.core.management import call_command
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
+from core.models import SecurityEvent
 from ops_console import fieldcrypt, roles
 from ops_console.models import BackupCode, PendingTotpSecret, TotpDevice
 from ops_console.twofactor import totp
 from ops_console.twofactor.actions import do_confirm_totp_device
 from ops_console.twofactor.policy import requires_two_factor
-from support.models import SecurityEvent
 from tests.builders import make_provider
 from tests.conftest import PASSWORD
 from tests.ops_console.conftest import database_snapshot

@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from clinical.actions import offers as offer_actions
 from clinical.actions import patients as patient_actions
+from core.models import AccessLog
 from support.actions import open_case
-from support.models import AccessLog
 from tests.builders import SYSTEM, make_patient, make_provider, make_visit
 
 pytestmark = pytest.mark.usefixtures("fast_passwords")

@@ -8,7 +8,7 @@ from clinical.actions import licenses as license_actions
 from clinical.actions import offers as offer_actions
 from clinical.actions import patients as patient_actions
 from clinical.models import Patient
-from search.models import OutboxEntry
+from core.models import OutboxEntry
 from support import actions as support_actions
 from tests.builders import SYSTEM, make_license, make_patient, make_provider, make_visit
 from tests.conftest import PASSWORD

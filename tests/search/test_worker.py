@@ -10,9 +10,9 @@ from elasticsearch import Elasticsearch
 
 from clinical.actions import offers as offer_actions
 from clinical.actions import patients as patient_actions
+from core.models import OutboxEntry
 from search import indexer
 from search.documents import DOCUMENTS
-from search.models import OutboxEntry
 from search.worker import SearchWorker, backoff_seconds, drain_batch
 from support import actions as support_actions
 from tests.builders import SYSTEM, make_patient, make_provider, make_visit

@@ -1,8 +1,7 @@
-import json
-
 from django.core.management.base import BaseCommand, CommandError
 
 from devtools.bench import admin as benchadmin
+from devtools.bench import harness
 
 
 class Command(BaseCommand):
@@ -14,8 +13,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--repeat", type=int, default=10, help="renders per page after one warm-up")
         parser.add_argument("--deep-page", type=int, default=1000, help="page number for the deep-page test")
+        harness.add_arguments(parser, redis_db=12, data_set=True)
 
-    def handle(self, *args, repeat, deep_page, **options):
+    def handle(self, *args, repeat, deep_page, database, redis_db, **options):
+        if database:
+            harness.use_database(database, create=False)
+        harness.use_redis(redis_db)
         rows = benchadmin.run(
             repeat=repeat, deep_page=deep_page, progress=lambda name: self.stderr.write(f"  {name}", ending="\n")
         )
@@ -27,7 +30,7 @@ class Command(BaseCommand):
             "visit_list_p50_ms": next((r["ours"]["p50_ms"] for r in rows if r["page"] == "clinical.visit list"), None),
             "visit_list_ratio": next((r["ratio_p50"] for r in rows if r["page"] == "clinical.visit list"), None),
         }
-        self.stdout.write(json.dumps({"bench": "admin", **summary, "pages": rows}))
+        harness.json_line(self.stdout.write, "admin", {**summary, "pages": rows})
         failed = [
             f"{row['page']} ({side} {row[side]['status']})"
             for row in rows

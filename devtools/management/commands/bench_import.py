@@ -1,9 +1,7 @@
-import json
-
 from django.core.management.base import BaseCommand, CommandError
 
+from devtools.bench import harness
 from devtools.bench import imports as import_bench
-from devtools.bench import router as bench
 
 LIMIT_S = 30.0  # the budget for each step of a 50,000-row file
 
@@ -17,19 +15,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--rows", type=int, default=50_000, help="license rows in the file")
         parser.add_argument("--formats", default="csv,xlsx", help="comma-separated: csv, xlsx")
-        parser.add_argument("--redis-db", type=int, default=13, help="Redis database for the bench's import jobs")
+        harness.add_arguments(parser, redis_db=13, data_set=False)
 
     def handle(self, *args, **opts):
         formats = [name.strip() for name in opts["formats"].split(",") if name.strip()]
         if not formats or set(formats) - {"csv", "xlsx"} or opts["rows"] < 1:
             raise CommandError("--formats takes csv and/or xlsx; --rows at least 1.")
-        database = import_bench.use_bench_database()
-        bench.bench_redis(opts["redis_db"])
+        database = harness.scratch_database("import_bench").rsplit("/", 1)[-1]
+        harness.use_redis(opts["redis_db"])
         self.stdout.write(f"bench database: {database}, Redis db {opts['redis_db']}")
         results = [import_bench.run(opts["rows"], name, report=self.stdout.write) for name in formats]
         import_bench.reset()
         self._table(results)
-        self.stdout.write(json.dumps({"bench": "import", "limit_s": LIMIT_S, "results": results}))
+        harness.json_line(self.stdout.write, "import", {"limit_s": LIMIT_S, "results": results})
 
     def _table(self, results: list[dict]) -> None:
         rows = [("file", "rows", "MB", "new / updated / unchanged", "dry run", "confirm", "history rows", "≤ 30 s")]
@@ -41,6 +39,4 @@ class Command(BaseCommand):
                  f"{c['new']} / {c['updated']} / {c['unchanged']}", f"{r['check_s']} s", f"{r['confirm_s']} s",
                  str(r["history_rows"]), within)
             )  # fmt: skip
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        for row in rows:
-            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        harness.table(self.stdout.write, rows)

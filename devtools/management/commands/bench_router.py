@@ -1,9 +1,8 @@
-import json
-
 from django.core.management.base import BaseCommand
 
 from clinical.models import Priority
 from clinical.routing.policy import POLICIES
+from devtools.bench import harness
 from devtools.bench import router as bench
 from devtools.bench.day import DayConfig, simulate_day, strict_priority
 
@@ -23,13 +22,13 @@ class Command(BaseCommand):
         parser.add_argument("--day-providers", type=int, default=260, help="providers in the simulated day")
         parser.add_argument("--fair-load", type=float, default=1.1, help="load of the fairness day (1.1 = 110%%)")
         parser.add_argument("--fair-urgent", type=float, default=0.5, help="share of urgent visits in the fairness day")
-        parser.add_argument("--redis-db", type=int, default=14, help="Redis database number the bench may flush")
+        harness.add_arguments(parser, redis_db=14, data_set=False)
         parser.add_argument("--seed", type=int, default=2026)
         parser.add_argument("--skip-latency", action="store_true")
 
     def handle(self, *args, **opts):
-        database_url = bench.use_bench_database()
-        r, redis_url = bench.bench_redis(opts["redis_db"])
+        database_url = harness.scratch_database("bench")
+        r, redis_url = harness.use_redis(opts["redis_db"])
         self.stdout.write(f"bench database: {database_url.rsplit('/', 1)[-1]}, Redis db {opts['redis_db']}")
         self.stdout.write(f"throughput: {opts['waiting']} waiting visits, {opts['providers']} providers ...")
         result = {
@@ -50,7 +49,7 @@ class Command(BaseCommand):
         bench.reset()
         r.flushdb()
         self._table(result)
-        self.stdout.write(json.dumps({"bench": "router", **result}))
+        harness.json_line(self.stdout.write, "router", result)
 
     def _fairness_day(self, opts) -> dict:
         """Run the overloaded day twice: the place in line the router uses now, and strict priority."""
@@ -95,6 +94,4 @@ class Command(BaseCommand):
                      f"({numbers['expired_never_offered']} never offered), p90 wait {numbers['p90_wait_s']} s")
                 )  # fmt: skip
         rows.append(("pgbench 1 connection", f"{result['pgbench_single_connection_tps']} tps (simple update, -N)"))
-        width = max(len(name) for name, _ in rows)
-        for name, value in rows:
-            self.stdout.write(f"{name.ljust(width)}  {value}")
+        harness.table(self.stdout.write, rows)

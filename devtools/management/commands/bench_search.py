@@ -1,4 +1,3 @@
-import json
 import time
 
 from django.contrib.auth.models import AnonymousUser
@@ -6,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from clinical.models import Patient, Visit
+from devtools.bench import harness
 from devtools.bench import search as bench
 
 TARGET_P95_MS = 100
@@ -23,8 +23,12 @@ class Command(BaseCommand):
         parser.add_argument("--per-kind", type=int, default=20, help="queries of each kind (default 20)")
         parser.add_argument("--seed", type=int, default=7)
         parser.add_argument("--repeat", type=int, default=3, help="runs per query, its median counts (default 3)")
+        harness.add_arguments(parser, redis_db=12, data_set=True)
 
-    def handle(self, *args, per_kind, seed, repeat, **options):
+    def handle(self, *args, per_kind, seed, repeat, database, redis_db, **options):
+        if database:
+            harness.use_database(database, create=False)
+        harness.use_redis(redis_db)
         patients, visits = Patient.objects.count(), Visit.objects.count()
         if patients < 100:
             raise CommandError("Too little data: run `manage.py generate_data` first (in a database of its own).")
@@ -40,9 +44,8 @@ class Command(BaseCommand):
         results = bench.bench(queries, user=AnonymousUser(), repeat=repeat)
         self.table(results)
         seconds = time.monotonic() - started
-        self.stdout.write(
-            json.dumps(self.summary(results, patients=patients, visits=visits, seconds=seconds, repeat=repeat))
-        )
+        summary = self.summary(results, patients=patients, visits=visits, seconds=seconds, repeat=repeat)
+        harness.json_line(self.stdout.write, summary.pop("bench"), summary)
 
     def table(self, results) -> None:
         backend, default = results["search backend"], results["admin icontains"]

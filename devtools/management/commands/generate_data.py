@@ -3,6 +3,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
+from devtools.bench import harness
 from devtools.generate import Generator, Sizes
 
 
@@ -17,8 +18,15 @@ class Command(BaseCommand):
         parser.add_argument("--providers", type=int, default=5_000)
         parser.add_argument("--visits", type=int, default=1_000_000)
         parser.add_argument("--seed", type=int, default=7)
+        parser.add_argument(
+            "--database",
+            default=None,
+            help="database to fill (created and migrated if missing); default: DATABASE_URL",
+        )
 
-    def handle(self, *args, patients, providers, visits, seed, **options):
+    def handle(self, *args, patients, providers, visits, seed, database, **options):
+        if database:
+            harness.use_database(database, create=True)
         started = time.monotonic()
         tty = sys.stdout.isatty()
 

@@ -3,8 +3,8 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from core.models import OutboxEntry
 from search.backends.elasticsearch import get_client
-from search.models import OutboxEntry
 from search.worker import SearchWorker
 
 

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from support import actions
+from core import actions
 
 
 class Command(BaseCommand):

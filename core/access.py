@@ -2,22 +2,21 @@
 
 Views, changelists, searches, exports and API reads all call ``record_access``. It writes one
 row whatever the number of records shown (ids in an array), and reads nothing from the
-database: patient ids come from the records already loaded. Pages that name records through
-the admin log (the dashboard's recent actions) call ``record_log_entries``, which reads the
-patients of the visits named in one query.
+database: patient ids come from the records already loaded. The dashboard's recent actions,
+which name records through the admin log, record through ``ops_console.access``.
 """
 
+import re
 from collections.abc import Iterable
 
-from django.contrib.admin.models import LogEntry
 from django.db.models import Model
 
 from core.client_ip import client_ip
-from support.models import AccessLog
-from support.selectors import record_id
+from core.models import AccessLog
 
-# Records the admin log (the dashboard's recent actions) names that the log keeps: patients, and
-# visits (each names its patient). Pages choose for themselves with ``phi_access``.
+# Records whose every read the log keeps when a page names them without loading them (the
+# dashboard's recent actions, a related-object link): patients, and visits (each names its
+# patient). Pages that load records choose for themselves with ``phi_access``.
 PHI_LABELS = ("clinical.patient", "clinical.visit")
 
 
@@ -43,33 +42,6 @@ def record_access(
         detail=storable_text(detail, 200),
         **_requester(request),
     )
-
-
-def record_log_entries(request, entries: Iterable[LogEntry], *, source: str) -> AccessLog | None:
-    """Record the patients and visits that admin log entries shown name (one row), if they name any."""
-    named = _phi_named(entries)
-    if not named:
-        return None
-    return record_access(request, kind=AccessLog.Kind.LIST, records=_phi_records(named), source=source)
-
-
-def _phi_named(entries: Iterable[LogEntry]) -> list[tuple[str, int]]:
-    # (label, pk) of each patient and visit named, once each, in the order shown.
-    named = (
-        (f"{entry.content_type.app_label}.{entry.content_type.model}", record_id(entry.object_id))
-        for entry in entries
-        if entry.content_type is not None
-    )
-    return list(dict.fromkeys((label, pk) for label, pk in named if label in PHI_LABELS and pk is not None))
-
-
-def _phi_records(named: list[tuple[str, int]]) -> list[Model]:
-    from clinical.models import Patient, Visit
-
-    visit_ids = [pk for label, pk in named if label == "clinical.visit"]
-    # A visit's log entry does not say whose it is: its row does, read for all of them at once.
-    visits = Visit.objects.filter(pk__in=visit_ids).only("id", "patient_id").in_bulk() if visit_ids else {}
-    return [Patient(pk=pk) if label == "clinical.patient" else visits.get(pk, Visit(pk=pk)) for label, pk in named]
 
 
 def _requester(request) -> dict:
@@ -103,3 +75,13 @@ def _patient_id(obj: Model) -> int | None:
         return obj.__dict__["patient_id"]
     visit = obj._state.fields_cache.get("visit")
     return visit.__dict__.get("patient_id") if visit is not None else None
+
+
+def record_id(value) -> int | None:
+    """Return ``value`` (from a URL) as a database id, or None if it cannot be one.
+
+    ``str.isdigit`` is not enough: it accepts "²" (which ``int`` refuses) and numbers past
+    PostgreSQL's bigint (which the database refuses), both a 500 instead of "no such record".
+    """
+    text = str(value)
+    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None

@@ -17,10 +17,11 @@ from django.utils import timezone
 from clinical.actions import api_clients as api_client_actions
 from clinical.actions import offers as offer_actions
 from clinical.models import Patient, Provider, Visit, VisitEvent
+from core.actions import access_log_cutoff
 from core.audit import Actor
+from core.models import AccessLog
 from ops_console.admin_site import ops_site
-from support.actions import access_log_cutoff
-from support.models import AccessLog, SupportCase
+from support.models import SupportCase
 from tests.builders import make_patient, make_provider, make_visit
 from tests.ops_console.conftest import make_case
 
@@ -152,7 +153,7 @@ def test_it_filters_the_access_log_by_patient_user_and_date(client, support_agen
     client.force_login(lead)
 
     def listed(**params):
-        response = client.get(_url("support.accesslog", "changelist"), params)
+        response = client.get(_url("core.accesslog", "changelist"), params)
         assert response.status_code == 200
         return [row.object_ids for row in response.context["cl"].result_list]
 
@@ -170,9 +171,9 @@ def test_it_refuses_every_write_to_the_access_log_even_to_a_superuser(client, su
     client.get(_url("clinical.patient", "change", patient.pk))
     row = AccessLog.objects.get()
     client.force_login(django_user_model.objects.create_superuser("root", "root@ops.example", "x"))
-    assert client.get(_url("support.accesslog", "add")).status_code == 403
-    assert client.post(_url("support.accesslog", "delete", row.pk), {"post": "yes"}).status_code == 403
-    assert client.post(_url("support.accesslog", "change", row.pk), {"detail": "x"}).status_code == 403
+    assert client.get(_url("core.accesslog", "add")).status_code == 403
+    assert client.post(_url("core.accesslog", "delete", row.pk), {"post": "yes"}).status_code == 403
+    assert client.post(_url("core.accesslog", "change", row.pk), {"detail": "x"}).status_code == 403
     assert AccessLog.objects.filter(pk=row.pk, detail="").exists()
 
 
