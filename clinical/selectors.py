@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from django.db.models import Count, Min, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 
@@ -246,3 +246,27 @@ def _router_row(name, host, is_leader, epoch, leader_since, decided, offers, pen
 
 def _round(value) -> float | None:
     return None if value is None else round(float(value), 1)
+
+
+def visits_for_api(visit_ids: list[int]) -> dict[int, Visit]:
+    """Return visits by id with what the API shows of them joined (patient, provider, open offer), one query."""
+    if not visit_ids:
+        return {}
+    return _with_open_offer(Visit.objects.select_related("patient", "provider")).in_bulk(set(visit_ids))
+
+
+def visit_ids_by_public_id(public_ids: list[str], *, patient_id: int | None, provider_id: int | None) -> dict[str, int]:
+    """Return ``{public id: id}`` of those visits the patient owns, or the provider was ever offered."""
+    visits = Visit.objects.filter(public_id__in=[public_id.upper() for public_id in public_ids])
+    if provider_id is not None:
+        visits = visits.filter(Q(provider_id=provider_id) | Q(offers__provider_id=provider_id))
+    else:
+        visits = visits.filter(patient_id=patient_id)
+    return dict(visits.values_list("public_id", "id").distinct())
+
+
+def visit_ids_held_by(provider_id: int) -> list[int]:
+    """Return the ids of the visits the provider holds now (an offer to answer, or a visit under way)."""
+    return list(
+        Visit.objects.filter(provider_id=provider_id, status__in=PROVIDER_HOLDING_STATUSES).values_list("id", flat=True)
+    )

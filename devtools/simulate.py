@@ -1,11 +1,13 @@
 """Simulated traffic through the real JSON API, so the queues move for a demo or under load.
 
 Patients request visits (located by state population, with realistic priorities and reasons)
-and some cancel; providers go online, poll for offers, accept, reject or ignore them, hold
-visits for a realistic time and take breaks. It all runs on one thread: a heap of due actions,
-each one HTTP request whose reply decides what that patient or provider does next. Only the
-set-up (which providers and patients to play, their API clients) and the final revocation of
-those clients touch the database.
+and some cancel; providers go online, wait for offers, accept, reject or ignore them, hold
+visits for a realistic time and take breaks. Like the apps, they listen on ``/ws/v1/`` and poll
+the ``GET``s only while their socket is down or silent (``simulate_push``). It all runs on one
+thread: a heap of due actions, each at most one HTTP request whose reply (or what was pushed)
+decides what that patient or provider does next, and between them the pushed messages are
+applied. Only the set-up (which providers and patients to play, their API clients) and the final
+revocation of those clients touch the database.
 """
 
 import heapq
@@ -13,154 +15,21 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
-from functools import cache
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from clinical.models import Availability
-from devtools import sampling
+from devtools.simulate_config import MIN_POLL_SECONDS, Behaviour, SimConfig
 from devtools.simulate_http import Api, Stats
+from devtools.simulate_push import ProviderView, PushFeed, PushFeeds, socket_url
 from devtools.simulate_session import Session
 
 logger = logging.getLogger(__name__)
 
-Span = tuple[float, float]  # (low, high) for a uniform draw
-PRIORITY_MIX = {"routine": 85, "elevated": 12, "urgent": 3}
 WAITING = ("waiting", "offered")  # what the patient app shows as "finding a provider"
 FINAL = ("completed", "cancelled", "expired", "failed")
-MIN_POLL_SECONDS = 0.1  # even at high --speed, do not hammer the server
 SIGN_OFF_SECONDS = 10.0
 LOG_IN_SECONDS = (0.0, 5.0)  # providers come online over the first seconds, not all in one burst
-
-
-# --- configuration --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SimConfig:
-    """What to simulate. Every delay is divided by ``speed``; the arrival ``rate`` is not."""
-
-    base_url: str = "http://127.0.0.1:8000"
-    rate: float = 0.5  # new visit requests per second
-    providers: int = 40
-    seed: int | None = None
-    cancel_rate: float = 0.05
-    speed: float = 1.0
-    visit_minutes: Span = (8.0, 20.0)
-    all_states: bool = False  # False: patients are located where the played providers are licensed
-    accept: float = 0.85
-    reject: float = 0.10  # the rest ignore the offer until the router takes it back
-    fail_rate: float = 0.02
-    poll_seconds: Span = (1.0, 2.0)
-    think_seconds: Span = (2.0, 8.0)
-    connect_seconds: Span = (3.0, 10.0)
-    cancel_after_seconds: Span = (5.0, 90.0)
-    patient_poll_seconds: Span = (5.0, 10.0)
-    retry_seconds: Span = (5.0, 15.0)
-    shift_minutes: Span = (10.0, 40.0)
-    break_minutes: Span = (2.0, 10.0)
-    request_timeout: float = 5.0
-
-    def __post_init__(self):
-        checks = {
-            "base_url": self.base_url.startswith(("http://", "https://")),
-            "rate": self.rate >= 0,
-            "providers": self.providers >= 0,
-            "speed": self.speed > 0,
-            "cancel_rate": 0 <= self.cancel_rate <= 1,
-            "accept": min(self.accept, self.reject) >= 0 and self.accept + self.reject <= 1,
-            "visit_minutes": 0 <= self.visit_minutes[0] <= self.visit_minutes[1],
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"{name}: {getattr(self, name)!r} is not valid.")
-
-
-# `make run`: a visit request every few seconds, short visits and enough providers to keep up
-# (about 0.33 visits/s, see ``capacity``), so a newcomer sees the queues move and drain.
-GENTLE = {
-    "rate": 0.25,
-    "providers": 60,
-    "visit_minutes": (1.0, 3.0),
-    "shift_minutes": (4.0, 10.0),
-    "break_minutes": (0.5, 2.0),
-}
-
-
-def config_for(*, gentle: bool = False, **options) -> SimConfig:
-    """Return the configuration: defaults, then the gentle preset if asked, then the options given."""
-    chosen = {name: value for name, value in options.items() if value is not None}
-    return SimConfig(**{**(GENTLE if gentle else {}), **chosen})
-
-
-def capacity(config: SimConfig) -> float:
-    """Return roughly how many visits per second the played providers can finish."""
-
-    def mean(span: Span) -> float:
-        return sum(span) / 2
-
-    cycle = mean(config.visit_minutes) * 60 + mean(config.think_seconds) + mean(config.connect_seconds)
-    on_duty = mean(config.shift_minutes) / (mean(config.shift_minutes) + mean(config.break_minutes))
-    return config.providers * config.accept * on_duty * config.speed / (cycle + mean(config.poll_seconds))
-
-
-# --- decisions ------------------------------------------------------------------------------
-
-
-@cache
-def visit_reasons() -> tuple[str, ...]:
-    """Return the visit reasons of the demo fixture."""
-    return tuple(sampling.people()["visit_reasons"])
-
-
-class Behaviour:
-    """Every random choice the simulated patients and providers make, from one seeded source."""
-
-    def __init__(self, config: SimConfig, rng: random.Random):
-        self.config, self.rng = config, rng
-
-    def state(self, among: Collection[str] | None = None) -> str:
-        """Return where a new patient is, weighted by 2020 population (within ``among`` if given)."""
-        return sampling.random_state(self.rng, among)
-
-    def priority(self) -> str:
-        """Return a visit priority: mostly routine, a few elevated, rarely urgent."""
-        return sampling.weighted(self.rng, PRIORITY_MIX)
-
-    def reason(self) -> str:
-        """Return why the patient asks for a visit."""
-        return self.rng.choice(visit_reasons())
-
-    def answer(self) -> str:
-        """Return how a provider answers an offer: accept, reject or ignore."""
-        config = self.config
-        return sampling.weighted(
-            self.rng, {"accept": config.accept, "reject": config.reject, "ignore": 1 - config.accept - config.reject}
-        )
-
-    def cancels(self) -> bool:
-        """Return True if this patient will cancel before a provider takes the visit."""
-        return self.rng.random() < self.config.cancel_rate
-
-    def fails(self) -> bool:
-        """Return True if this visit will end as failed (the call drops)."""
-        return self.rng.random() < self.config.fail_rate
-
-    def arrival_gap(self) -> float:
-        """Return seconds until the next visit request (a Poisson process at ``rate``)."""
-        return self.rng.expovariate(self.config.rate)
-
-    def seconds(self, span: Span) -> float:
-        """Return a delay drawn from ``span`` seconds, divided by ``speed``."""
-        return self.rng.uniform(*span) / self.config.speed
-
-    def minutes(self, span: Span) -> float:
-        """Return a delay drawn from ``span`` minutes, in seconds, divided by ``speed``."""
-        return self.seconds(span) * 60
-
-    def poll(self) -> float:
-        """Return seconds until the provider app asks again."""
-        return max(MIN_POLL_SECONDS, self.seconds(self.config.poll_seconds))
 
 
 # --- the simulation -------------------------------------------------------------------------
@@ -207,6 +76,11 @@ class SimProvider:
     token: str
     ignoring: str | None = None  # the offer they let run out
     shift_ends: float = 0.0
+    feed: PushFeed | None = None  # their app's socket (None: it only polls)
+    view: ProviderView = field(init=False)
+
+    def __post_init__(self):
+        self.view = ProviderView(self.npi)
 
 
 class Simulation:
@@ -228,6 +102,11 @@ class Simulation:
         self.providers = [SimProvider(npi, token) for npi, token in session.provider_tokens]
         self.visits: dict[str, SimVisit] = {}  # waiting for a provider
         self.open_patients: dict[str, str] = {}  # visit id -> MRN, until the visit ends
+        self.feeds: PushFeeds | None = None  # the apps' sockets (None: --no-push, they only poll)
+        if config.push:
+            url = socket_url(config.base_url)
+            self.feeds = PushFeeds(url, silent_seconds=config.silent_seconds, open_timeout=config.request_timeout)
+        self.patient_feeds: dict[str, PushFeed] = {}  # MRN -> the socket of a patient with an open visit
         self.on_summary, self.summary_every = on_summary, summary_every
         self.stopping = False
 
@@ -242,15 +121,18 @@ class Simulation:
 
     def run(self, *, duration: float | None = None) -> Stats:
         """Run until ``stopping`` is set or ``duration`` seconds pass, sign off, and return the stats."""
-        self._start()
-        deadline = None if duration is None else self.stats.started + duration
-        while not self.stopping and (deadline is None or time.monotonic() < deadline):
-            due_in = self.timeline.run_next(on_error=self._crashed)
-            if due_in > 0:
+        try:
+            self._start()
+            deadline = None if duration is None else self.stats.started + duration
+            while not self.stopping and (deadline is None or time.monotonic() < deadline):
+                due_in = self.timeline.run_next(on_error=self._crashed)
                 left = 0.2 if deadline is None else deadline - time.monotonic()
-                time.sleep(max(0.0, min(due_in, 0.2, left)))
-        self.snapshot().ended = time.monotonic()
-        self.sign_off()
+                self._apply_pushes(wait=max(0.0, min(due_in, 0.2, left)))
+            self.snapshot().ended = time.monotonic()
+            self.sign_off()
+        finally:
+            if self.feeds is not None:
+                self.feeds.close_all()
         return self.stats
 
     def snapshot(self) -> Stats:
@@ -261,6 +143,8 @@ class Simulation:
     def _start(self) -> None:
         self.stats.started = time.monotonic()
         for provider in self.providers:
+            if self.feeds is not None:
+                provider.feed = self.feeds.open(provider.token, owner=provider)
             self._later(provider, self.behaviour.seconds(LOG_IN_SECONDS), self._go_online)
         if self.config.rate > 0:
             self.timeline.at(0, self._arrive)
@@ -274,6 +158,38 @@ class Simulation:
     def _crashed(self, error: Exception) -> None:
         logger.debug("simulate_traffic: action failed", exc_info=error)
         self.stats.count_error(type(error).__name__, repr(error))
+
+    # --- pushes ---------------------------------------------------------------------------
+
+    def _apply_pushes(self, *, wait: float) -> None:
+        """Apply what the sockets pushed, waiting up to ``wait`` seconds for it (the loop's idle time)."""
+        if self.feeds is None:
+            time.sleep(wait)
+            return
+        for feed, message in self.feeds.drain(wait):
+            try:
+                self._apply(feed, message)
+            except Exception as error:  # one surprising message must not end the whole run
+                self._crashed(error)
+
+    def _apply(self, feed: PushFeed, message: dict) -> None:
+        """Apply a pushed message unless a message of that version or a newer one was applied for its visit."""
+        if not feed.versions.newer(message):
+            return
+        self.stats.pushes += 1
+        if message["type"] == "visit":
+            self._note(message["visit"])
+        if isinstance(feed.owner, SimProvider):
+            feed.owner.view.pushed(message)
+
+    def _listening(self, feed: PushFeed | None) -> bool:
+        """Return True if ``feed`` is live (read what it pushed); count a fallback when it stops being so."""
+        if feed is None:
+            return False
+        live = feed.live()
+        self.stats.fallbacks += feed.was_live and not live
+        feed.was_live = live
+        return live
 
     # --- patients -------------------------------------------------------------------------
 
@@ -297,6 +213,9 @@ class Simulation:
         self.visits[visit.id] = visit
         self.open_patients[visit.id] = mrn
         self.stats.requested += 1
+        if self.feeds is not None:  # the patient app listens while the patient has a visit open
+            token = self.session.patient_tokens[mrn]
+            self.patient_feeds[mrn] = self.feeds.open(token, owner=mrn, watch=(visit.id,))
         self.timeline.at(b.seconds(self.config.patient_poll_seconds), lambda: self._check(visit))
         if b.cancels():
             self.timeline.at(b.seconds(self.config.cancel_after_seconds), lambda: self._cancel(visit))
@@ -313,14 +232,16 @@ class Simulation:
         return None
 
     def _check(self, visit: SimVisit) -> None:
-        """Poll the visit as the patient app does while it shows "finding a provider"."""
+        """Look at the visit as the patient app does while it shows "finding a provider": pushed, or a poll."""
         if visit.id not in self.visits:
             return
-        reply = self.api.get(f"visits/{visit.id}", self.session.patient_tokens[visit.mrn])
-        if reply.ok:
-            self._note(reply.data)
-        elif reply.status == 404:
-            self.visits.pop(visit.id, None)
+        if not self._listening(self.patient_feeds.get(visit.mrn)):
+            self.stats.polls += 1
+            reply = self.api.get(f"visits/{visit.id}", self.session.patient_tokens[visit.mrn])
+            if reply.ok:
+                self._note(reply.data)
+            elif reply.status == 404:
+                self.visits.pop(visit.id, None)
         if visit.id in self.visits:
             self.timeline.at(self.behaviour.seconds(self.config.patient_poll_seconds), lambda: self._check(visit))
 
@@ -336,7 +257,10 @@ class Simulation:
     def _note(self, data: dict) -> None:
         """Learn a visit's status from any reply that shows it; stop tracking it once it left the queue."""
         if data.get("status") in FINAL:
-            self.open_patients.pop(data.get("id", ""), None)
+            mrn = self.open_patients.pop(data.get("id", ""), None)
+            feed = self.patient_feeds.pop(mrn, None)
+            if feed is not None:  # nothing open any more: the patient app stops listening
+                feed.close()
         visit = self.visits.get(data.get("id", ""))
         if visit is None:
             return
@@ -365,17 +289,34 @@ class Simulation:
     def _go_online(self, provider: SimProvider) -> None:
         reply = self.api.post(f"providers/{provider.npi}/availability", provider.token, {"available": True})
         if reply.ok or reply.status == 409:  # 409: they hold an offer or a visit; the next poll picks it up
+            provider.view.offline = False
             provider.shift_ends = time.monotonic() + self.behaviour.minutes(self.config.shift_minutes)
             self._later(provider, self.behaviour.poll(), self._poll)
         else:
             self._later(provider, self.behaviour.seconds(self.config.retry_seconds), self._go_online)
 
     def _poll(self, provider: SimProvider) -> None:
-        """Ask for the provider's state as the provider app does, and act on what it shows."""
+        """Look at the provider's state as the provider app shows it (pushed, or a GET), and act on it."""
+        listening, view = self._listening(provider.feed), provider.view
+        if listening and view.lagging():  # the socket has not shown their own last action yet
+            return self._later(provider, self.behaviour.poll(), self._poll)
+        state = view.as_reply() if listening and view.awaited is None else self._get_state(provider)
+        if state is None:
+            return self._later(provider, self.behaviour.seconds(self.config.retry_seconds), self._poll)
+        self._act_on(provider, state)
+
+    def _get_state(self, provider: SimProvider) -> dict | None:
+        """Poll ``GET providers/<npi>``; return what it answered, or None if it did not."""
+        self.stats.polls += 1
         reply = self.api.get(f"providers/{provider.npi}", provider.token)
         if not reply.ok:
-            return self._later(provider, self.behaviour.seconds(self.config.retry_seconds), self._poll)
-        held = reply.data.get("visit")
+            return None
+        provider.view.polled(reply.data)
+        return reply.data
+
+    def _act_on(self, provider: SimProvider, state: dict) -> None:
+        """Answer an offer, carry on with a visit, or wait, take a break or come back, as ``state`` shows."""
+        held = state.get("visit")
         if held:
             self._note(held)
         if held and held["status"] == "offered":
@@ -383,7 +324,7 @@ class Simulation:
         if held:
             return self._resume(provider, held)
         provider.ignoring = None
-        if reply.data.get("availability") == Availability.OFFLINE:
+        if state.get("availability") == Availability.OFFLINE:
             # The router set them offline after an ignored offer (or staff did): back after a break.
             return self._later(provider, self.behaviour.minutes(self.config.break_minutes), self._go_online)
         if time.monotonic() >= provider.shift_ends:
@@ -437,13 +378,17 @@ class Simulation:
     def _take_break(self, provider: SimProvider) -> None:
         reply = self.api.post(f"providers/{provider.npi}/availability", provider.token, {"available": False})
         if reply.ok:
+            provider.view.offline = True
             return self._later(provider, self.behaviour.minutes(self.config.break_minutes), self._go_online)
-        self._later(provider, 0, self._poll)  # an offer came in first (409): answer it, break later
+        # An offer came in first (409): answer it, break later (once its push is in, when listening).
+        self._later(provider, MIN_POLL_SECONDS if provider.feed is not None else 0, self._poll)
 
     def _act(self, provider: SimProvider, visit_id: str, verb: str) -> bool:
         reply = self.api.post(f"visits/{visit_id}/{verb}", provider.token)
         if reply.ok:
             self._note(reply.data)
+        if reply.ok or reply.status == 409:  # the app knows what it did; its socket must show it before it trusts it
+            provider.view.acted(visit_id, reply.data if reply.ok else None)
         return reply.ok
 
     # --- stopping -------------------------------------------------------------------------

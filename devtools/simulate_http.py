@@ -38,9 +38,12 @@ class Stats:
     withdrawn_at_stop: int = 0
     finished_at_stop: int = 0
     signed_off: int = 0
+    pushes: int = 0  # messages the sockets pushed (visit, offer_withdrawn) that were applied
+    polls: int = 0  # GETs the apps made to look at a visit or a provider's state
+    fallbacks: int = 0  # times an app's socket stopped being live and it polled instead
 
     def p50(self) -> float | None:
-        """Return the median seconds from a visit request to its first offer, as polling saw it."""
+        """Return the median seconds from a visit request to its first offer, as the patients saw it."""
         return statistics.median(self.offer_seconds) if self.offer_seconds else None
 
     def elapsed(self) -> str:
@@ -55,6 +58,7 @@ class Stats:
             f"{self.elapsed()} requested {self.requested} waiting {self.waiting}"
             f" | offers {self.offers} acc {self.accepted} rej {self.rejected} ign {self.ignored}"
             f" | completed {self.completed} cancelled {self.cancelled} failed {self.failed}"
+            f" | push {self.pushes} poll {self.polls} fallback {self.fallbacks}"
             f" | 409 {self.conflicts} err {self.errors} | p50 offer {'-' if p50 is None else f'{p50:.1f}s'}"
         )
 
@@ -70,6 +74,7 @@ class Stats:
             f"at stop: {self.withdrawn_at_stop} waiting visits withdrawn, {self.finished_at_stop} offers or visits"
             f" wrapped up, {self.signed_off} providers signed off",
             f"HTTP: {self.requests} requests, {self.conflicts} conflicts (409, expected), {self.errors} errors",
+            f"push: {self.pushes} messages applied, {self.polls} polls, {self.fallbacks} fallbacks to polling",
         ]
         if self.errors:
             kinds = ", ".join(f"{count} x {kind}" for kind, count in self.error_kinds.most_common())
@@ -80,7 +85,8 @@ class Stats:
         """Return every count, for a machine to read."""
         names = (
             "requested", "waiting", "offers", "accepted", "rejected", "ignored", "completed", "cancelled", "failed",
-            "expired", "requests", "conflicts", "errors", "withdrawn_at_stop", "finished_at_stop",
+            "expired", "requests", "conflicts", "errors", "withdrawn_at_stop", "finished_at_stop", "pushes", "polls",
+            "fallbacks",
         )  # fmt: skip
         return {**{name: getattr(self, name) for name in names}, "error_kinds": dict(self.error_kinds)}
 

@@ -73,6 +73,24 @@ API_RATE_PER_TOKEN = env_int("API_RATE_PER_TOKEN", 600, minimum=1)  # requests a
 API_RATE_PER_ADDRESS = env_int("API_RATE_PER_ADDRESS", 6000, minimum=1)  # requests a minute
 API_PROBE_THRESHOLD = env_int("API_PROBE_THRESHOLD", 20, minimum=1)  # 401/403/404 answers in 10 minutes
 
+# Push over websockets (clinical/push, /ws/): the relay's heartbeat; the channel layer on Redis.
+OPS_PUSH_HEARTBEAT_SECONDS = env_int("OPS_PUSH_HEARTBEAT_SECONDS", 20, minimum=1)
+# Threads per web worker running the console's and the API's HTTP requests (ops_console/asgi.py).
+OPS_WEB_THREADS = env_int("OPS_WEB_THREADS", 4, minimum=1)
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # A socket that stops reading loses its oldest messages past `capacity`; it resumes from PostgreSQL.
+        # redis-py's 5 s default read timeout would cut the layer's 5 s blocking reads short: 15 s.
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2}],
+            "prefix": "ops:asgi",
+            "capacity": 500,
+            "expiry": 30,
+        },
+    }
+}
+
 # PHI access log: the youngest rows prune_access_log may delete (HIPAA keeps six years).
 OPS_ACCESS_LOG_MIN_RETENTION = env_str("OPS_ACCESS_LOG_MIN_RETENTION", "6y")
 

@@ -12,6 +12,7 @@ from clinical.models import (
     Patient,
     Provider,
 )
+from clinical.push import publish as push
 from core import dbclock
 from core.audit import Actor, stamp
 from core.errors import IllegalTransition
@@ -49,6 +50,7 @@ def revoke_api_client(client: ApiClient, *, actor: Actor, reason: str = "") -> A
     client.is_active = False
     stamp(client, actor, reason or "revoked")
     client.save(update_fields=["is_active"])
+    push.revoked_on_commit([client.pk])  # its open sockets close too
     return client
 
 
@@ -67,6 +69,8 @@ def update_api_client(client: ApiClient, *, actor: Actor, reason: str = "") -> A
     _full_clean(current)
     stamp(current, actor, reason or ("edited" if current.is_active else "revoked"))
     current.save(update_fields=["name", "is_active"])
+    if not current.is_active:
+        push.revoked_on_commit([current.pk])  # its open sockets close too
     return current
 
 

@@ -8,6 +8,7 @@ from clinical.models import (
     LicenseStatus,
     ProviderLicense,
 )
+from clinical.push import publish as push
 from core import dbclock, outbox
 from core.audit import Actor, history_sql, stamp
 from core.errors import ActionError, IllegalTransition
@@ -31,6 +32,7 @@ def save_license(license: ProviderLicense, *, actor: Actor, reason: str = "") ->
     license.save()
     outbox.record("clinical.provider", [license.provider_id, previous])
     events.publish_on_commit("license_changed", actor=actor.kind, provider=license.provider_id, state=license.state)
+    push.queues_changed_on_commit()  # who is available where
     return license
 
 
@@ -114,6 +116,8 @@ def _import_licenses(new, changed, expected, *, actor: Actor, reason: str) -> li
         events.publish_many_on_commit(
             [events.event("license_changed", actor=actor.kind, provider=p) for p in providers]
         )
+    if providers:
+        push.queues_changed_on_commit()
     outbox.record("clinical.provider", providers)
     return created
 

@@ -17,6 +17,7 @@ from clinical.models import (
     Visit,
     VisitStatus,
 )
+from clinical.push import publish as push
 from core import dbclock, outbox
 from core.audit import Actor, history_insert_from, history_params
 from core.errors import ActionError, IllegalTransition
@@ -82,8 +83,9 @@ timeline AS (
     SELECT o.id, 'waiting', 'offered', o.offered_at, %s::varchar, %s::integer, o.provider_id,
            'offered to ' || r.first_name || ' ' || r.last_name
     FROM offered o JOIN reserved r ON r.id = o.provider_id
+    RETURNING id, visit_id
 )
-SELECT o.id, o.provider_id, o.located_state FROM offered o
+SELECT o.id, o.provider_id, o.located_state, t.id FROM offered o JOIN timeline t ON t.visit_id = o.id
 """
 
 
@@ -127,15 +129,16 @@ def offer_visits(
     if not applied:
         _fence(actor)  # nothing qualified; or this router's epoch is over: say so
         return []
-    outbox.record("clinical.visit", [visit for visit, _, _ in applied])
-    outbox.record("clinical.provider", [provider for _, provider, _ in applied])
+    outbox.record("clinical.visit", [visit for visit, _, _, _ in applied])
+    outbox.record("clinical.provider", [provider for _, provider, _, _ in applied])
     events.publish_many_on_commit(
         [
             events.event("visit_status", actor=actor.kind, visit=v, status=S.OFFERED, state=state, provider=p)
-            for v, p, state in applied
+            for v, p, state, _ in applied
         ]
     )
-    return [(visit, provider) for visit, provider, _ in applied]
+    push.transitions_on_commit([event for _, _, _, event in applied])
+    return [(visit, provider) for visit, provider, _, _ in applied]
 
 
 def offer_visit(visit: Visit | int, provider: Provider | int, *, actor: Actor, **timing) -> Visit:

@@ -10,6 +10,7 @@ from clinical.models import (
     Availability,
     Provider,
 )
+from clinical.push import publish as push
 from core import dbclock, outbox
 from core.audit import Actor, stamp
 from core.errors import IllegalTransition
@@ -34,6 +35,7 @@ def save_provider(provider: Provider, *, actor: Actor, reason: str = "") -> Prov
         _revoke_provider_tokens(provider, actor=actor)
     outbox.record_instance(provider, embedded=True)
     events.publish_on_commit("provider_changed", actor=actor.kind, provider=provider.pk)
+    push.queues_changed_on_commit()  # an active provider counts on the live queues
     return provider
 
 
@@ -52,6 +54,7 @@ def set_provider_availability(provider: Provider, *, available: bool, actor: Act
     if available and not provider.is_active:
         raise IllegalTransition("An inactive provider cannot go available.", field="available")
     _set_availability(provider, target, actor=actor, reason=reason or f"went {target}", at=dbclock.now())
+    push.queues_changed_on_commit()
     return provider
 
 

@@ -18,6 +18,7 @@ from clinical.models import (
     VisitEvent,
     VisitStatus,
 )
+from clinical.push import publish as push
 from core import dbclock, outbox
 from core.audit import Actor, stamp
 from core.errors import ActionError, Fenced, IllegalTransition
@@ -154,7 +155,7 @@ def _move(
 def _record_event(
     visit: Visit, from_status: str, to: str, *, actor: Actor, detail: str, at: dt.datetime, provider=None
 ) -> VisitEvent:
-    return VisitEvent.objects.create(
+    event = VisitEvent.objects.create(
         visit=visit,
         from_status=from_status,
         to_status=to,
@@ -164,6 +165,8 @@ def _record_event(
         provider=provider or visit.provider,
         detail=detail[:500],
     )
+    push.transitions_on_commit([event.pk])
+    return event
 
 
 _CLOSE_OFFER_SQL = """

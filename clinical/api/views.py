@@ -16,15 +16,14 @@ from clinical.actions import providers as provider_actions
 from clinical.actions import visits as visit_actions
 from clinical.api import idempotency, limits
 from clinical.api.auth import NotAuthenticated, client_for
-from clinical.models import ApiScope, Priority, Provider, Visit, VisitStatus
+from clinical.api.payloads import PRIORITIES, visit_json
+from clinical.models import ApiScope, Provider, Visit
 from clinical.reference import STATE_CHOICES
 from core.access import record_access
 from core.audit import Actor
 from core.errors import ActionError, IllegalTransition
 
 logger = logging.getLogger(__name__)
-PRIORITIES = {"routine": Priority.ROUTINE, "elevated": Priority.ELEVATED, "urgent": Priority.URGENT}
-PRIORITY_NAMES = {value: name for name, value in PRIORITIES.items()}
 STATES = {code for code, _ in STATE_CHOICES}
 NPI = re.compile(r"[0-9]{10}")
 
@@ -150,45 +149,6 @@ def storable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return "\x00" not in text
-
-
-def visit_json(visit: Visit) -> dict:
-    """Return what the apps see of a visit."""
-    provider = visit.provider
-    return {
-        "id": visit.public_id,
-        "status": visit.status,
-        "patient": visit.patient.mrn,
-        "located_state": visit.located_state,
-        "priority": PRIORITY_NAMES[visit.priority],
-        "reason": visit.reason,
-        "provider": {"npi": provider.npi, "name": provider.full_name} if provider else None,
-        "offer_count": visit.offer_count,
-        "offer": _offer_json(visit),
-        **{
-            name: value.isoformat() if value else None
-            for name, value in (
-                ("requested_at", visit.requested_at),
-                ("offered_at", visit.offered_at),
-                ("accepted_at", visit.accepted_at),
-                ("started_at", visit.started_at),
-                ("ended_at", visit.ended_at),
-                ("cancelled_at", visit.cancelled_at),
-            )
-        },  # fmt: skip
-    }
-
-
-def _offer_json(visit: Visit) -> dict | None:
-    """Return the open offer (id and deadline, the database's time) of an offered visit."""
-    offer_id = getattr(visit, "open_offer_id", None)
-    if visit.status != VisitStatus.OFFERED or offer_id is None:
-        return None
-    return {
-        "id": offer_id,
-        "offered_at": visit.offered_at.isoformat(),
-        "expires_at": visit.offer_expires_at.isoformat(),
-    }
 
 
 def _visit(public_id: str) -> Visit:

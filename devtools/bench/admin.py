@@ -5,12 +5,15 @@ a signed-in ops lead, so the numbers are server time (no network). Each page is 
 ``repeat`` times after one warm-up; p50/p95 in milliseconds and the SQL query count are kept.
 """
 
+import http.client
 import time
 from dataclasses import dataclass
+from importlib import import_module
+from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client, override_settings
@@ -176,3 +179,53 @@ def _row(page: Page, ours: Timing, vanilla: Timing | None) -> dict:
     row = {"page": page.name, "ours": ours.__dict__, "vanilla": vanilla.__dict__ if vanilla else None}
     row["ratio_p50"] = round(vanilla.p50_ms / ours.p50_ms, 1) if vanilla and ours.p50_ms else None
     return row
+
+
+def run_over_http(*, base_url: str, repeat: int, deep_page: int, progress=lambda message: None) -> list[dict]:
+    """Time every console page through a running server (``--base-url``), as a signed-in lead.
+
+    The server must read this process's database (same ``DATABASE_URL``): the bench writes the
+    lead's session there and sends its cookie. It times what the browser waits for, server and
+    protocol included (gunicorn's sync workers, or uvicorn's), so it compares serving set-ups;
+    query counts and the vanilla twins are the in-process run's.
+    """
+    parts = urlsplit(base_url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"--base-url: give http://host:port of a running console, got {base_url!r}.")
+    cookie = f"{settings.SESSION_COOKIE_NAME}={_session_for(bench_user())}"
+    connection_ = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=30)
+    rows = []
+    try:
+        for page in pages(deep_page=deep_page):
+            progress(page.name)
+            ours = _measure_http(connection_, f"/{settings.OPS_ADMIN_PATH}{page.path}", cookie, repeat)
+            rows.append(_row(page, ours, None))
+    finally:
+        connection_.close()
+    return rows
+
+
+def _session_for(user) -> str:
+    session = import_module(settings.SESSION_ENGINE).SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return session.session_key
+
+
+def _measure_http(conn: http.client.HTTPConnection, path: str, cookie: str, repeat: int) -> Timing:
+    def get() -> int:
+        conn.request("GET", path, headers={"Cookie": cookie})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+
+    status = get()  # warm-up
+    durations = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        get()
+        durations.append((time.perf_counter() - started) * 1000)
+    durations.sort()
+    return Timing(round(percentile(durations, 50), 1), round(percentile(durations, 95), 1), 0, status)

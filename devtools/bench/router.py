@@ -161,8 +161,14 @@ def _pct(values: list[float], pct: int) -> float | None:
     return round(statistics.quantiles(values, n=100, method="inclusive")[pct - 1], 1) if len(values) > 1 else values[0]
 
 
-def _start_router(database_url: str, redis_url: str) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "ROUTING_LEASE_SECONDS": "3"}
+def _start_router(database_url: str, redis_url: str, **extra_env: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "ROUTING_LEASE_SECONDS": "3",
+        **extra_env,
+    }
     return subprocess.Popen(  # noqa: S603 - our own manage.py with fixed arguments
         [sys.executable, "manage.py", "run_router", "--name", "bench-router"],
         cwd=BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -14,13 +14,31 @@ mkdir -p .run
 pids=()
 sim_pid=""
 
+# Wait up to $2 seconds for the processes in $1 (space-separated pids) to exit; 0 if they all did.
+wait_gone() {
+  local deadline=$((SECONDS + $2)) pid
+  while [ $SECONDS -lt $deadline ]; do
+    for pid in $1; do kill -0 "$pid" 2>/dev/null && { sleep 0.2; continue 2; }; done
+    return 0
+  done
+  return 1
+}
+
 stop_all() {
   trap - INT TERM EXIT
+  trap '' INT TERM  # a second Ctrl-C or SIGTERM must not cut the stopping short and orphan a child
   echo
   echo "Stopping Ops Console..."
   # The simulation first, while the web server still answers: it withdraws its waiting visits.
-  if [ -n "$sim_pid" ]; then kill -INT "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null; fi
+  if [ -n "$sim_pid" ]; then
+    kill -INT "$sim_pid" 2>/dev/null
+    wait_gone "$sim_pid" 10 || kill -KILL -- -"$sim_pid" 2>/dev/null
+  fi
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  # A child that hangs past a few seconds is killed, with everything in its session.
+  if ! wait_gone "${pids[*]}" 6; then
+    for pid in "${pids[@]}"; do kill -KILL -- -"$pid" 2>/dev/null; done
+  fi
   wait 2>/dev/null
   ops_console/bin/stop-started-services.sh
 }
@@ -28,9 +46,14 @@ trap stop_all INT TERM EXIT
 
 # Each process runs in its own session, so Ctrl-C reaches only this script, which then stops
 # them in order (the simulation first, while the web server still answers).
-# Access log to a file: the simulation's one-line summary owns the terminal.
-setsid .venv/bin/gunicorn ops_console.wsgi --bind "$HOST:$PORT" --workers "${WEB_CONCURRENCY:-3}" \
-  --access-logfile .run/access.log --graceful-timeout 5 &
+# Access log to a file: the simulation's one-line summary owns the terminal. One port serves the
+# console, the API and the websockets under /ws/ (uvicorn workers under gunicorn, ops_console/asgi.py).
+setsid .venv/bin/gunicorn ops_console.asgi:application -k uvicorn_worker.UvicornWorker \
+  --bind "$HOST:$PORT" --workers "${WEB_CONCURRENCY:-3}" --access-logfile .run/access.log --graceful-timeout 5 &
+pids+=($!)
+
+# The push relay: every visit transition to the apps' and the live queues' websockets.
+setsid $PY manage.py push_relay &
 pids+=($!)
 
 # The routing worker and its hot standby (takes over within seconds if the leader dies).

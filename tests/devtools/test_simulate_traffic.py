@@ -2,15 +2,12 @@
 
 import random
 import statistics
-import threading
 import time
 from io import StringIO
 
 import pytest
-import redis
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connections
 from pytest_django.live_server_helper import LiveServer
 
 from clinical.actions import api_clients as api_client_actions
@@ -18,33 +15,17 @@ from clinical.actions import offers as offer_actions
 from clinical.actions import providers as provider_actions
 from clinical.models import ApiClient, Availability, Provider, Visit, VisitEvent, VisitStatus
 from clinical.reference import states
-from clinical.routing.engine import RouterConfig
-from clinical.routing.worker import RoutingWorker
 from core.audit import Actor
-from devtools import simulate, simulate_http, simulate_session
+from devtools import simulate, simulate_config, simulate_http, simulate_session
 from tests.builders import make_patient, make_provider, make_visit
+from tests.devtools.traffic import FAST, routing
 
 S = VisitStatus
 DRAWS = 20_000
-# Seconds instead of minutes, so a few seconds show every step of a visit.
-FAST = {
-    "rate": 5.0,
-    "cancel_rate": 0.15,
-    "visit_minutes": (0.01, 0.03),
-    "poll_seconds": (0.1, 0.2),
-    "think_seconds": (0.1, 0.3),
-    "connect_seconds": (0.1, 0.2),
-    "cancel_after_seconds": (0.2, 1.5),
-    "patient_poll_seconds": (0.3, 0.6),
-    "retry_seconds": (0.3, 0.6),
-    "shift_minutes": (0.03, 0.06),
-    "break_minutes": (0.005, 0.01),
-    "seed": 7,
-}
 
 
-def _behaviour(**options) -> simulate.Behaviour:
-    return simulate.Behaviour(simulate.SimConfig(**options), random.Random(2026))
+def _behaviour(**options) -> simulate_config.Behaviour:
+    return simulate_config.Behaviour(simulate_config.SimConfig(**options), random.Random(2026))
 
 
 def _share(draws: list, value) -> float:
@@ -94,7 +75,7 @@ def test_it_cancels_and_fails_at_the_configured_rates():
 def test_it_draws_reasons_from_the_demo_fixture():
     behaviour = _behaviour()
     reasons = {behaviour.reason() for _ in range(500)}
-    assert reasons <= set(simulate.visit_reasons())
+    assert reasons <= set(simulate_config.visit_reasons())
     assert len(reasons) > 50
 
 
@@ -107,13 +88,13 @@ def test_it_divides_every_delay_by_speed_but_never_polls_too_fast():
     normal, fast = _behaviour(), _behaviour(speed=4.0)
     assert fast.minutes((8, 20)) == pytest.approx(normal.minutes((8, 20)) / 4)
     assert 8 * 60 <= normal.minutes((8, 20)) <= 20 * 60
-    assert _behaviour(speed=1000.0).poll() == simulate.MIN_POLL_SECONDS
+    assert _behaviour(speed=1000.0).poll() == simulate_config.MIN_POLL_SECONDS
 
 
 def test_it_applies_the_gentle_preset_under_explicit_options():
-    config = simulate.config_for(gentle=True, rate=None, providers=12, visit_minutes=None)
+    config = simulate_config.config_for(gentle=True, rate=None, providers=12, visit_minutes=None)
     assert (config.rate, config.visit_minutes, config.providers) == (0.25, (1.0, 3.0), 12)
-    assert simulate.config_for().visit_minutes == (8.0, 20.0)
+    assert simulate_config.config_for().visit_minutes == (8.0, 20.0)
 
 
 @pytest.mark.parametrize(
@@ -122,15 +103,15 @@ def test_it_applies_the_gentle_preset_under_explicit_options():
 )
 def test_it_refuses_a_config_out_of_range(option, value):
     with pytest.raises(ValueError, match=option):
-        simulate.SimConfig(**{option: value})
+        simulate_config.SimConfig(**{option: value})
 
 
 def test_it_estimates_what_the_providers_can_serve():
-    slow = simulate.capacity(simulate.config_for())
-    gentle = simulate.capacity(simulate.config_for(gentle=True))
+    slow = simulate_config.capacity(simulate_config.config_for())
+    gentle = simulate_config.capacity(simulate_config.config_for(gentle=True))
     assert 0.01 < slow < 0.05
-    assert gentle > simulate.GENTLE["rate"]  # the gentle preset keeps up, so its queue drains
-    assert simulate.capacity(simulate.config_for(speed=2)) == pytest.approx(2 * slow)
+    assert gentle > simulate_config.GENTLE["rate"]  # the gentle preset keeps up, so its queue drains
+    assert simulate_config.capacity(simulate_config.config_for(speed=2)) == pytest.approx(2 * slow)
 
 
 def test_it_runs_due_actions_in_order_and_survives_one_that_raises():
@@ -147,9 +128,10 @@ def test_it_runs_due_actions_in_order_and_survives_one_that_raises():
 
 def test_it_shows_every_count_on_one_line():
     stats = simulate_http.Stats(requested=12, offers=9, accepted=7, conflicts=2, offer_seconds=[1.0, 2.0, 9.0])
+    stats.pushes, stats.polls, stats.fallbacks = 40, 5, 1
     line = stats.line()
     assert "\n" not in line
-    for part in ("requested 12", "offers 9", "acc 7", "409 2", "err 0", "p50 offer 2.0s"):
+    for part in ("requested 12", "offers 9", "acc 7", "push 40 poll 5 fallback 1", "409 2", "err 0", "p50 offer 2.0s"):
         assert part in line
     assert simulate_http.Stats().line().endswith("p50 offer -")
 
@@ -186,38 +168,15 @@ def http_server(transactional_db):
     server.stop()
 
 
-def _route_in_background(redis_client, until: float) -> threading.Thread:
-    """Run a router with a 1 s offer timeout, so ignored offers come back quickly."""
-    worker = RoutingWorker(redis_client, config=RouterConfig(offer_timeout=1), name="t")
-
-    def run():
-        try:
-            while time.monotonic() < until:
-                try:
-                    worker.run(until=until)
-                except redis.ResponseError:
-                    # Another run flushed the shared test Redis under a blocking read, which the
-                    # worker does not survive yet ("UNBLOCKED the stream key no longer exists").
-                    continue
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
-
-
 def test_it_drives_visits_through_the_live_api_and_router(http_server, redis_client):
     providers = [make_provider(states=("CA",)) for _ in range(4)]
     for _ in range(10):
         make_patient()
-    config = simulate.SimConfig(base_url=http_server.url, providers=5, **FAST)
-    router = _route_in_background(redis_client, until=time.monotonic() + 8)
-    with simulate_session.session_for(config) as session:
+    config = simulate_config.SimConfig(base_url=http_server.url, providers=5, **FAST)
+    with routing(redis_client, seconds=8), simulate_session.session_for(config) as session:
         stolen = ApiClient.objects.get(name__startswith="sim-provider-", provider=providers[0])
         api_client_actions.revoke_api_client(stolen, actor=Actor.system("tests"))  # that provider's app now gets 401s
         stats = simulate.Simulation(config, session).run(duration=6)
-    router.join()
 
     assert session.states == ["CA"]
     requested = Visit.objects.filter(events__to_status=S.WAITING, events__actor_kind="patient").distinct()
@@ -230,6 +189,7 @@ def test_it_drives_visits_through_the_live_api_and_router(http_server, redis_cli
     assert stats.signed_off == 3 and not Provider.objects.exclude(availability=Availability.OFFLINE).exists()
     assert stats.errors == stats.error_kinds["401"] > 0  # counted, not raised; nothing else went wrong
     assert stats.offer_seconds and stats.p50() > 0
+    assert stats.pushes == 0 and stats.polls > 0  # this server has no websockets: the apps poll throughout
     assert not ApiClient.objects.filter(name__startswith="sim-", is_active=True).exists()
     # One token per patient played (each acts for that patient only) and per provider played.
     assert ApiClient.objects.filter(name__startswith="sim-patient-").count() == len(session.mrns) == 10
@@ -259,10 +219,24 @@ def test_it_counts_errors_and_revokes_its_clients_when_the_server_is_down(transa
     )  # fmt: skip
     output = out.getvalue()
     assert "1 providers, 5.0 requests/s from patients in the 1 state they practise in" in output
+    assert "the apps listen on ws://127.0.0.1:9/ws/v1/ and poll only while their socket is down" in output
     assert "0 visits requested" in output
     assert "errors: " in output and "no answer" in output
     assert "revoked 2 simulation API clients" in output
     assert not ApiClient.objects.filter(is_active=True).exists()
+
+
+def test_it_only_polls_with_no_push(transactional_db):
+    make_provider(states=("NY",))
+    make_patient()
+    out = StringIO()
+    call_command(
+        "simulate_traffic", "--base-url", "http://127.0.0.1:9", "--duration", "0.5", "--no-push", "--json", stdout=out
+    )
+    output = out.getvalue()
+    assert "the apps only poll (--no-push)" in output
+    assert "push: 0 messages applied, 0 polls, 0 fallbacks to polling" in output
+    assert '"pushes": 0, "polls": 0, "fallbacks": 0' in output
 
 
 def test_it_refuses_bad_options(db):

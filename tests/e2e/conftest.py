@@ -1,7 +1,8 @@
 """The real stack for the browser journeys, and Debian's chromium driven by Playwright.
 
-One stack per run of this package: a fresh database with the demo seed, gunicorn (debug off,
-whitenoise, debug toolbar for engineers), the router and the search worker, on a Redis database
+One stack per run of this package: a fresh database with the demo seed, gunicorn with uvicorn
+workers (ops_console/asgi.py; debug off, whitenoise, debug toolbar for engineers), the router, the
+push relay and the search worker, on a Redis database
 of their own. The search worker feeds a stub Elasticsearch node (searches stay on PostgreSQL):
 that keeps the outbox and its worker in the loop without a JVM. Tests talk to it over HTTP only;
 when they check a row they read the stack's database with psycopg2, never through pytest-django.
@@ -218,10 +219,11 @@ def _serve(stack: Stack) -> None:
     stack.url = f"http://127.0.0.1:{port}"
     manage = [sys.executable, "manage.py"]
     stack.start(
-        "web", sys.executable, "-m", "gunicorn", "ops_console.wsgi", "--bind", f"127.0.0.1:{port}",
-        "--workers", "2", "--access-logfile", "-", "--graceful-timeout", "5",
+        "web", sys.executable, "-m", "gunicorn", "ops_console.asgi:application", "-k", "uvicorn_worker.UvicornWorker",
+        "--bind", f"127.0.0.1:{port}", "--workers", "2", "--access-logfile", "-", "--graceful-timeout", "5",
     )  # fmt: skip
     stack.start("router", *manage, "run_router", "--name", "e2e-router")
+    stack.start("push-relay", *manage, "push_relay", "--name", "e2e-relay")
     stack.start("search-worker", *manage, "search_worker")
     _wait_until_ready(stack)
 

@@ -6,7 +6,7 @@ from json import dumps
 
 from django.core.management.base import BaseCommand, CommandError
 
-from devtools import simulate, simulate_session
+from devtools import simulate, simulate_config, simulate_push, simulate_session
 
 SERVER_WAIT_SECONDS = 30.0
 
@@ -51,12 +51,16 @@ class Command(BaseCommand):
             help="locate patients anywhere, also where no played provider is licensed (their visits expire)",
         )  # fmt: skip
         parser.add_argument("--gentle", action="store_true", help="the `make run` preset: low rate, short visits")
+        parser.add_argument(
+            "--no-push", dest="push", action="store_false", default=None,
+            help="only poll, as apps without websockets do (default: listen on /ws/v1/, poll while it is down)",
+        )  # fmt: skip
         parser.add_argument("--json", action="store_true", help="end with one JSON line of the counts (for soaks)")
 
     def handle(self, *args, duration=None, gentle=False, json=False, **options):
-        names = ("base_url", "rate", "providers", "seed", "cancel_rate", "speed", "visit_minutes", "all_states")
+        names = ("base_url", "rate", "providers", "seed", "cancel_rate", "speed", "visit_minutes", "all_states", "push")
         try:
-            config = simulate.config_for(gentle=gentle, **{name: options[name] for name in names})
+            config = simulate_config.config_for(gentle=gentle, **{name: options[name] for name in names})
         except ValueError as error:  # "cancel_rate: 1.5 is not valid."
             name, _, problem = str(error).partition(":")
             raise CommandError(f"--{name.replace('_', '-')}:{problem}") from None
@@ -85,7 +89,12 @@ class Command(BaseCommand):
             f"simulation {session.run_id}: {len(session.provider_tokens)} providers, {config.rate} requests/s "
             f"from patients in {where}, against {config.base_url} (Ctrl-C stops)"
         )
-        served = simulate.capacity(config)
+        if config.push:
+            url = simulate_push.socket_url(config.base_url)
+            self.stdout.write(f"the apps listen on {url} and poll only while their socket is down or silent")
+        else:
+            self.stdout.write("the apps only poll (--no-push)")
+        served = simulate_config.capacity(config)
         if config.rate > served:
             self.stdout.write(f"note: these providers finish about {served:.2f} visits/s, so the queue will grow")
 

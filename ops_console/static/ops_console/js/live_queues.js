@@ -1,5 +1,6 @@
-// Live queues: fetch the JSON feed every few seconds and update the page in place.
-// Served from our own static files; no inline script, no external assets.
+// Live queues: numbers pushed over a websocket as they change, the JSON feed polled every few
+// seconds only while the socket is down or silent (no heartbeat for 30 s). Served from our own
+// static files; no inline script, no external assets.
 (function () {
   "use strict";
 
@@ -101,7 +102,47 @@
       field("error").textContent = "";
     }
 
-    function refresh() {
+    var silentAfter = (parseInt(root.dataset.silentSeconds, 10) || 30) * 1000;
+    var lastHeard = 0;      // when the socket last said anything (numbers or heartbeat)
+    var socket = null;
+    var retry = 1000;       // reconnect backoff, up to 30 s
+    var status = field("mode");
+
+    function pushing() {
+      return socket !== null && socket.readyState === WebSocket.OPEN && Date.now() - lastHeard < silentAfter;
+    }
+
+    function showMode() {
+      if (status) status.textContent = pushing() ? "live (push)" : "refreshes every " + every / 1000 + " s";
+      root.dataset.mode = pushing() ? "push" : "poll";
+    }
+
+    function connect() {
+      if (!root.dataset.socket || !window.WebSocket) return;
+      var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+      socket = new WebSocket(scheme + window.location.host + root.dataset.socket);
+      socket.onmessage = function (message) {
+        var data;
+        try { data = JSON.parse(message.data); } catch (e) { return; }
+        lastHeard = Date.now();
+        retry = 1000;
+        if (data.type === "queues") apply(data.data);
+        showMode();
+      };
+      socket.onclose = function () {
+        socket = null;
+        showMode();
+        window.setTimeout(connect, retry);
+        retry = Math.min(retry * 2, 30000);
+      };
+    }
+
+    function poll() {
+      if (pushing()) {
+        showMode();
+        window.setTimeout(poll, every);
+        return;
+      }
       fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
         .then(function (response) {
           if (!response.ok) throw new Error("HTTP " + response.status);
@@ -109,9 +150,10 @@
         })
         .then(apply)
         .catch(function (error) { field("error").textContent = "(refresh failed: " + error.message + ")"; })
-        .finally(function () { window.setTimeout(refresh, every); });
+        .finally(function () { showMode(); window.setTimeout(poll, every); });
     }
-    refresh();
+    connect();
+    window.setTimeout(poll, every);
   }
 
   document.addEventListener("DOMContentLoaded", function () {

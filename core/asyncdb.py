@@ -1,0 +1,62 @@
+"""Database work from async code (websocket consumers, the push relay), in a pool of threads.
+
+Channels' ``database_sync_to_async`` runs every call of a process on one thread, one after the
+other; pushes to thousands of sockets would queue behind each other. These calls run on the
+event loop's pool of threads instead, each keeping its own connection (``CONN_MAX_AGE``), with
+Django's connection hygiene before and after, as a request has.
+"""
+
+import functools
+import time
+from collections.abc import Callable
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+MEMBERSHIP_RENEWAL_SECONDS = 3600
+
+
+def in_thread(function: Callable) -> Callable:
+    """Return an awaitable version of ``function`` that runs on a pool thread with a healthy connection."""
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run, thread_sensitive=False)
+
+
+class PooledDatabaseConsumer:
+    """Mixin for Channels consumers whose handlers reach the database only through ``in_thread``.
+
+    Channels runs ``close_old_connections`` before every message on its one shared thread, so
+    each message of every socket of the process waits its turn there (seconds, under load).
+    ``in_thread`` already gives each call a healthy connection on a pool thread: this dispatch
+    skips the shared thread. ``renew_memberships`` joins the groups named in ``joined``.
+    """
+
+    joined: tuple[str, ...] | list[str] = ()
+    joined_at = 0.0
+
+    async def renew_memberships(self, *, force: bool = False) -> None:
+        """Join ``joined`` again if an hour has passed (the channel layer forgets a membership after a day).
+
+        Not at every heartbeat: thousands of sockets re-joining at once would exhaust the layer's
+        Redis connections for nothing.
+        """
+        now = time.monotonic()
+        if force or now - self.joined_at > MEMBERSHIP_RENEWAL_SECONDS:
+            self.joined_at = now
+            for group in self.joined:
+                await self.channel_layer.group_add(group, self.channel_name)
+
+    async def dispatch(self, message):
+        """Call the handler named by the message's type (``push.message`` → ``push_message``)."""
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
