@@ -31,8 +31,24 @@ def record_access(
     detail: str = "",
 ) -> AccessLog:
     """Record that the requester (staff user or API client) read ``records`` of ``model``, or searched ``terms``."""
+    row = access_row(request, kind=kind, model=model, records=records, terms=terms, source=source, detail=detail)
+    row.save(force_insert=True)
+    return row
+
+
+def access_row(
+    request,
+    *,
+    kind: str,
+    model: type[Model] | None = None,
+    records: Iterable[Model] = (),
+    terms: str = "",
+    source: str = "",
+    detail: str = "",
+) -> AccessLog:
+    """Return the (unsaved) access log row ``record_access`` writes: for writers that insert rows in batches."""
     records = list(records)
-    return AccessLog.objects.create(
+    return AccessLog(
         kind=kind,
         model=model._meta.label_lower if model is not None else "",
         object_ids=[_label(obj, model) for obj in records],

@@ -33,8 +33,8 @@ from clinical.api.auth import NotAuthenticated, client_for
 from clinical.models import ApiScope, Visit
 from clinical.push import messages
 from clinical.push.relay import HEARTBEAT_GROUP
-from core.access import record_access
-from core.asyncdb import PooledDatabaseConsumer, in_thread
+from core.access import access_row
+from core.asyncdb import AccessLogBatch, PooledDatabaseConsumer, in_thread
 
 MAX_RESUME_VISITS = 100
 CLOSE_NOT_AUTHENTICATED = 4401
@@ -87,9 +87,12 @@ def _authenticate(request: SocketRequest):
     return client
 
 
-def _record(request: SocketRequest, visit_pk: int, patient_pk: int) -> None:
-    record_access(request, kind="api_read", model=Visit, records=[Visit(pk=visit_pk, patient_id=patient_pk)],
-                  source="push")  # fmt: skip
+_ACCESS_LOG = AccessLogBatch()  # one per server process: its sockets' rows, one INSERT at a time
+
+
+def _access_row(request: SocketRequest, visit_pk: int, patient_pk: int):
+    records = [Visit(pk=visit_pk, patient_id=patient_pk)]
+    return access_row(request, kind="api_read", model=Visit, records=records, source="push")
 
 
 def _missed(client, versions: dict[str, int]) -> list[messages.Message]:
@@ -183,8 +186,8 @@ class AppConsumer(PooledDatabaseConsumer, AsyncJsonWebsocketConsumer):
         if body["version"] <= self.versions.get(public_id, 0):
             return 0
         self.versions[public_id] = body["version"]
-        if visit_pk is not None:
-            await in_thread(_record)(self.request, visit_pk, patient_pk)
+        if visit_pk is not None:  # recorded before it is sent, as an API answer is
+            await _ACCESS_LOG.record(_access_row(self.request, visit_pk, patient_pk))
         await self.send_json(body)
         return 1
 
