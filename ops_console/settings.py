@@ -82,8 +82,12 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # A socket that stops reading loses its oldest messages past `capacity`; it resumes from PostgreSQL.
         # redis-py's 5 s default read timeout would cut the layer's 5 s blocking reads short: 15 s.
+        # Its asyncio pool refuses a 101st connection: thousands of sockets joining their groups
+        # at once (a server restart) need more.
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2}],
+            "hosts": [
+                {"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2, "max_connections": 1000}
+            ],
             "prefix": "ops:asgi",
             "capacity": 500,
             "expiry": 30,

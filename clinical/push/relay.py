@@ -129,11 +129,19 @@ class Relay:
                     if pk.isdigit():
                         await self.layer.group_send(messages.client_group(int(pk)), {"type": "push.revoked"})
         if events:
+            # In order within a group (a socket sees a visit's versions in order), groups at once:
+            # each hand-over is a few Redis round trips, one after the other would queue them all.
+            by_group: dict[str, list] = {}
             for message in await in_thread(_build)(events):
-                body = {"type": "push.message", "body": message.body, "visit": message.visit_pk}
-                body["patient"] = message.patient_pk
-                await self.layer.group_send(message.group, body)
-                self.stats.messages += 1
+                by_group.setdefault(message.group, []).append(message)
+            await asyncio.gather(*(self._send_in_order(group, queued) for group, queued in by_group.items()))
+
+    async def _send_in_order(self, group: str, queued: list) -> None:
+        for message in queued:
+            body = {"type": "push.message", "body": message.body, "visit": message.visit_pk}
+            body["patient"] = message.patient_pk
+            await self.layer.group_send(group, body)
+            self.stats.messages += 1
 
     async def _heartbeat(self) -> None:
         now = time.monotonic()
