@@ -20,18 +20,12 @@ from core.models import AccessLog
 PHI_LABELS = ("clinical.patient", "clinical.visit")
 
 
-def record_access(
-    request,
-    *,
-    kind: str,
-    model: type[Model] | None = None,
-    records: Iterable[Model] = (),
-    terms: str = "",
-    source: str = "",
-    detail: str = "",
-) -> AccessLog:
-    """Record that the requester (staff user or API client) read ``records`` of ``model``, or searched ``terms``."""
-    row = access_row(request, kind=kind, model=model, records=records, terms=terms, source=source, detail=detail)
+def record_access(request, **fields) -> AccessLog:
+    """Record that the requester (staff user or API client) read ``records`` of ``model``, or searched ``terms``.
+
+    ``fields`` are ``access_row``'s: ``kind``, and ``model``, ``records``, ``terms``, ``source``, ``detail``.
+    """
+    row = access_row(request, **fields)
     row.save(force_insert=True)
     return row
 

@@ -1,6 +1,7 @@
 """Shared fixtures: named personas, one per role, and a clean Redis database per test."""
 
 import os
+import time
 
 import pytest
 from django.conf import settings
@@ -84,3 +85,22 @@ def personas(support_agent, clinical_ops, engineer, lead, outsider):
         roles.OPS_LEAD: lead,
         None: outsider,
     }
+
+
+@pytest.fixture(scope="module")
+def push_server(django_db_setup, django_db_blocker):
+    """The ASGI server and the push relay as processes of their own, for every test of a module."""
+    from tests.clinical.push_server import PushServer
+
+    stack = PushServer()
+    stack.start_web()
+    stack.start_relay()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def push(push_server, transactional_db, redis_client):
+    """The push server on a clean Redis (the relay finds its stream anew), with committed rows."""
+    time.sleep(0.3)  # the relay notices the flushed stream and reads the new one from its start
+    return push_server

@@ -14,6 +14,8 @@ A client keeps the highest version it applied per visit and ignores anything not
 
 from dataclasses import dataclass
 
+from django.db.models import Max, Q
+
 from clinical import selectors
 from clinical.api.payloads import visit_json
 from clinical.models import Offer, VisitEvent
@@ -110,17 +112,21 @@ def missed(*, patient_id: int | None, provider_id: int | None, versions: dict[st
     ``GET`` of them would be refused.
     """
     owned = selectors.visit_ids_by_public_id(list(versions), patient_id=patient_id, provider_id=provider_id)
-    ids = []
+    after = Q(pk__in=[])
     for public_id, visit_pk in owned.items():
-        events = VisitEvent.objects.filter(visit_id=visit_pk, pk__gt=versions[public_id])
-        if provider_id is not None:
-            events = events.filter(provider_id=provider_id)
-        ids += list(events.values_list("pk", flat=True))
+        after |= Q(visit_id=visit_pk, pk__gt=versions[public_id])
+    events = VisitEvent.objects.filter(after)
     if provider_id is not None:
-        held = selectors.visit_ids_held_by(provider_id)
-        for visit_pk in set(held) - set(owned.values()):
-            last = VisitEvent.objects.filter(visit_id=visit_pk, provider_id=provider_id).order_by("-id").first()
-            if last is not None:
-                ids.append(last.pk)
+        events = events.filter(provider_id=provider_id)
+    ids = list(events.values_list("pk", flat=True)) if owned else []
+    if provider_id is not None:
+        unnamed = set(selectors.visit_ids_held_by(provider_id)) - set(owned.values())
+        latest = (
+            VisitEvent.objects.filter(visit_id__in=unnamed, provider_id=provider_id)
+            .values("visit_id")
+            .annotate(last=Max("id"))
+            .values_list("last", flat=True)
+        )
+        ids += list(latest) if unnamed else []
     mine = {patient_group(patient_id)} if patient_id is not None else {provider_group(provider_id)}
     return [message for message in for_events(sorted(ids)) if message.group in mine]

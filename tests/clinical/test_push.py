@@ -20,23 +20,6 @@ SYSTEM = Actor.system()
 ROUTER = Actor.router()
 
 
-@pytest.fixture(scope="module")
-def server(django_db_setup, django_db_blocker):
-    """The ASGI server and the relay, for every test of this module."""
-    stack = PushServer()
-    stack.start_web()
-    stack.start_relay()
-    yield stack
-    stack.stop()
-
-
-@pytest.fixture
-def push(server, transactional_db, redis_client):
-    """The server on a clean Redis (the relay finds its stream anew) and committed rows."""
-    time.sleep(0.3)  # the relay notices the flushed stream and reads the new one from its start
-    return server
-
-
 def _token(*, patient=None, provider=None) -> tuple[object, str]:
     scope = ApiScope.PROVIDER if provider is not None else ApiScope.PATIENT
     name = f"app of {(provider or patient).pk} ({scope})"

@@ -6,33 +6,13 @@ import threading
 import time
 from collections.abc import Iterator
 
-import pytest
-
 from devtools import simulate, simulate_config, simulate_push, simulate_session
 from devtools.simulate_http import Stats
 from tests.builders import make_patient, make_provider
 from tests.clinical.processes import wait_for
-from tests.clinical.push_server import PushServer
 from tests.devtools.traffic import FAST, routing
 
 NPI = "1234567893"
-
-
-@pytest.fixture(scope="module")
-def push_stack(django_db_setup, django_db_blocker):
-    """The ASGI server and the relay, for every test of this module."""
-    stack = PushServer()
-    stack.start_web()
-    stack.start_relay()
-    yield stack
-    stack.stop()
-
-
-@pytest.fixture
-def push(push_stack, transactional_db, redis_client):
-    """The push stack on a clean Redis (the relay finds its stream anew) and committed rows."""
-    time.sleep(0.3)  # the relay notices the flushed stream and reads the new one from its start
-    return push_stack
 
 
 def _players(*, providers: int = 4, patients: int = 10) -> None:

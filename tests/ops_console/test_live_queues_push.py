@@ -15,22 +15,6 @@ from tests.builders import make_provider
 from tests.clinical.push_server import PushServer
 
 
-@pytest.fixture(scope="module")
-def server(django_db_setup, django_db_blocker):
-    """The ASGI server and the relay, for every test of this module."""
-    stack = PushServer()
-    stack.start_web()
-    stack.start_relay()
-    yield stack
-    stack.stop()
-
-
-@pytest.fixture
-def push(server, transactional_db, redis_client):
-    time.sleep(0.3)  # the relay notices the flushed stream and reads the new one from its start
-    return server
-
-
 def _session(client, user) -> str:
     client.force_login(user)
     return client.cookies[settings.SESSION_COOKIE_NAME].value
