@@ -8,13 +8,10 @@ Django's connection hygiene before and after, as a request has.
 
 import asyncio
 import functools
-import time
 from collections.abc import Callable
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
-
-MEMBERSHIP_RENEWAL_SECONDS = 3600
 
 
 def in_thread(function: Callable) -> Callable:
@@ -37,23 +34,15 @@ class PooledDatabaseConsumer:
     Channels runs ``close_old_connections`` before every message on its one shared thread, so
     each message of every socket of the process waits its turn there (seconds, under load).
     ``in_thread`` already gives each call a healthy connection on a pool thread: this dispatch
-    skips the shared thread. ``renew_memberships`` joins the groups named in ``joined``.
+    skips the shared thread. ``join`` adds the socket to the groups named in ``joined``.
     """
 
     joined: tuple[str, ...] | list[str] = ()
-    joined_at = 0.0
 
-    async def renew_memberships(self, *, force: bool = False) -> None:
-        """Join ``joined`` again if an hour has passed (the channel layer forgets a membership after a day).
-
-        Not at every heartbeat: thousands of sockets re-joining at once would exhaust the layer's
-        Redis connections for nothing.
-        """
-        now = time.monotonic()
-        if force or now - self.joined_at > MEMBERSHIP_RENEWAL_SECONDS:
-            self.joined_at = now
-            for group in self.joined:
-                await self.channel_layer.group_add(group, self.channel_name)
+    async def join(self) -> None:
+        """Join the groups in ``joined`` (memberships of the pub/sub layer last as long as the socket)."""
+        for group in self.joined:
+            await self.channel_layer.group_add(group, self.channel_name)
 
     async def dispatch(self, message):
         """Call the handler named by the message's type (``push.message`` → ``push_message``)."""

@@ -45,7 +45,7 @@ class LiveQueuesConsumer(PooledDatabaseConsumer, AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         self.joined = GROUPS
-        await self.renew_memberships(force=True)
+        await self.join()
         await self.accept()
         await self.push_queues({})
 
@@ -68,6 +68,5 @@ class LiveQueuesConsumer(PooledDatabaseConsumer, AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "queues", "data": await in_thread(selectors.live_queues)()})
 
     async def push_heartbeat(self, event):
-        """The relay is alive: tell the page (and stay in the groups: memberships expire after a day)."""
-        await self.renew_memberships()
+        """The relay is alive: tell the page."""
         await self.send_json({"type": "heartbeat", "at": event["at"]})

@@ -79,18 +79,21 @@ OPS_PUSH_HEARTBEAT_SECONDS = env_int("OPS_PUSH_HEARTBEAT_SECONDS", 20, minimum=1
 OPS_WEB_THREADS = env_int("OPS_WEB_THREADS", 4, minimum=1)
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        # A socket that stops reading loses its oldest messages past `capacity`; it resumes from PostgreSQL.
-        # redis-py's 5 s default read timeout would cut the layer's 5 s blocking reads short: 15 s.
-        # Its asyncio pool refuses a 101st connection: thousands of sockets joining their groups
-        # at once (a server restart) need more.
+        # Redis pub/sub: a group message is one PUBLISH, and each web process reads every message
+        # for its sockets from one connection as a stream, then hands it to them in memory.
+        # channels-redis's list-based layer read one message per Redis round trip, so a server's
+        # event loop fell seconds behind at a few hundred messages a second (bench_push: the
+        # layer's own delay p50 4.7 s -> 18 ms). Pub/sub keeps nothing for a process that is not
+        # connected: a message published while one reconnects to Redis is not delivered, and its
+        # sockets' clients catch up by resuming (or by the poll their silence triggers).
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        # redis-py's 5 s default read timeout is too short for a connection that waits; thousands
+        # of sockets joining at once (a server restart) need more than its 100 connections.
         "CONFIG": {
             "hosts": [
                 {"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2, "max_connections": 1000}
             ],
             "prefix": "ops:asgi",
-            "capacity": 500,
-            "expiry": 30,
         },
     }
 }

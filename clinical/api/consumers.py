@@ -6,7 +6,9 @@ refused at the handshake (HTTP 403). Then, server to client, each a JSON object 
 
 - ``hello``: ``scope`` (patient or provider) and ``heartbeat_seconds``.
 - ``visit``: a transition of one of the token's visits: ``version``, ``event`` (from, to, at),
-  ``visit`` (as ``GET /api/v1/visits/<id>`` returns it), ``published_at`` (epoch seconds).
+  ``visit`` (as ``GET /api/v1/visits/<id>`` returns it); live ones also carry, in epoch seconds,
+  ``published_at`` (its transaction committed), ``relayed_at`` (the relay handed it on) and
+  ``sent_at`` (this server sent it), so a client can tell where a delay came from.
 - ``offer_withdrawn`` (provider): an offer that has moved on without them: ``version``,
   ``visit.id``, ``outcome`` (declined, expired, withdrawn, cancelled).
 - ``heartbeat`` every ``OPS_PUSH_HEARTBEAT_SECONDS`` (20).
@@ -23,6 +25,7 @@ row of the PHI access log, as each ``GET`` is. A revoked token's sockets are clo
 next heartbeat.
 """
 
+import time
 from urllib.parse import parse_qs, unquote
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -120,7 +123,7 @@ class AppConsumer(PooledDatabaseConsumer, AsyncJsonWebsocketConsumer):
         self.joined = [self.own, messages.client_group(self.client.pk), HEARTBEAT_GROUP]
         # Joined before the replay: what commits meanwhile waits in the channel layer until the
         # replay is sent, then goes out after it (anything replayed already is not sent twice).
-        await self.renew_memberships(force=True)
+        await self.join()
         await self.accept(subprotocol="bearer" if as_subprotocol else None)
         await self.send_json(
             {"type": "hello", "scope": self.client.scope, "heartbeat_seconds": settings.OPS_PUSH_HEARTBEAT_SECONDS}
@@ -188,7 +191,7 @@ class AppConsumer(PooledDatabaseConsumer, AsyncJsonWebsocketConsumer):
         self.versions[public_id] = body["version"]
         if visit_pk is not None:  # recorded before it is sent, as an API answer is
             await _ACCESS_LOG.record(_access_row(self.request, visit_pk, patient_pk))
-        await self.send_json(body)
+        await self.send_json({**body, "sent_at": time.time()} if "published_at" in body else body)
         return 1
 
     async def push_heartbeat(self, event):
@@ -196,7 +199,6 @@ class AppConsumer(PooledDatabaseConsumer, AsyncJsonWebsocketConsumer):
         if self.client.expires_at is not None and timezone.now() >= self.client.expires_at:
             await self.close(code=CLOSE_NOT_AUTHENTICATED)
             return
-        await self.renew_memberships()
         await self.send_json({"type": "heartbeat", "at": event["at"]})
 
     async def push_revoked(self, event):

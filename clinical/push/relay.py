@@ -140,6 +140,7 @@ class Relay:
         for message in queued:
             body = {"type": "push.message", "body": message.body, "visit": message.visit_pk}
             body["patient"] = message.patient_pk
+            message.body["relayed_at"] = time.time()  # the relay's share of commit → receive
             await self.layer.group_send(group, body)
             self.stats.messages += 1
 

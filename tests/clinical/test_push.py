@@ -4,6 +4,8 @@ import json
 import time
 
 import pytest
+import redis
+from django.conf import settings
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -11,8 +13,10 @@ from clinical.actions import api_clients
 from clinical.actions import offers as offer_actions
 from clinical.actions import visits as visit_actions
 from clinical.models import ApiScope, VisitEvent
+from clinical.push import messages
 from core.audit import Actor
 from core.models import AccessLog
+from devtools.services import wait_until
 from tests.builders import make_patient, make_provider, make_visit, past_deadline
 from tests.clinical.push_server import PushServer
 
@@ -94,10 +98,12 @@ def test_it_tells_a_provider_of_its_offer_with_its_deadline_and_of_its_withdrawa
         past_deadline(visit)
         offer_actions.expire_offer(visit, provider_id=ada.pk, actor=ROUTER)
         withdrawn = _next(ada_socket)
+        stamps = {key: withdrawn.pop(key) for key in ("published_at", "relayed_at", "sent_at")}
         assert withdrawn == {
             "type": "offer_withdrawn", "version": withdrawn["version"], "visit": {"id": visit.public_id},
-            "outcome": "expired", "published_at": withdrawn["published_at"],
+            "outcome": "expired",
         }  # fmt: skip
+        assert stamps["published_at"] <= stamps["relayed_at"] <= stamps["sent_at"] <= time.time()
         assert withdrawn["version"] > offered["version"]
         assert _quiet(bob_socket) == []
 
@@ -195,3 +201,21 @@ def test_it_sends_heartbeats(push):
     _, token = _token(patient=make_patient())
     with _socket(push, token) as socket:
         assert _next(socket, kinds=("heartbeat",), timeout=5)["type"] == "heartbeat"
+
+
+def test_it_keeps_pushing_after_the_servers_redis_connection_is_cut(push):
+    """Pub/sub keeps nothing for a process that is away: the server reconnects and subscribes again."""
+    grace = make_patient()
+    _, token = _token(patient=grace)
+    r = redis.Redis.from_url(settings.REDIS_URL)
+    with _socket(push, token) as socket:
+        assert json.loads(socket.recv(timeout=10))["type"] == "hello"
+        assert r.client_kill_filter(_type="pubsub") >= 1  # the server's (and the relay's none: it only publishes)
+        assert wait_until(lambda: _subscribed(r, grace.pk), timeout=10)
+        visit = visit_actions.request_visit(patient=grace, located_state="CA", reason="Cough", actor=SYSTEM)
+        assert _next(socket)["visit"]["id"] == visit.public_id
+
+
+def _subscribed(r: redis.Redis, patient_pk: int) -> bool:
+    channels = r.pubsub_channels(f"*__group__{messages.patient_group(patient_pk)}")
+    return bool(channels) and r.pubsub_numsub(*channels)[0][1] > 0

@@ -54,11 +54,13 @@ ROWS = (
     ("messages received", "{messages_received}: {lost} lost, {duplicates} duplicates"),
     ("commit→receive p50/p95/p99", "{latency_p50_ms} / {latency_p95_ms} / {latency_p99_ms} ms (max "
                                    "{latency_max_ms}; the load process's own lag p99 {load_process_lag_p99_ms})"),
+    ("  of which p50 / p99", "relay {relay_p50_ms} / {relay_p99_ms}, server (channel layer, access log) "
+                             "{server_p50_ms} / {server_p99_ms}, to the socket {network_p50_ms} / {network_p99_ms} ms"),
     ("API requests/s, push", "{api_requests_per_s_push} ({api_errors} errors of {api_requests} requests "
                              "{api_errors_by_status}; p50/p99 {api_latency_p50_ms} / {api_latency_p99_ms} ms)"),
     (f"API requests/s, polling every {POLL}", f"{{api_requests_per_s_polling}} (computed: the same actions + "
                                               f"{{clients}} apps polling every {POLL})"),
-    ("polling / push", "{ratio}×"),
+    ("polling / push", "{ratio}× ({requests_per_visit} requests per visit, the visits' own actions, in both)"),
     ("load average (1 min)", "{load_average_1m}"),
 )  # fmt: skip
 TARGETS = {
