@@ -121,34 +121,51 @@ def dashboard_summary() -> dict:
     }
 
 
-def _with_open_offer(visits: QuerySet[Visit]) -> QuerySet[Visit]:
-    """Annotate each visit with its open offer's id and deadline (``open_offer_id``, ``offer_expires_at``)."""
-    open_offer = Offer.objects.filter(visit=OuterRef("pk"), outcome__isnull=True)
-    return visits.annotate(
-        open_offer_id=Subquery(open_offer.values("id")[:1]),
-        offer_expires_at=Subquery(open_offer.values("expires_at")[:1]),
+# What the apps see of a visit (``clinical.api.payloads.visit_json``): nothing else is read.
+API_VISIT_FIELDS = (
+    "public_id", "status", "patient_id", "patient__mrn", "located_state", "priority", "reason", "offer_count",
+    "provider_id", "provider__npi", "provider__first_name", "provider__last_name",
+    "requested_at", "offered_at", "accepted_at", "started_at", "ended_at", "cancelled_at",
+)  # fmt: skip
+
+
+def _for_api(visits: QuerySet[Visit]) -> QuerySet[Visit]:
+    """Return ``visits`` with what the API shows of them joined: patient, provider and open offer, unordered.
+
+    The open offer's id and deadline are ``open_offer_id`` and ``offer_expires_at``. Only the
+    columns the API shows: the apps' requests read a visit two or three times each, and compiling
+    every column of three tables was most of their cost.
+    """
+    open_offer = Offer.objects.filter(visit=OuterRef("pk"), outcome__isnull=True).order_by()
+    return (
+        visits.select_related("patient", "provider")
+        .only(*API_VISIT_FIELDS)
+        .annotate(
+            open_offer_id=Subquery(open_offer.values("id")[:1]),
+            offer_expires_at=Subquery(open_offer.values("expires_at")[:1]),
+        )
+        .order_by()
     )
 
 
 def visit_for_api(public_id: str) -> Visit | None:
     """Return a visit by public id with patient, provider and open offer joined, or None."""
-    return (
-        _with_open_offer(Visit.objects.select_related("patient", "provider"))
-        .filter(public_id=public_id.upper())
-        .first()
-    )
+    return next(iter(_for_api(Visit.objects.filter(public_id=public_id.upper()))[:1]), None)
+
+
+def visit_owners(public_id: str) -> tuple[int, int, int | None] | None:
+    """Return a visit's ``(id, patient id, provider id)`` by public id, or None: who may act on it."""
+    rows = Visit.objects.filter(public_id=public_id.upper()).order_by().values_list("pk", "patient_id", "provider_id")
+    return next(iter(rows[:1]), None)
 
 
 def visit_held_by(provider: Provider) -> Visit | None:
     """Return the visit the provider holds now (offered to them or in progress with them)."""
-    return (
-        _with_open_offer(Visit.objects.select_related("patient", "provider"))
-        .filter(provider=provider, status__in=PROVIDER_HOLDING_STATUSES)
-        .first()
-    )
+    held = Visit.objects.filter(provider=provider, status__in=PROVIDER_HOLDING_STATUSES)
+    return next(iter(_for_api(held).order_by("-requested_at", "-id")[:1]), None)
 
 
-def was_offered(visit: Visit, provider_id: int) -> bool:
+def was_offered(visit: Visit | int, provider_id: int) -> bool:
     """Return True if the visit was ever offered to the provider."""
     return Offer.objects.filter(visit=visit, provider_id=provider_id).exists()
 
@@ -252,7 +269,7 @@ def visits_for_api(visit_ids: list[int]) -> dict[int, Visit]:
     """Return visits by id with what the API shows of them joined (patient, provider, open offer), one query."""
     if not visit_ids:
         return {}
-    return _with_open_offer(Visit.objects.select_related("patient", "provider")).in_bulk(set(visit_ids))
+    return _for_api(Visit.objects.all()).in_bulk(set(visit_ids))
 
 
 def visit_ids_by_public_id(public_ids: list[str], *, patient_id: int | None, provider_id: int | None) -> dict[str, int]:

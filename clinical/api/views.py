@@ -165,18 +165,31 @@ def _actor(request) -> Actor:
     return Actor.patient_app(f"{client.name} for MRN {client.patient.mrn}")
 
 
-def _own_visit(request, public_id: str, *, answering: bool = False) -> Visit:
-    """Return the visit if the calling provider holds it (or, to answer an offer, was offered it), else 403.
+def _owners(public_id: str) -> tuple[int, int, int | None]:
+    """Return the visit's ``(id, patient id, provider id)``, or 404: enough to check who may act on it."""
+    owners = selectors.visit_owners(public_id) if storable(public_id) else None
+    if owners is None:
+        raise ApiError(404, "not_found", f"No visit {public_id}.")
+    return owners
 
-    Read without a lock: the action the request leads to re-checks, under lock, that the provider
+
+def _check_provider(request, owners: tuple[int, int, int | None], *, answering: bool = False) -> None:
+    """Refuse (403) unless the calling provider holds the visit (or, to answer an offer, was offered it).
+
+    Checked without a lock: the action the request leads to re-checks, under lock, that the provider
     may do what it asks, and answers 409 with a code when the visit moved on meanwhile (e.g. the
     provider's offer expired a moment before they tapped accept).
     """
-    visit = _visit(public_id)
+    visit_id, _, holder_id = owners
     provider_id = request.api_client.provider_id
-    if visit.provider_id != provider_id and not (answering and selectors.was_offered(visit, provider_id)):
+    if holder_id != provider_id and not (answering and selectors.was_offered(visit_id, provider_id)):
         raise ApiError(403, "not_your_visit", "This visit is not offered or assigned to you.")
-    return visit
+
+
+def _check_patient(request, owners: tuple[int, int, int | None], public_id: str) -> None:
+    """Refuse unless the visit is the calling patient's: another patient's visit is as unknown as none (404)."""
+    if owners[1] != request.api_client.patient_id:
+        raise ApiError(404, "not_found", f"No visit {public_id}.")
 
 
 @api_view("POST", scopes=(ApiScope.PATIENT,))
@@ -210,27 +223,24 @@ def _create_visit(request) -> JsonResponse:
     return _visit_response(request, _visit(visit.public_id), status=201)
 
 
-def _patients_visit(request, public_id: str) -> Visit:
-    """Return a visit of the token's patient; another patient's visit is as unknown as no visit."""
-    visit = _visit(public_id)
-    if visit.patient_id != request.api_client.patient_id:
-        raise ApiError(404, "not_found", f"No visit {public_id}.")
-    return visit
-
-
 @api_view("GET", scopes=(ApiScope.PATIENT, ApiScope.PROVIDER))
 def visit_detail(request, public_id: str):
     """Return a visit (the apps' polling fallback): a patient's own, or one the provider holds."""
+    visit = _visit(public_id)
+    owners = (visit.pk, visit.patient_id, visit.provider_id)
     if request.api_client.scope == ApiScope.PROVIDER:
-        return _visit_response(request, _own_visit(request, public_id))
-    return _visit_response(request, _patients_visit(request, public_id))
+        _check_provider(request, owners)
+    else:
+        _check_patient(request, owners, public_id)
+    return _visit_response(request, visit)
 
 
 @api_view("POST", scopes=(ApiScope.PATIENT,))
 def cancel_visit(request, public_id: str):
     """Cancel one of the patient's visits (also while an offer is out)."""
-    visit = _patients_visit(request, public_id)
-    visit_actions.cancel_visit(visit, actor=_actor(request), detail="cancelled by the patient")
+    owners = _owners(public_id)
+    _check_patient(request, owners, public_id)
+    visit_actions.cancel_visit(owners[0], actor=_actor(request), detail="cancelled by the patient")
     return _visit_response(request, _visit(public_id))
 
 
@@ -252,8 +262,9 @@ def provider_visit_action(request, public_id: str, verb: str):
     The action names the calling provider and re-checks everything under lock: a refusal is a 409
     with its own ``code`` (``offer_expired``, ``not_your_offer``, ``not_licensed``, ``provider_inactive``, …).
     """
-    visit = _own_visit(request, public_id, answering=verb in ("accept", "reject"))
-    PROVIDER_ACTIONS[verb](visit, _actor(request), request.api_client.provider_id)
+    owners = _owners(public_id)
+    _check_provider(request, owners, answering=verb in ("accept", "reject"))
+    PROVIDER_ACTIONS[verb](owners[0], _actor(request), request.api_client.provider_id)
     return _visit_response(request, _visit(public_id))
 
 
