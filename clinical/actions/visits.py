@@ -51,7 +51,9 @@ def request_visit(
     """
     visit = Visit(patient=patient, located_state=located_state, reason=reason, priority=priority)
     # The patient is a row just read (by MRN or from a form); its existence needs no second query.
-    _full_clean(visit, exclude=["public_id", "patient", "requested_at"])
+    # A new visit waits with no provider, so its check constraints (status and provider) hold by
+    # construction, and PostgreSQL enforces them anyway: checking them here cost a query.
+    _full_clean(visit, exclude=["public_id", "patient", "requested_at"], validate_constraints=False)
     stamp(visit, actor, "requested", at_field="requested_at")
     try:
         with transaction.atomic():

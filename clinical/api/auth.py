@@ -19,6 +19,15 @@ class NotAuthenticated(Exception):
     """No valid bearer token (HTTP 401)."""
 
 
+# What a request reads of its client and the client's owner: every request pays for this query,
+# so not the patient's or provider's other columns.
+CLIENT_FIELDS = (
+    "name", "scope", "provider", "patient", "token_hash", "is_active", "expires_at", "last_used_at", "patient__mrn",
+    "provider__npi", "provider__first_name", "provider__last_name", "provider__is_active",
+    "provider__availability", "provider__available_since",
+)  # fmt: skip
+
+
 def client_for(request) -> ApiClient:
     """Return the active API client whose token the request carries, or raise NotAuthenticated."""
     header = request.headers.get("Authorization", "")
@@ -28,12 +37,14 @@ def client_for(request) -> ApiClient:
     prefix = token.split("_")[1] if token.count("_") >= 2 else ""
     if not PREFIX.fullmatch(prefix):  # a prefix no token has (e.g. with a NUL PostgreSQL would refuse)
         raise NotAuthenticated("The token is not valid or has been revoked.")
-    client = (
+    clients = (
         ApiClient.objects.select_related("provider", "patient")
+        .only(*CLIENT_FIELDS)
         .annotate(expired=Q(expires_at__lte=Now()))  # the database's clock
         .filter(token_prefix=prefix, is_active=True)
-        .first()
+        .order_by()
     )
+    client = next(iter(clients[:1]), None)
     if client is None or not hmac.compare_digest(client.token_hash, hash_token(token.strip())):
         raise NotAuthenticated("The token is not valid or has been revoked.")
     if client.expired:
