@@ -2,7 +2,9 @@
 
 Connect with ``Authorization: Bearer <token>``, or, where a client cannot set headers, the
 subprotocols ``bearer, <token>`` (the server answers with ``bearer``). A refused token is
-refused at the handshake (HTTP 403). Then, server to client, each a JSON object with a ``type``:
+refused at the handshake (HTTP 403), and so is a connect past the API's rate limits (it counts as
+a request of its address and token, and a refused token as a probe, as on the API). Then, server
+to client, each a JSON object with a ``type``:
 
 - ``hello``: ``scope`` (patient or provider) and ``heartbeat_seconds``.
 - ``visit``: a transition of one of the token's visits: ``version``, ``event`` (from, to, at),
@@ -32,6 +34,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
+from clinical.api import limits
 from clinical.api.auth import NotAuthenticated, client_for
 from clinical.models import ApiScope, Visit
 from clinical.push import messages
@@ -61,6 +64,10 @@ class SocketRequest:
         }
         self.api_client = None
 
+    def get_full_path(self) -> str:
+        """Return the path (a security event names it; the resume query string is left out)."""
+        return self.path
+
 
 def _credentials(scope: dict) -> tuple[str, bool]:
     """Return the ``Authorization`` value the socket carries, and whether it came as subprotocols."""
@@ -84,9 +91,22 @@ def _versions_in_url(value: str) -> dict[str, int] | None:
     return versions if len(versions) <= MAX_RESUME_VISITS else None
 
 
+class RateLimited(Exception):
+    """The socket's address or token is past the API's rate limit."""
+
+
 def _authenticate(request: SocketRequest):
-    client = client_for(request)
+    """Check the token as the API does: a connect counts against the same rate limits, a refusal as a probe."""
+    if limits.address_retry_after(request) is not None:
+        raise RateLimited
+    try:
+        client = client_for(request)
+    except NotAuthenticated:
+        limits.note_answer(request, 401)
+        raise
     request.api_client = client
+    if limits.token_retry_after(client) is not None:
+        raise RateLimited
     return client
 
 
@@ -112,7 +132,7 @@ class AppConsumer(PooledDatabaseConsumer, AsyncJsonWebsocketConsumer):
         self.request = SocketRequest(self.scope, authorization)
         try:
             self.client = await in_thread(_authenticate)(self.request)
-        except NotAuthenticated:
+        except (NotAuthenticated, RateLimited):  # refused at the handshake (HTTP 403)
             await self.close(code=CLOSE_NOT_AUTHENTICATED)
             return
         if self.client.scope == ApiScope.PROVIDER:

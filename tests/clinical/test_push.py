@@ -12,10 +12,13 @@ from websockets.sync.client import connect
 from clinical.actions import api_clients
 from clinical.actions import offers as offer_actions
 from clinical.actions import visits as visit_actions
+from clinical.api import consumers
+from clinical.api.auth import NotAuthenticated
+from clinical.api.consumers import SocketRequest
 from clinical.models import ApiScope, VisitEvent
 from clinical.push import messages
 from core.audit import Actor
-from core.models import AccessLog
+from core.models import AccessLog, SecurityEvent
 from devtools.services import wait_until
 from tests.builders import make_patient, make_provider, make_visit, past_deadline
 from tests.clinical.push_server import PushServer
@@ -219,3 +222,23 @@ def test_it_keeps_pushing_after_the_servers_redis_connection_is_cut(push):
 def _subscribed(r: redis.Redis, patient_pk: int) -> bool:
     channels = r.pubsub_channels(f"*__group__{messages.patient_group(patient_pk)}")
     return bool(channels) and r.pubsub_numsub(*channels)[0][1] > 0
+
+
+def test_it_counts_a_socket_connect_against_the_apis_rate_limits(db, settings, redis_client):
+    settings.API_RATE_PER_ADDRESS = 2
+    _, token = _token(patient=make_patient())
+    request = SocketRequest({"headers": [], "path": "/ws/v1/", "client": ("203.0.113.9", 5000)}, f"Bearer {token}")
+    assert consumers._authenticate(request).scope == ApiScope.PATIENT
+    assert consumers._authenticate(request).scope == ApiScope.PATIENT
+    with pytest.raises(consumers.RateLimited):
+        consumers._authenticate(request)
+
+
+def test_it_counts_a_refused_socket_token_as_a_probe(db, settings, redis_client):
+    settings.API_PROBE_THRESHOLD = 3
+    request = SocketRequest({"headers": [], "path": "/ws/v1/", "client": ("203.0.113.7", 5000)}, "Bearer opc_0abc_no")
+    for _ in range(4):
+        with pytest.raises(NotAuthenticated):
+            consumers._authenticate(request)
+    probe = SecurityEvent.objects.get(kind=SecurityEvent.Kind.API_PROBING)
+    assert (probe.ip, probe.path, probe.method) == ("203.0.113.7", "/ws/v1/", "WS")
