@@ -5,12 +5,14 @@ import time
 
 import pytest
 from django.conf import settings
-from websockets.exceptions import InvalidStatus
+from django.contrib.sessions.backends.db import SessionStore
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from clinical.actions import providers as provider_actions
 from core.audit import Actor
-from ops_console.consumers import may_watch
+from ops_console.consumers import CLOSE_SIGNED_OUT, may_watch
+from ops_console.signin import LAST_SEEN
 from tests.builders import make_provider
 from tests.clinical.push_server import PushServer
 
@@ -68,3 +70,22 @@ def test_it_refuses_an_editing_role_that_has_not_given_its_code(client, clinical
     assert may_watch(clinical_ops, client.session) is False  # an editing role, no code given
     client.force_login(support_agent)
     assert may_watch(support_agent, client.session) is True  # a view-only role is not asked
+
+
+@pytest.mark.parametrize("ending", ["idle", "signed_out", "permission"])
+def test_it_closes_the_socket_when_its_session_ends(push, client, support_agent, ending):
+    session_key = _session(client, support_agent)
+    with _socket(push, session_key) as socket:
+        _next(socket, "queues")
+        _next(socket, "heartbeat", timeout=5)  # the session is still good: heartbeats go on
+        if ending == "idle":
+            session = SessionStore(session_key)
+            session[LAST_SEEN] = int(time.time()) - settings.OPS_SESSION_IDLE_MINUTES * 60 - 5
+            session.save()
+        elif ending == "signed_out":
+            client.logout()
+        else:
+            support_agent.groups.clear()
+        with pytest.raises(ConnectionClosed) as closed:
+            _next(socket, "never", timeout=5)
+        assert closed.value.rcvd.code == CLOSE_SIGNED_OUT
