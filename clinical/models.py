@@ -5,8 +5,8 @@ Status and availability are assigned only by ``clinical.actions``.
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
-from django.db.models.functions import Now
+from django.db.models import Case, Q, When
+from django.db.models.functions import Coalesce, Now
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
@@ -242,9 +242,15 @@ class Visit(models.Model):
             models.Index(fields=["priority", "-requested_at", "-id"], name="clinical_visit_priority_idx"),
             # Patient page "latest visits" (patient FK plus order).
             models.Index(fields=["patient", "-requested_at"], name="clinical_visit_patient_idx"),
-            # Live queues page: waits of the visits accepted in the last hour.
+            # Routing invariants: visits accepted since a time.
             models.Index(
                 fields=["accepted_at"], name="clinical_visit_accepted_idx", condition=Q(accepted_at__isnull=False)
+            ),
+            # Live queues page: waits of the visits that left the queue in the last hour
+            # (accepted, cancelled or expired; clinical.selectors.LEFT_QUEUE_SQL).
+            models.Index(
+                Coalesce("accepted_at", "cancelled_at", Case(When(status="expired", then="ended_at"))),
+                name="clinical_visit_left_idx",
             ),
             # Live queues page: offers out per state.
             models.Index(fields=["located_state"], name="clinical_visit_offered_idx", condition=Q(status="offered")),

@@ -195,13 +195,23 @@ LEFT JOIN waiting w USING (state) LEFT JOIN offers o USING (state) LEFT JOIN ava
 ORDER BY coalesce(w.waiting, 0) DESC, s.state
 """.replace("{license_valid}", license_valid_sql("l", "statement_timestamp()"))
 
+# When a visit left the queue: accepted, cancelled or expired, whichever came first (the same
+# expression as the index clinical_visit_left_idx, so PostgreSQL reads the window from it).
+LEFT_QUEUE_SQL = "COALESCE(accepted_at, cancelled_at, CASE WHEN status = 'expired' THEN ended_at END)"
+
 _LIVE_WAITS_SQL = """
-SELECT date_bin(%(bucket)s, accepted_at, %(since)s) AS bucket, count(*),
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM accepted_at - requested_at)),
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM accepted_at - requested_at))
-FROM clinical_visit WHERE accepted_at >= %(since)s
-GROUP BY ROLLUP (1) ORDER BY 1 NULLS LAST
-"""
+WITH gone AS (
+    SELECT {left} AS left_at, extract(epoch FROM {left} - requested_at) AS wait_s,
+           CASE WHEN accepted_at IS NOT NULL THEN 'accepted'
+                WHEN cancelled_at IS NOT NULL THEN 'cancelled' ELSE 'expired' END AS how
+    FROM clinical_visit WHERE {left} >= %(since)s
+)
+SELECT date_bin(%(bucket)s, left_at, %(since)s) AS bucket, count(*),
+       count(*) FILTER (WHERE how = 'accepted'), count(*) FILTER (WHERE how = 'cancelled'),
+       count(*) FILTER (WHERE how = 'expired'),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY wait_s), percentile_cont(0.9) WITHIN GROUP (ORDER BY wait_s)
+FROM gone GROUP BY ROLLUP (1) ORDER BY 1 NULLS LAST
+""".replace("{left}", LEFT_QUEUE_SQL)
 
 
 # What each routing worker last reported, and how long ago by the database's clock.
@@ -215,8 +225,8 @@ ROUTER_SILENT_SECONDS = 10  # a router not heard from for this long is shown as 
 
 def live_queues(*, window: dt.timedelta = dt.timedelta(hours=1), bucket_minutes: int = 5) -> dict:
     """Return the live queues: per state waiting, longest wait, available providers and offers out;
-    median and p90 wait (request to acceptance) over the window, overall and per time bucket; and
-    the routers' health.
+    median and p90 wait over the window of every visit that left the queue in it (request to
+    acceptance, cancellation or expiry), overall and per time bucket; and the routers' health.
     """
     from django.db import connection
 
@@ -233,18 +243,23 @@ def live_queues(*, window: dt.timedelta = dt.timedelta(hours=1), bucket_minutes:
         rows = cursor.fetchall()
         cursor.execute(_ROUTERS_SQL)
         routers = [_router_row(*row) for row in cursor.fetchall()]
-    overall = next((row for row in rows if row[0] is None), None)
+    overall = next((row for row in rows if row[0] is None), (None, 0, 0, 0, 0, None, None))
     return {
         "at": now.isoformat(),
         "states": per_state,
         "totals": {key: sum(row[key] for row in per_state) for key in ("waiting", "available", "offers")},
         "window_minutes": int(window.total_seconds() // 60),
-        "accepted": overall[1] if overall else 0,
-        "median_wait_s": _round(overall[2]) if overall else None,
-        "p90_wait_s": _round(overall[3]) if overall else None,
+        # Every visit that left the queue in the window counts, not the accepted alone: a patient
+        # who gave up or expired after a long wait is the wait that matters most.
+        "left": overall[1],
+        "accepted": overall[2],
+        "cancelled": overall[3],
+        "expired": overall[4],
+        "median_wait_s": _round(overall[5]),
+        "p90_wait_s": _round(overall[6]),
         "buckets": [
             {"t": start.isoformat(), "n": n, "median_wait_s": _round(p50), "p90_wait_s": _round(p90)}
-            for start, n, p50, p90 in rows
+            for start, n, _, _, _, p50, p90 in rows
             if start is not None
         ],
         "routers": routers,

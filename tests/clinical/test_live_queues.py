@@ -8,7 +8,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from clinical import selectors
 from clinical.actions import offers as offer_actions
+from clinical.actions import timeouts as timeout_actions
+from clinical.actions import visits as visit_actions
 from clinical.models import Visit
 from clinical.routing.worker import RoutingWorker
 from core.audit import Actor
@@ -49,6 +52,35 @@ def test_it_reports_median_and_p90_wait_over_the_last_hour(client, engineer):
     assert 175 <= data["median_wait_s"] <= 185
     assert 450 <= data["p90_wait_s"] <= 462  # interpolated: 240 + 0.6 * (600 - 240)
     assert sum(bucket["n"] for bucket in data["buckets"]) == 5
+
+
+def test_it_counts_the_waits_of_visits_cancelled_or_expired_not_only_the_accepted(client, engineer):
+    _accept_after(make_visit(), make_provider(states=("CA",), available=True), 60)
+    cancelled, expired = make_visit(), make_visit()
+    for visit, seconds in ((cancelled, 300), (expired, 900)):
+        Visit.objects.filter(pk=visit.pk).update(requested_at=timezone.now() - dt.timedelta(seconds=seconds))
+    visit_actions.cancel_visit(cancelled, actor=APP, detail="gave up")
+    timeout_actions.expire_visit(expired, actor=Actor.router())
+    make_visit()  # still waiting: not in the figures
+    client.force_login(engineer)
+    data = client.get(reverse("ops:live_queues_data")).json()
+    assert (data["left"], data["accepted"], data["cancelled"], data["expired"]) == (3, 1, 1, 1)
+    assert 295 <= data["median_wait_s"] <= 305
+    assert 770 <= data["p90_wait_s"] <= 790  # interpolated: 300 + 0.8 * (900 - 300)
+    page = client.get(reverse("ops:live_queues")).content.decode()
+    assert "Every visit that left the queue counts" in page
+
+
+def test_it_reads_the_waits_window_from_its_index(db):
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute(
+            "EXPLAIN " + selectors._LIVE_WAITS_SQL,
+            {"since": timezone.now() - dt.timedelta(hours=1), "bucket": dt.timedelta(minutes=5)},
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("RESET enable_seqscan")
+    assert "clinical_visit_left_idx" in plan
 
 
 def test_it_renders_the_page_for_every_role_with_its_own_script(client, personas):

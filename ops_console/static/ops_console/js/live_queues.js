@@ -95,7 +95,9 @@
       field("total-offers").textContent = data.totals.offers;
       field("median").textContent = data.median_wait_s === null ? "—" : data.median_wait_s;
       field("p90").textContent = data.p90_wait_s === null ? "—" : data.p90_wait_s;
-      field("accepted").textContent = data.accepted;
+      ["left", "accepted", "cancelled", "expired"].forEach(function (name) {
+        field(name).textContent = data[name];
+      });
       renderStates(field("states"), data.states);
       renderChart(field("chart"), data.buckets);
       renderRouters(field("routers"), data.routers);
