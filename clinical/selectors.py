@@ -13,12 +13,14 @@ from clinical.models import (
     LicenseStatus,
     Offer,
     Patient,
+    Priority,
     Provider,
     ProviderLicense,
     Visit,
     VisitEvent,
     VisitStatus,
 )
+from clinical.sla import sla_targets
 from core import dbclock
 
 
@@ -195,9 +197,15 @@ LEFT JOIN waiting w USING (state) LEFT JOIN offers o USING (state) LEFT JOIN ava
 ORDER BY coalesce(w.waiting, 0) DESC, s.state
 """.replace("{license_valid}", license_valid_sql("l", "statement_timestamp()"))
 
-# When a visit left the queue: accepted, cancelled or expired, whichever came first (the same
-# expression as the index clinical_visit_left_idx, so PostgreSQL reads the window from it).
-LEFT_QUEUE_SQL = "COALESCE(accepted_at, cancelled_at, CASE WHEN status = 'expired' THEN ended_at END)"
+
+def left_queue_sql(alias: str = "") -> str:
+    """Return SQL for when a visit left the queue: accepted, cancelled or expired, whichever came first.
+
+    The same expression as the index ``clinical_visit_left_idx``, so PostgreSQL reads a window from it.
+    """
+    v = f"{alias}." if alias else ""
+    return f"COALESCE({v}accepted_at, {v}cancelled_at, CASE WHEN {v}status = 'expired' THEN {v}ended_at END)"
+
 
 _LIVE_WAITS_SQL = """
 WITH gone AS (
@@ -211,7 +219,18 @@ SELECT date_bin(%(bucket)s, left_at, %(since)s) AS bucket, count(*),
        count(*) FILTER (WHERE how = 'expired'),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY wait_s), percentile_cont(0.9) WITHIN GROUP (ORDER BY wait_s)
 FROM gone GROUP BY ROLLUP (1) ORDER BY 1 NULLS LAST
-""".replace("{left}", LEFT_QUEUE_SQL)
+""".replace("{left}", left_queue_sql())
+
+
+# SLA attainment per priority over the window: of the visits that left the queue, those accepted
+# within their priority's target wait (a cancelled or expired visit missed it).
+_LIVE_SLA_SQL = """
+SELECT t.priority, t.seconds, count(v.id),
+       count(v.id) FILTER (WHERE v.accepted_at <= v.requested_at + make_interval(secs => t.seconds))
+FROM unnest(%(priorities)s::int[], %(seconds)s::int[]) AS t(priority, seconds)
+LEFT JOIN clinical_visit v ON v.priority = t.priority AND {left} >= %(since)s
+GROUP BY t.priority, t.seconds ORDER BY t.priority DESC
+""".replace("{left}", left_queue_sql("v"))
 
 
 # What each routing worker last reported, and how long ago by the database's clock.
@@ -226,7 +245,8 @@ ROUTER_SILENT_SECONDS = 10  # a router not heard from for this long is shown as 
 def live_queues(*, window: dt.timedelta = dt.timedelta(hours=1), bucket_minutes: int = 5) -> dict:
     """Return the live queues: per state waiting, longest wait, available providers and offers out;
     median and p90 wait over the window of every visit that left the queue in it (request to
-    acceptance, cancellation or expiry), overall and per time bucket; and the routers' health.
+    acceptance, cancellation or expiry), overall and per time bucket; SLA attainment per priority
+    (``clinical.sla``); and the routers' health.
     """
     from django.db import connection
 
@@ -241,6 +261,9 @@ def live_queues(*, window: dt.timedelta = dt.timedelta(hours=1), bucket_minutes:
         ]  # fmt: skip
         cursor.execute(_LIVE_WAITS_SQL, {"since": since, "bucket": dt.timedelta(minutes=bucket_minutes)})
         rows = cursor.fetchall()
+        targets = sla_targets()
+        cursor.execute(_LIVE_SLA_SQL, {"priorities": list(targets), "seconds": list(targets.values()), "since": since})
+        sla = [_sla_row(*row) for row in cursor.fetchall()]
         cursor.execute(_ROUTERS_SQL)
         routers = [_router_row(*row) for row in cursor.fetchall()]
     overall = next((row for row in rows if row[0] is None), (None, 0, 0, 0, 0, None, None))
@@ -262,8 +285,16 @@ def live_queues(*, window: dt.timedelta = dt.timedelta(hours=1), bucket_minutes:
             for start, n, _, _, _, p50, p90 in rows
             if start is not None
         ],
+        "sla": sla,
         "routers": routers,
     }
+
+
+def _sla_row(priority: int, target_s: int, left: int, within: int) -> dict:
+    return {
+        "priority": Priority(priority).label, "target_s": target_s, "left": left, "within": within,
+        "attainment_pct": round(100 * within / left, 1) if left else None,
+    }  # fmt: skip
 
 
 def _router_row(name, host, is_leader, epoch, leader_since, decided, offers, pending, rebuilds, seen_ago, error):

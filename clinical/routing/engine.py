@@ -16,9 +16,9 @@ from django.db import connection
 from clinical.actions import offers as offer_actions
 from clinical.actions import timeouts as timeout_actions
 from clinical.calendar import license_valid_sql
-from clinical.models import Priority
 from clinical.routing import policy as policies
 from clinical.routing import workingset as ws
+from clinical.sla import sla_targets
 from core.audit import Actor
 from core.errors import ActionError, Fenced
 from core.prepared import Statement
@@ -111,13 +111,7 @@ class RouterConfig:
     max_wait: int = field(default_factory=lambda: settings.ROUTING_MAX_WAIT)
     batch_size: int = field(default_factory=lambda: settings.ROUTING_BATCH_SIZE)
     reoffer_after: int = field(default_factory=lambda: settings.ROUTING_REOFFER_AFTER)
-    targets: dict[int, int] = field(
-        default_factory=lambda: {
-            Priority.URGENT: settings.ROUTING_SLA_URGENT,
-            Priority.ELEVATED: settings.ROUTING_SLA_ELEVATED,
-            Priority.ROUTINE: settings.ROUTING_SLA_ROUTINE,
-        }
-    )
+    targets: dict[int, int] = field(default_factory=sla_targets)
 
 
 @dataclass

@@ -12,7 +12,8 @@ from clinical import selectors
 from clinical.actions import offers as offer_actions
 from clinical.actions import timeouts as timeout_actions
 from clinical.actions import visits as visit_actions
-from clinical.models import Visit
+from clinical.models import Priority, Visit
+from clinical.routing.engine import RouterConfig
 from clinical.routing.worker import RoutingWorker
 from core.audit import Actor
 from tests.builders import make_provider, make_visit
@@ -71,6 +72,25 @@ def test_it_counts_the_waits_of_visits_cancelled_or_expired_not_only_the_accepte
     assert "Every visit that left the queue counts" in page
 
 
+def test_it_reports_sla_attainment_per_priority_with_the_routers_targets(client, engineer, settings):
+    settings.ROUTING_SLA_URGENT, settings.ROUTING_SLA_ROUTINE = 120, 600
+    for seconds in (60, 300):  # urgent: one within 120 s, one past it
+        urgent = make_visit(priority=Priority.URGENT)
+        _accept_after(urgent, make_provider(states=("CA",), available=True), seconds)
+    _accept_after(make_visit(), make_provider(states=("CA",), available=True), 300)  # routine, within 600 s
+    gave_up = make_visit()
+    Visit.objects.filter(pk=gave_up.pk).update(requested_at=timezone.now() - dt.timedelta(seconds=30))
+    visit_actions.cancel_visit(gave_up, actor=APP, detail="gave up")  # left quickly, but not served: missed
+    client.force_login(engineer)
+    sla = {row["priority"]: row for row in client.get(reverse("ops:live_queues_data")).json()["sla"]}
+    assert list(sla) == ["Urgent", "Elevated", "Routine"]
+    assert (sla["Urgent"]["target_s"], sla["Urgent"]["left"], sla["Urgent"]["within"]) == (120, 2, 1)
+    assert sla["Urgent"]["attainment_pct"] == 50.0
+    assert (sla["Routine"]["left"], sla["Routine"]["within"], sla["Routine"]["attainment_pct"]) == (2, 1, 50.0)
+    assert (sla["Elevated"]["left"], sla["Elevated"]["attainment_pct"]) == (0, None)
+    assert RouterConfig().targets[Priority.URGENT] == 120  # the router's targets are the same
+
+
 def test_it_reads_the_waits_window_from_its_index(db):
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")
@@ -110,7 +130,7 @@ def test_it_answers_the_feed_with_a_constant_number_of_queries(client, lead):
         make_visit(state=state)
     with CaptureQueriesContext(connection) as more:
         client.get(url)
-    assert len(few) == len(more) <= 8  # session, user, permissions (3), the database clock, three statements
+    assert len(few) == len(more) <= 9  # session, user, permissions (3), the database clock, four statements
 
 
 def test_it_shows_which_router_leads_with_its_epoch_and_health(transactional_db, client, lead, redis_client):

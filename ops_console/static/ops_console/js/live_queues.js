@@ -36,6 +36,20 @@
     tbody.replaceChildren(rows);
   }
 
+  function renderSla(tbody, sla) {
+    var rows = document.createDocumentFragment();
+    sla.forEach(function (row) {
+      var tr = document.createElement("tr");
+      tr.dataset.priority = row.priority;
+      [row.priority, row.target_s + " s", row.left, row.within,
+       row.attainment_pct === null ? "—" : row.attainment_pct + " %"].forEach(function (v) {
+        tr.appendChild(cell(String(v)));
+      });
+      rows.appendChild(tr);
+    });
+    tbody.replaceChildren(rows);
+  }
+
   function when(iso) {
     return iso ? new Date(iso).toLocaleTimeString() : "—";
   }
@@ -100,6 +114,7 @@
       });
       renderStates(field("states"), data.states);
       renderChart(field("chart"), data.buckets);
+      renderSla(field("sla"), data.sla);
       renderRouters(field("routers"), data.routers);
       field("error").textContent = "";
     }
