@@ -235,7 +235,8 @@ GROUP BY t.priority, t.seconds ORDER BY t.priority DESC
 
 # What each routing worker last reported, and how long ago by the database's clock.
 _ROUTERS_SQL = """
-SELECT name, host, is_leader, epoch, leader_since, last_decision_at, offers_made, events_pending, rebuilds,
+SELECT name, host, is_leader, epoch, leader_since, last_decision_at, offers_made, events_pending, events_lag_s,
+       rebuilds,
        extract(epoch FROM statement_timestamp() - seen_at), last_error
 FROM clinical_routerhealth ORDER BY is_leader DESC, name
 """
@@ -287,6 +288,8 @@ def live_queues(*, window: dt.timedelta = dt.timedelta(hours=1), bucket_minutes:
         ],
         "sla": sla,
         "routers": routers,
+        # A leader's failover needs a standby heard from lately (the router's hot standby).
+        "standby_present": any(router["role"] == "standby" for router in routers),
     }
 
 
@@ -297,13 +300,14 @@ def _sla_row(priority: int, target_s: int, left: int, within: int) -> dict:
     }  # fmt: skip
 
 
-def _router_row(name, host, is_leader, epoch, leader_since, decided, offers, pending, rebuilds, seen_ago, error):
+def _router_row(name, host, is_leader, epoch, leader_since, decided, offers, pending, lag, rebuilds, seen_ago, error):
     silent = float(seen_ago) > ROUTER_SILENT_SECONDS
     return {
         "name": name, "host": host, "role": "silent" if silent else "leader" if is_leader else "standby",
         "epoch": epoch if is_leader else None, "leader_since": leader_since.isoformat() if leader_since else None,
         "last_decision_at": decided.isoformat() if decided else None, "offers_made": offers,
-        "events_pending": pending, "rebuilds": rebuilds, "seen_ago_s": round(float(seen_ago), 1), "last_error": error,
+        "events_pending": pending, "events_lag_s": lag, "rebuilds": rebuilds,
+        "seen_ago_s": round(float(seen_ago), 1), "last_error": error,
     }  # fmt: skip
 
 

@@ -34,6 +34,8 @@ class RouterHealth(models.Model):
     last_decision_at = models.DateTimeField(null=True, blank=True)
     offers_made = models.BigIntegerField(default=0)
     events_pending = models.IntegerField(default=0)
+    # Age of the oldest event not yet applied (seconds, by Redis's clock): how far routing is behind.
+    events_lag_s = models.FloatField(null=True, blank=True)
     rebuilds = models.IntegerField(default=0)
     started_at = models.DateTimeField()
     seen_at = models.DateTimeField()

@@ -31,15 +31,16 @@ BACKOFF_MAX = 5.0
 
 _HEALTH_SQL = """
 INSERT INTO clinical_routerhealth (name, host, pid, is_leader, epoch, leader_since, last_decision_at, offers_made,
-                                   events_pending, rebuilds, started_at, seen_at, last_error)
+                                   events_pending, events_lag_s, rebuilds, started_at, seen_at, last_error)
 VALUES (%(name)s, %(host)s, %(pid)s, %(leading)s, %(epoch)s, %(leader_since)s,
-        CASE WHEN %(decided)s THEN clock_timestamp() END, %(offers)s, %(pending)s, %(rebuilds)s,
+        CASE WHEN %(decided)s THEN clock_timestamp() END, %(offers)s, %(pending)s, %(lag)s, %(rebuilds)s,
         clock_timestamp(), clock_timestamp(), %(error)s)
 ON CONFLICT (name) DO UPDATE SET
     host = EXCLUDED.host, pid = EXCLUDED.pid, is_leader = EXCLUDED.is_leader, epoch = EXCLUDED.epoch,
     leader_since = EXCLUDED.leader_since,
     last_decision_at = CASE WHEN %(decided)s THEN clock_timestamp() ELSE clinical_routerhealth.last_decision_at END,
-    offers_made = EXCLUDED.offers_made, events_pending = EXCLUDED.events_pending, rebuilds = EXCLUDED.rebuilds,
+    offers_made = EXCLUDED.offers_made, events_pending = EXCLUDED.events_pending,
+    events_lag_s = EXCLUDED.events_lag_s, rebuilds = EXCLUDED.rebuilds,
     started_at = CASE WHEN clinical_routerhealth.pid = EXCLUDED.pid THEN clinical_routerhealth.started_at
                       ELSE EXCLUDED.started_at END,
     seen_at = EXCLUDED.seen_at, last_error = EXCLUDED.last_error
@@ -243,24 +244,45 @@ class RoutingWorker:
         if not force and now < self._next_health:
             return
         self._next_health = now + HEALTH_SECONDS
+        pending, lag = self._backlog()
         params = {
             "name": self.name, "host": socket.gethostname(), "pid": os.getpid(), "leading": self.leading,
             "epoch": self.lease.epoch if self.leading else None,
             "leader_since": self.lease.leader_since if self.leading else None,
-            "decided": self._decided, "offers": self.stats.offered, "pending": self._events_pending(),
+            "decided": self._decided, "offers": self.stats.offered, "pending": pending, "lag": lag,
             "rebuilds": self.stats.rebuilds, "error": self._last_error,
         }  # fmt: skip
         with connection.cursor() as cursor:
             cursor.execute(_HEALTH_SQL, params)
         self._decided = False
 
-    def _events_pending(self) -> int:
-        """Return events not yet applied (delivered but unacknowledged, plus not yet delivered); -1 if unknown."""
+    def _backlog(self) -> tuple[int, float | None]:
+        """Return the events not yet applied (delivered but unacknowledged, plus not yet delivered) and
+        the age in seconds of the oldest of them (None when there is none); ``(-1, None)`` if Redis cannot say.
+
+        Ages are read against Redis's own clock, the one that stamped the events' ids.
+        """
         try:
             groups = self.r.xinfo_groups(ROUTING_STREAM)
+            group = next((g for g in groups if _text(g.get("name")) == GROUP), None)
+            if group is None:
+                return 0, None
+            pending, undelivered = int(group.get("pending") or 0), int(group.get("lag") or 0)
+            oldest = None
+            if pending:
+                oldest = self.r.xpending(ROUTING_STREAM, GROUP)["min"]
+            elif undelivered:
+                after = f"({_text(group['last-delivered-id'])}"
+                first = self.r.xrange(ROUTING_STREAM, min=after, count=1)
+                oldest = first[0][0] if first else None
+            seconds, micros = self.r.time()
         except redis.RedisError:
-            return -1
-        for group in groups:
-            if group.get("name") == GROUP:
-                return int(group.get("pending") or 0) + int(group.get("lag") or 0)
-        return 0
+            return -1, None
+        if oldest is None:
+            return pending + undelivered, None
+        stamped_ms = int(_text(oldest).split("-")[0])
+        return pending + undelivered, max(0.0, round(seconds + micros / 1e6 - stamped_ms / 1000, 3))
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

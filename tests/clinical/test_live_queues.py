@@ -2,6 +2,7 @@
 
 import datetime as dt
 import re
+import time
 
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -12,6 +13,7 @@ from clinical import selectors
 from clinical.actions import offers as offer_actions
 from clinical.actions import timeouts as timeout_actions
 from clinical.actions import visits as visit_actions
+from clinical.events import ROUTING_STREAM
 from clinical.models import Priority, Visit
 from clinical.routing.engine import RouterConfig
 from clinical.routing.worker import RoutingWorker
@@ -143,5 +145,25 @@ def test_it_shows_which_router_leads_with_its_epoch_and_health(transactional_db,
     assert routers["router-live-1"]["role"] == "leader" and routers["router-live-1"]["epoch"] == leader.lease.epoch
     assert routers["router-live-2"]["role"] == "standby" and routers["router-live-2"]["epoch"] is None
     assert routers["router-live-1"]["events_pending"] == 0 and routers["router-live-1"]["rebuilds"] == 1
+    assert routers["router-live-1"]["events_lag_s"] is None
+    data = client.get(reverse("ops:live_queues_data")).json()
+    assert data["standby_present"] is True
     page = client.get(reverse("ops:live_queues")).content.decode()
-    assert 'data-router="router-live-1"' in page
+    assert 'data-router="router-live-1"' in page and "Standby: <strong" in page
+
+
+def test_it_shows_how_far_the_leader_is_behind(transactional_db, client, lead, redis_client):
+    leader = RoutingWorker(redis_client, name="router-lag-1")
+    leader.step()
+    redis_client.xadd(ROUTING_STREAM, {"kind": "visit_status", "visit": "0"})  # not yet read by the leader
+    time.sleep(0.3)
+    leader._report(force=True)
+    client.force_login(lead)
+    data = client.get(reverse("ops:live_queues_data")).json()
+    (router,) = data["routers"]
+    assert router["events_pending"] == 1 and 0.3 <= router["events_lag_s"] < 5
+    assert data["standby_present"] is False  # nobody to take over
+    leader.step()  # reads and applies it
+    leader._report(force=True)
+    (router,) = client.get(reverse("ops:live_queues_data")).json()["routers"]
+    assert (router["events_pending"], router["events_lag_s"]) == (0, None)

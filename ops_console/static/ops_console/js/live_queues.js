@@ -60,7 +60,8 @@
       var tr = document.createElement("tr");
       tr.dataset.router = r.name;
       [r.name, r.role, r.epoch === null ? "—" : r.epoch, when(r.leader_since), when(r.last_decision_at),
-       r.events_pending, r.rebuilds, r.seen_ago_s + " s ago", r.last_error || "—"].forEach(function (v) {
+       r.events_pending, r.events_lag_s === null ? "—" : r.events_lag_s + " s", r.rebuilds,
+       r.seen_ago_s + " s ago", r.last_error || "—"].forEach(function (v) {
         tr.appendChild(cell(String(v)));
       });
       rows.appendChild(tr);
@@ -68,7 +69,7 @@
     if (!routers.length) {
       var tr = document.createElement("tr");
       var td = cell("No router has reported yet: start manage.py run_router.");
-      td.colSpan = 9;
+      td.colSpan = 10;
       tr.appendChild(td);
       rows.appendChild(tr);
     }
@@ -116,6 +117,7 @@
       renderChart(field("chart"), data.buckets);
       renderSla(field("sla"), data.sla);
       renderRouters(field("routers"), data.routers);
+      field("standby").textContent = data.standby_present ? "present" : "none: a failed leader has no one to take over";
       field("error").textContent = "";
     }
 
