@@ -31,10 +31,11 @@ def in_thread(function: Callable) -> Callable:
 class PooledDatabaseConsumer:
     """Mixin for Channels consumers whose handlers reach the database only through ``in_thread``.
 
-    Channels runs ``close_old_connections`` before every message on its one shared thread, so
-    each message of every socket of the process waits its turn there (seconds, under load).
-    ``in_thread`` already gives each call a healthy connection on a pool thread: this dispatch
-    skips the shared thread. ``join`` adds the socket to the groups named in ``joined``.
+        Channels runs ``close_old_connections`` before every message on its one shared thread, so
+        each message of every socket of the process waits its turn there (seconds, under load).
+        ``in_thread`` already gives each call a healthy connection on a pool thread: this dispatch
+        skips the shared thread. ``join`` adds the socket to the groups named in ``joined``, and
+    ``disconnect`` takes it out again.
     """
 
     joined: tuple[str, ...] | list[str] = ()
@@ -43,6 +44,11 @@ class PooledDatabaseConsumer:
         """Join the groups in ``joined`` (memberships of the pub/sub layer last as long as the socket)."""
         for group in self.joined:
             await self.channel_layer.group_add(group, self.channel_name)
+
+    async def disconnect(self, code):
+        """Leave the groups joined (none if the socket was refused before joining)."""
+        for group in self.joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def dispatch(self, message):
         """Call the handler named by the message's type (``push.message`` → ``push_message``)."""

@@ -18,7 +18,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from clinical import selectors
 from clinical.push.relay import HEARTBEAT_GROUP, QUEUES_GROUP
 from core.asyncdb import PooledDatabaseConsumer, in_thread
-from ops_console.signin import LAST_SEEN
+from ops_console.signin import LAST_SEEN, idle_too_long
 from ops_console.twofactor.policy import device_of, is_verified, requires_two_factor
 
 CLOSE_SIGNED_OUT = 4401
@@ -54,8 +54,7 @@ def still_watching(session_key: str | None, user_id: int | None) -> bool:
     session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
     if str(session.get(SESSION_KEY)) != str(user_id):  # signed out, expired, or flushed
         return False
-    last = session.get(LAST_SEEN)
-    if last is not None and time.time() - last > settings.OPS_SESSION_IDLE_MINUTES * 60:
+    if idle_too_long(session.get(LAST_SEEN), time.time()):
         return False
     user = get_user_model().objects.filter(pk=user_id).first()
     return user is not None and may_watch(user, session)
@@ -78,10 +77,6 @@ class LiveQueuesConsumer(PooledDatabaseConsumer, AsyncJsonWebsocketConsumer):
         await self.join()
         await self.accept()
         await self.push_queues({})
-
-    async def disconnect(self, code):
-        for group in GROUPS:
-            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
         """The page sends nothing; anything it does send is ignored."""

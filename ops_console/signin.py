@@ -116,6 +116,14 @@ def note_sign_in(sender, request, user, **kwargs) -> None:
         request.session[LAST_SEEN] = int(time.time())
 
 
+def idle_too_long(last_seen: int | None, now: float) -> bool:
+    """Return True if a session last active at ``last_seen`` (epoch seconds) is idle past the limit.
+
+    The limit is ``OPS_SESSION_IDLE_MINUTES``; the pages and the live queues' socket both ask here.
+    """
+    return last_seen is not None and now - last_seen > settings.OPS_SESSION_IDLE_MINUTES * 60
+
+
 class IdleSessionMiddleware:
     """Sign out a console user idle for longer than ``OPS_SESSION_IDLE_MINUTES``.
 
@@ -129,7 +137,7 @@ class IdleSessionMiddleware:
     def __call__(self, request):
         if request.user.is_authenticated:
             now, last = int(time.time()), request.session.get(LAST_SEEN)
-            if last is not None and now - last > settings.OPS_SESSION_IDLE_MINUTES * 60:
+            if idle_too_long(last, now):
                 logout(request)
             elif last is None or now - last >= 60:
                 request.session[LAST_SEEN] = now

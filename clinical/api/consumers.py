@@ -158,10 +158,6 @@ class AppConsumer(PooledDatabaseConsumer, AsyncJsonWebsocketConsumer):
                 return
             await self._resume(versions)
 
-    async def disconnect(self, code):
-        for group in getattr(self, "joined", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
-
     async def receive_json(self, content, **kwargs):
         if not isinstance(content, dict) or content.get("type") != "resume":
             await self._error("invalid", "type", 'Send {"type": "resume", "visits": {"<visit id>": <version>}}.')
