@@ -252,6 +252,12 @@ class Visit(models.Model):
                 Coalesce("accepted_at", "cancelled_at", Case(When(status="expired", then="ended_at"))),
                 name="clinical_visit_left_idx",
             ),
+            # Queue history (oversight.history): visits cancelled in a minute.
+            models.Index(
+                fields=["cancelled_at"], name="clinical_visit_cancelled_idx", condition=Q(cancelled_at__isnull=False)
+            ),
+            # Queue history: visits that expired unrouted in a minute.
+            models.Index(fields=["ended_at"], name="clinical_visit_expired_idx", condition=Q(status="expired")),
             # Live queues page: offers out per state.
             models.Index(fields=["located_state"], name="clinical_visit_offered_idx", condition=Q(status="offered")),
             # Provider page "visits today" (provider FK plus order).
@@ -365,6 +371,10 @@ class Offer(models.Model):
             models.Index(fields=["provider", "-offered_at"], name="clinical_offer_provider_idx"),
             # Router: open offers past their deadline.
             models.Index(fields=["expires_at"], name="clinical_offer_open_idx", condition=Q(outcome__isnull=True)),
+            # Queue history (oversight.history): offers made in a minute, and acceptance per provider over a period.
+            models.Index(fields=["offered_at"], name="clinical_offer_offered_idx"),
+            # Queue history: offers answered or timed out in a minute.
+            models.Index(fields=["decided_at"], name="clinical_offer_decided_idx", condition=Q(decided_at__isnull=False)),
         ]
         constraints = [
             models.UniqueConstraint(

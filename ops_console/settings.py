@@ -151,6 +151,7 @@ INSTALLED_APPS = [
     "clinical.apps.ClinicalConfig",
     "support.apps.SupportConfig",
     "search.apps.SearchConfig",
+    "oversight.apps.OversightConfig",
     "devtools.apps.DevtoolsConfig",
     "django.contrib.admin",
     "django.contrib.auth",
