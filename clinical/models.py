@@ -374,7 +374,9 @@ class Offer(models.Model):
             # Queue history (oversight.history): offers made in a minute, and acceptance per provider over a period.
             models.Index(fields=["offered_at"], name="clinical_offer_offered_idx"),
             # Queue history: offers answered or timed out in a minute.
-            models.Index(fields=["decided_at"], name="clinical_offer_decided_idx", condition=Q(decided_at__isnull=False)),
+            models.Index(
+                fields=["decided_at"], name="clinical_offer_decided_idx", condition=Q(decided_at__isnull=False)
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
