@@ -25,6 +25,7 @@ from clinical.reference import SPECIALTY_CHOICES
 from clinical.validators import PUBLIC_ID_ALPHABET, format_mrn, make_npi
 from core.audit import Actor, history_sql
 from devtools import sampling
+from oversight import history
 from support.models import SupportCase
 
 DOMAIN = "generated.test"
@@ -130,7 +131,14 @@ class Generator:
             # VACUUM sets the visibility map too, so deep pages can walk the indexes alone
             # (it cannot run inside a transaction, e.g. a test's: then statistics only).
             command = "ANALYZE" if connection.in_atomic_block else "VACUUM (ANALYZE)"
-            cursor.execute(f"{command} clinical_visit, clinical_visitevent, clinical_patient, clinical_provider")
+            cursor.execute(
+                f"{command} clinical_visit, clinical_visitevent, clinical_offer, clinical_patient, clinical_provider"
+            )
+        if written["visits"]:
+            # The new visits landed in minutes the queue history may have recorded: record them again.
+            self.progress("history", 0, 1)
+            written["history_minutes"] = history.rebuild(writer="generate_data")
+            self.progress("history", 1, 1)
         return written
 
     # --- people ---------------------------------------------------------------------------

@@ -113,6 +113,12 @@ ROUTING_BATCH_SIZE = env_int("ROUTING_BATCH_SIZE", 200, minimum=1)
 ROUTING_SLA_URGENT = env_int("ROUTING_SLA_URGENT", 120, minimum=1)
 ROUTING_SLA_ELEVATED = env_int("ROUTING_SLA_ELEVATED", 600, minimum=1)
 ROUTING_SLA_ROUTINE = env_int("ROUTING_SLA_ROUTINE", 30 * 60, minimum=1)
+# Queue history (oversight.history): kept this many days, each minute recorded this long after it ends
+# (a request committed just after its minute ended still counts in it).
+OPS_STATS_DAYS = env_int("OPS_STATS_DAYS", 30, minimum=1)
+OPS_STATS_GRACE_SECONDS = env_int("OPS_STATS_GRACE_SECONDS", 5, minimum=0)
+# How often the oversight worker records history, evaluates alerts and sends notifications.
+OPS_OVERSIGHT_TICK_SECONDS = env_int("OPS_OVERSIGHT_TICK_SECONDS", 10, minimum=1)
 # A provider who declined or ignored a visit may be offered it again after this, if nobody else is free.
 ROUTING_REOFFER_AFTER = env_int("ROUTING_REOFFER_AFTER", 10 * 60, minimum=0)
 # Accepted or connecting visits that never connect, and visits running past the longest visit, fail.
@@ -144,6 +150,36 @@ SEARCH_MAX_HITS = env_int("SEARCH_MAX_HITS", 1000, minimum=10)
 SEARCH_WORKER_BATCH_SIZE = env_int("SEARCH_WORKER_BATCH_SIZE", 500, minimum=1)
 SEARCH_WORKER_POLL_SECONDS = env_int("SEARCH_WORKER_POLL_SECONDS", 1, minimum=1)
 SEARCH_RETRY_MAX_SECONDS = env_int("SEARCH_RETRY_MAX_SECONDS", 300, minimum=1)
+# An outbox entry waiting longer than this opens an alert (oversight.alerts): Elasticsearch is behind.
+SEARCH_OUTBOX_ALERT_MINUTES = env_int("SEARCH_OUTBOX_ALERT_MINUTES", 10, minimum=1)
+
+# Alerts (oversight/): who is told of an alert opening, and how hard delivery tries. See README.md#alerts.
+OPS_ALERT_EMAILS = env_list("OPS_ALERT_EMAILS", [])  # recipients; no e-mail is sent when empty
+# A receiver of one signed JSON POST per alert opening (HMAC-SHA256 with the secret); none when unset.
+OPS_ALERT_WEBHOOK_URL = env_str("OPS_ALERT_WEBHOOK_URL")
+OPS_ALERT_WEBHOOK_SECRET = env_str("OPS_ALERT_WEBHOOK_SECRET")
+if OPS_ALERT_WEBHOOK_URL and not OPS_ALERT_WEBHOOK_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"OPS_ALERT_WEBHOOK_URL must be an http(s):// URL, got {OPS_ALERT_WEBHOOK_URL!r}.")
+if OPS_ALERT_WEBHOOK_URL and not OPS_ALERT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured(
+        "OPS_ALERT_WEBHOOK_URL needs OPS_ALERT_WEBHOOK_SECRET (the key its POSTs are signed with)."
+    )
+OPS_ALERT_WEBHOOK_TIMEOUT = env_int("OPS_ALERT_WEBHOOK_TIMEOUT", 5, minimum=1)  # seconds per POST
+# Attempts per notification before giving up; retries wait 10 s, doubling up to the maximum.
+OPS_ALERT_DELIVERY_ATTEMPTS = env_int("OPS_ALERT_DELIVERY_ATTEMPTS", 8, minimum=1)
+OPS_ALERT_RETRY_MAX_SECONDS = env_int("OPS_ALERT_RETRY_MAX_SECONDS", 600, minimum=10)
+# The console's address as people reach it (e.g. https://ops.example.com), for links in notifications.
+OPS_CONSOLE_URL = (env_str("OPS_CONSOLE_URL") or "").rstrip("/")
+if OPS_CONSOLE_URL and not OPS_CONSOLE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"OPS_CONSOLE_URL must be an http(s):// URL, got {OPS_CONSOLE_URL!r}.")
+# Outgoing mail (alert e-mails) through Django's SMTP backend.
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)  # STARTTLS
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)  # seconds; Django's default waits forever
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ops-console@localhost")
 
 INSTALLED_APPS = [
     "core.apps.CoreConfig",

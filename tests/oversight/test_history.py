@@ -1,0 +1,189 @@
+"""Queue history: each minute recorded once from the rows, agreeing with a recount, across a failover."""
+
+import datetime as dt
+import random
+import threading
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from clinical.models import Offer, Visit, VisitStatus
+from oversight import history, recompute
+from oversight.models import QueueHour, QueueMinute, RecordedMinute
+from oversight.worker import OversightWorker
+from tests.builders import make_patient, make_provider
+
+pytestmark = pytest.mark.django_db
+T0 = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)  # a fixed past hour: nothing else of the test is there
+
+
+def at(minutes: float) -> dt.datetime:
+    return T0 + dt.timedelta(minutes=minutes)
+
+
+def visit(
+    patient, *, state="CA", priority=0, status, requested, accepted=None, cancelled=None, ended=None, provider=None
+):
+    return Visit.objects.create(
+        patient=patient, located_state=state, priority=priority, status=status, requested_at=requested,
+        accepted_at=accepted, cancelled_at=cancelled, ended_at=ended, provider=provider,
+        offered_at=accepted and accepted - dt.timedelta(seconds=5), started_at=accepted, reason="Cough",
+    )  # fmt: skip
+
+
+def offer(v, provider, *, offered, outcome, decided):
+    return Offer.objects.create(
+        visit=v, provider=provider, offered_at=offered, expires_at=offered + dt.timedelta(seconds=30),
+        outcome=outcome, decided_at=decided,
+    )  # fmt: skip
+
+
+def row(minute: float, state="CA", priority=0) -> QueueMinute:
+    return QueueMinute.objects.get(minute=at(minute), state=state, priority=priority)
+
+
+def test_it_records_each_minute_from_the_rows():
+    provider = make_provider(states=("CA",))
+    patient = make_patient()
+    # Requested 09:00:30, offered and declined, offered again and accepted at 09:02:10 (a 100 s wait).
+    accepted = visit(patient, status=VisitStatus.COMPLETED, requested=at(0.5), accepted=at(2 + 1 / 6),
+                     ended=at(20), provider=provider)  # fmt: skip
+    offer(accepted, provider, offered=at(1), outcome="declined", decided=at(1.2))
+    offer(accepted, provider, offered=at(2), outcome="accepted", decided=at(2 + 1 / 6))
+    # An urgent visit cancelled at 09:03:30 after a 3 min wait (past no target; not accepted, so it missed it).
+    visit(make_patient(), priority=2, status=VisitStatus.CANCELLED, requested=at(0.5), cancelled=at(3.5))
+
+    assert history.record_range(at(0), at(5), writer="test") == 5
+
+    first = row(0)
+    assert (first.requested, first.waiting, first.longest_wait_s) == (1, 1, 30)
+    assert (row(1).offers_made, row(1).offers_declined, row(1).waiting, row(1).longest_wait_s) == (1, 1, 1, 90)
+    leaving = row(2)
+    assert (leaving.offers_made, leaving.offers_accepted, leaving.left, leaving.within_sla) == (1, 1, 1, 1)
+    assert leaving.waiting == 0 and leaving.wait_sum_s == pytest.approx(100)
+    assert leaving.wait_hist[5] == 1  # 100 s: the band 90-120 s
+    urgent = row(3, priority=2)
+    assert (urgent.cancelled, urgent.left, urgent.within_sla, urgent.wait_hist[7]) == (1, 1, 0, 1)  # 180 s: 180-240
+    assert [row(m, priority=2).waiting for m in range(3)] == [1, 1, 1]
+    assert not QueueMinute.objects.filter(minute=at(4)).exists()  # nothing happened, nobody waited
+    assert RecordedMinute.objects.filter(minute__gte=at(0), minute__lt=at(5)).count() == 5
+
+
+def test_it_never_records_a_minute_twice():
+    visit(make_patient(), status=VisitStatus.CANCELLED, requested=at(1), cancelled=at(2))
+    assert history.record_range(at(0), at(3), writer="a") == 3
+    assert history.record_range(at(0), at(6), writer="b") == 3  # only 09:03-09:05 were new
+    assert history.record_range(at(0), at(6), writer="c") == 0
+    assert sum(QueueMinute.objects.values_list("requested", flat=True)) == 1
+    assert set(RecordedMinute.objects.values_list("writer", flat=True)) == {"a", "b"}
+
+
+def _generated(rng: random.Random, count: int) -> None:
+    """Visits and offers with random times over two hours, in every final and open status."""
+    providers = [make_provider(states=("CA", "TX")) for _ in range(3)]
+    for n in range(count):
+        patient = make_patient()
+        requested = at(rng.uniform(-20, 110))
+        wait = dt.timedelta(seconds=rng.choice([5, 20, 50, 100, 400, 1000, 2000, 4000]) * rng.uniform(0.8, 1.2))
+        state, priority = rng.choice(["CA", "TX"]), rng.choice([0, 0, 1, 2])
+        kind = rng.random()
+        provider = providers[n % 3]
+        if kind < 0.6:
+            v = visit(patient, state=state, priority=priority, status=VisitStatus.COMPLETED, requested=requested,
+                      accepted=requested + wait, ended=requested + wait * 3, provider=provider)  # fmt: skip
+            if rng.random() < 0.4:
+                offer(v, provider, offered=requested + wait / 3, outcome="expired", decided=requested + wait / 2)
+            offer(v, provider, offered=requested + wait * 0.9, outcome="accepted", decided=requested + wait)
+        elif kind < 0.8:
+            visit(patient, state=state, priority=priority, status=VisitStatus.CANCELLED, requested=requested,
+                  cancelled=requested + wait)  # fmt: skip
+        elif kind < 0.9:
+            visit(patient, state=state, priority=priority, status=VisitStatus.EXPIRED, requested=requested,
+                  ended=requested + dt.timedelta(minutes=30))  # fmt: skip
+        else:
+            visit(patient, state=state, priority=priority, status=VisitStatus.WAITING, requested=requested)
+
+
+def test_it_agrees_with_a_recount_from_the_rows_on_generated_data():
+    _generated(random.Random(16), 150)
+    for start in range(0, 120, 17):  # in uneven batches, as a writer catching up would
+        history.record_range(at(start), at(min(start + 17, 120)), writer="test")
+
+    for start, end in ((at(0), at(120)), (at(13), at(77))):
+        for measure in recompute.compare(recompute.from_rows(start, end), recompute.stored(start, end)):
+            assert measure["relative_diff"] == pytest.approx(0, abs=1e-9), measure
+            assert measure["cells_differing"] == 0, measure
+    hours = recompute.compare(recompute.from_rows(at(0), at(120)), recompute.stored(at(0), at(120), hours=True))
+    assert all(m["relative_diff"] == pytest.approx(0, abs=1e-9) for m in hours), hours
+    assert QueueHour.objects.filter(hour__in=[at(0), at(60)]).exists()
+    assert recompute.unrecorded_minutes(at(0), at(120)) == 0
+
+
+def test_it_samples_providers_only_for_the_minute_that_just_ended():
+    make_provider(states=("CA",), available=True)
+    make_provider(states=("CA",))
+    visit(make_patient(), status=VisitStatus.WAITING, requested=at(0))
+    history.record_range(at(0), at(3), writer="test", sampled=at(2))
+    assert (row(2).available, row(2).offline) == (1, 1)
+    assert (row(1).available, row(1).offline) == (None, None)
+    assert RecordedMinute.objects.get(minute=at(2)).sampled
+
+
+def test_it_catches_up_from_the_last_recorded_minute(settings):
+    settings.OPS_STATS_GRACE_SECONDS = 5
+    now = at(10) + dt.timedelta(seconds=3)
+    history.record_range(at(0), at(4), writer="before the failover")
+    assert history.record_due(writer="standby", now=now) == 5  # 09:04-09:08; 09:09 ends within the grace
+    assert recompute.unrecorded_minutes(at(0), at(9)) == 0
+    assert RecordedMinute.objects.get(minute=at(8)).sampled  # it just ended: providers counted
+
+
+def test_it_prunes_history_past_the_days_kept(settings):
+    settings.OPS_STATS_DAYS = 1
+    visit(make_patient(), status=VisitStatus.CANCELLED, requested=at(1), cancelled=at(2))
+    history.record_range(at(0), at(60), writer="test")
+    assert history.prune(now=at(60) + dt.timedelta(days=1, hours=1)) > 0
+    assert not RecordedMinute.objects.exists() and not QueueMinute.objects.exists() and not QueueHour.objects.exists()
+
+
+def test_it_checks_stats_and_fails_when_a_row_was_changed(capsys):
+    _generated(random.Random(3), 40)
+    history.record_range(at(0), at(120), writer="test")
+    call_command("check_stats", since=at(0).isoformat(), until=at(120).isoformat())
+    assert "agrees within 0.1%" in capsys.readouterr().out
+    QueueMinute.objects.filter(minute__gte=at(30), minute__lt=at(60)).update(requested=50)
+    with pytest.raises(SystemExit):
+        call_command("check_stats", since=at(0).isoformat(), until=at(120).isoformat())
+    assert "DISAGREES" in capsys.readouterr().out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_hands_the_work_to_the_standby_when_the_worker_dies():
+    from django.db import connections
+
+    first = OversightWorker(name="first", tick_seconds=0.1)
+    assert first.step()
+    seen, checked, died = {}, threading.Event(), threading.Event()
+
+    def standby():
+        try:
+            worker = OversightWorker(name="second", tick_seconds=0.1)
+            seen["while_the_first_works"] = worker.step()
+            checked.set()
+            died.wait(10)
+            seen["after_it_died"] = worker.step()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=standby)
+    thread.start()
+    assert checked.wait(10)
+    connection.close()  # the working process dies: its session, and the lock, end with it
+    died.set()
+    thread.join(20)
+    assert seen == {"while_the_first_works": False, "after_it_died": True}
+    assert set(RecordedMinute.objects.values_list("writer", flat=True)) == {"first", "second"}
+    last = RecordedMinute.objects.order_by("-minute").values_list("minute", flat=True).first()
+    first_minute = RecordedMinute.objects.order_by("minute").values_list("minute", flat=True).first()
+    assert recompute.unrecorded_minutes(first_minute, last + recompute.MINUTE) == 0  # no gap at the handover
