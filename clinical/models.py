@@ -372,7 +372,8 @@ class Offer(models.Model):
             # Router: open offers past their deadline.
             models.Index(fields=["expires_at"], name="clinical_offer_open_idx", condition=Q(outcome__isnull=True)),
             # Queue history (oversight.history): offers made in a minute, and acceptance per provider over a period.
-            models.Index(fields=["offered_at"], name="clinical_offer_offered_idx"),
+            # Covering: the per-provider table reads a period's offers from the index alone.
+            models.Index(fields=["offered_at"], include=["provider", "outcome"], name="clinical_offer_offered_idx"),
             # Queue history: offers answered or timed out in a minute.
             models.Index(
                 fields=["decided_at"], name="clinical_offer_decided_idx", condition=Q(decided_at__isnull=False)

@@ -26,9 +26,9 @@ class OpsAdminSite(admin.AdminSite):
         """Add the console's own pages (live queues, global search) behind the admin's login."""
         from django.urls import path
 
-        from clinical import views
         from ops_console import views as ops_views
         from ops_console.twofactor import views as two_factor
+        from oversight import views
         from search import views as search_views
 
         own = [
@@ -41,6 +41,12 @@ class OpsAdminSite(admin.AdminSite):
             path("two-factor/verify/", self.admin_view(lambda r: two_factor.verify(r, self)), name="two_factor_verify"),
         ]
         return own + super().get_urls()
+
+    def each_context(self, request):
+        """Add the open alerts banner (from Redis, no query) for users who may view alerts."""
+        from oversight.banner import banner_for
+
+        return {**super().each_context(request), "ops_alert_banner": banner_for(request)}
 
     def autocomplete_view(self, request):
         """Answer a form's autocomplete only for fields the user's pages offer (ops_console.autocomplete)."""

@@ -24,6 +24,8 @@ def _perms(app_label: str, models: tuple[str, ...], *actions: str) -> set[str]:
 
 VIEW_CLINICAL = _perms("clinical", CLINICAL_MODELS, "view")
 VIEW_SUPPORT = _perms("support", ("supportcase", "casenote"), "view")
+# The roles that act when the queues go wrong: they see the alerts banner and acknowledge alerts.
+ACT_ON_ALERTS = {"oversight.view_alert", "oversight.acknowledge_alert"}
 
 ROLES: dict[str, set[str]] = {
     # Finds any patient, visit or provider; reads timelines and history; works support cases.
@@ -31,9 +33,13 @@ ROLES: dict[str, set[str]] = {
     # Keeps providers and their licenses current, including spreadsheet import and audit export.
     CLINICAL_OPS: VIEW_CLINICAL
     | VIEW_SUPPORT
-    | _perms("clinical", ("provider", "providerlicense"), "add", "change", "import", "export"),
-    # Reads everything clinical to debug; profiles slow pages.
-    ENGINEER: VIEW_CLINICAL | VIEW_SUPPORT | {"ops_console.use_profiling", "ops_console.use_debug_toolbar"},
+    | _perms("clinical", ("provider", "providerlicense"), "add", "change", "import", "export")
+    | ACT_ON_ALERTS,
+    # Reads everything clinical to debug; profiles slow pages; acknowledges alerts (on call for the router).
+    ENGINEER: VIEW_CLINICAL
+    | VIEW_SUPPORT
+    | {"ops_console.use_profiling", "ops_console.use_debug_toolbar"}
+    | ACT_ON_ALERTS,
     # Everything except deleting clinical or audit records.
     OPS_LEAD: VIEW_CLINICAL
     | _perms("clinical", ("provider", "providerlicense", "patient", "visit"), "add", "change")
@@ -44,7 +50,8 @@ ROLES: dict[str, set[str]] = {
     | _perms("support", ("casenote",), "view", "add")
     | {"core.view_securityevent", "core.view_accesslog"}
     | _perms("auth", ("user",), "view", "add", "change")
-    | {"auth.view_group", "ops_console.use_profiling"},
+    | {"auth.view_group", "ops_console.use_profiling"}
+    | ACT_ON_ALERTS,
 }
 
 

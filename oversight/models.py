@@ -99,7 +99,7 @@ class RecordedMinute(models.Model):
 
 
 class AlertKind(models.TextChoices):
-    NO_PROVIDER = "no_provider", "Patients waiting, no provider available"
+    NO_PROVIDER = "no_provider", "Patients waiting, no provider on shift"
     WAIT_OVER_TARGET = "wait_over_target", "Longest wait past its target"
     NO_ROUTER = "no_router", "No router leading"
     OUTBOX_STALE = "outbox_stale", "Search outbox behind"
@@ -161,6 +161,7 @@ class AlertDelivery(models.Model):
     last_error = models.CharField(max_length=500, blank=True)
 
     class Meta:
+        verbose_name_plural = "alert deliveries"
         default_permissions = ("view",)
         constraints = [
             # One notification per opening and channel: never sent twice for one opening.

@@ -8,6 +8,8 @@ from django.urls import reverse
 from clinical.actions import api_clients as api_client_actions
 from clinical.models import Visit
 from ops_console.admin_site import ops_site
+from oversight import actions as oversight_actions
+from oversight import banner
 from tests.builders import SYSTEM, make_patient, make_provider, make_visit
 from tests.ops_console.conftest import make_access_log, make_case, make_security_event
 
@@ -47,6 +49,8 @@ def console_pages(db) -> list[str]:
     make_security_event()
     make_access_log(patient)
     api_client_actions.create_api_client(name="csp-app", scope="patient", patient=patient, actor=SYSTEM)
+    oversight_actions.evaluate("tests")  # an alert (patients wait in CA, nobody available)
+    banner.publish()  # and its banner on every page
     urls = [reverse("ops:index"), reverse("ops:live_queues"), reverse("ops:slow_pages"), reverse("ops:password_change")]
     urls += [reverse("ops:global_search") + "?q=garcia", reverse("ops:clinical_providerlicense_import")]
     urls += [reverse("ops:clinical_providerlicense_export"), reverse("ops:clinical_provider_export")]

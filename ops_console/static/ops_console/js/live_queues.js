@@ -76,28 +76,6 @@
     tbody.replaceChildren(rows);
   }
 
-  function renderChart(svg, buckets) {
-    var ns = "http://www.w3.org/2000/svg";
-    var width = 600, height = 160, pad = 24;
-    var max = Math.max(60, ...buckets.map(function (b) { return b.p90_wait_s || 0; }));
-    var x = function (i) { return pad + (buckets.length < 2 ? 0 : i * (width - 2 * pad) / (buckets.length - 1)); };
-    var y = function (v) { return height - pad - (v / max) * (height - 2 * pad); };
-    var parts = [];
-    ["p90_wait_s", "median_wait_s"].forEach(function (key) {
-      var points = buckets.map(function (b, i) { return x(i) + "," + y(b[key] || 0); }).join(" ");
-      var line = document.createElementNS(ns, "polyline");
-      line.setAttribute("points", points);
-      line.setAttribute("class", key === "p90_wait_s" ? "ops-line-p90" : "ops-line-median");
-      parts.push(line);
-    });
-    var axis = document.createElementNS(ns, "text");
-    axis.setAttribute("x", 2);
-    axis.setAttribute("y", 12);
-    axis.textContent = formatWait(Math.round(max));
-    parts.push(axis);
-    svg.replaceChildren.apply(svg, parts);
-  }
-
   function start(root) {
     var url = root.dataset.source;
     var every = (parseInt(root.dataset.refreshSeconds, 10) || 3) * 1000;
@@ -114,7 +92,6 @@
         field(name).textContent = data[name];
       });
       renderStates(field("states"), data.states);
-      renderChart(field("chart"), data.buckets);
       renderSla(field("sla"), data.sla);
       renderRouters(field("routers"), data.routers);
       field("standby").textContent = data.standby_present ? "present" : "none: a failed leader has no one to take over";
