@@ -26,6 +26,7 @@ class SimConfig:
     speed: float = 1.0
     visit_minutes: Span = (8.0, 20.0)
     all_states: bool = False  # False: patients are located where the played providers are licensed
+    states: tuple[str, ...] = ()  # patients are located only here (over all_states and the providers' states)
     accept: float = 0.85
     reject: float = 0.10  # the rest ignore the offer until the router takes it back
     fail_rate: float = 0.02

@@ -81,6 +81,8 @@ def open_session(config: SimConfig) -> Session:
 
 
 def _covered_states(config: SimConfig, players: list[Provider]) -> list[str]:
+    if config.states:
+        return sorted(config.states)
     if config.all_states or not players:
         return []
     licenses = ProviderLicense.objects.valid_at().filter(provider__in=players)

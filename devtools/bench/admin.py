@@ -71,7 +71,12 @@ def pages(*, deep_page: int) -> list[Page]:
         sample = model._default_manager.order_by("-pk").values_list("pk", flat=True).first()
         if sample:
             out.append(Page(f"{label} form", f"{base}{sample}/change/"))
+    # The statistics pages (issue #16): the live queues with each period of the queue history.
+    out += [Page(f"statistics {period}", f"live/?period={period}", baseline=False) for period in STAT_PERIODS]
     return out
+
+
+STAT_PERIODS = ("1h", "24h", "7d", "30d")
 
 
 def _last_page_up_to(model_admin, deep_page: int) -> int:
@@ -149,7 +154,7 @@ def measure(client: Client, url: str, repeat: int) -> Timing:
     return Timing(round(percentile(durations, 50), 1), round(percentile(durations, 95), 1), queries[0], status)
 
 
-def run(*, repeat: int, deep_page: int, progress=lambda message: None) -> list[dict]:
+def run(*, repeat: int, deep_page: int, only: str = "", progress=lambda message: None) -> list[dict]:
     """Render every page through the console and the vanilla baseline; return one row per page."""
     rows = []
     storages = {
@@ -168,6 +173,8 @@ def run(*, repeat: int, deep_page: int, progress=lambda message: None) -> list[d
         client = Client()
         client.force_login(bench_user())
         for page in pages(deep_page=deep_page):
+            if only not in page.name:
+                continue
             progress(page.name)
             ours = measure(client, f"/ops/{page.path}", repeat)
             vanilla = measure(client, f"/baseline/{page.path}", repeat) if page.baseline else None
@@ -181,7 +188,9 @@ def _row(page: Page, ours: Timing, vanilla: Timing | None) -> dict:
     return row
 
 
-def run_over_http(*, base_url: str, repeat: int, deep_page: int, progress=lambda message: None) -> list[dict]:
+def run_over_http(
+    *, base_url: str, repeat: int, deep_page: int, only: str = "", progress=lambda message: None
+) -> list[dict]:
     """Time every console page through a running server (``--base-url``), as a signed-in lead.
 
     The server must read this process's database (same ``DATABASE_URL``): the bench writes the
@@ -197,6 +206,8 @@ def run_over_http(*, base_url: str, repeat: int, deep_page: int, progress=lambda
     rows = []
     try:
         for page in pages(deep_page=deep_page):
+            if only not in page.name:
+                continue
             progress(page.name)
             ours = _measure_http(connection_, f"/{settings.OPS_ADMIN_PATH}{page.path}", cookie, repeat)
             rows.append(_row(page, ours, None))

@@ -62,6 +62,12 @@ pids+=($!)
 setsid $PY manage.py run_router --name router-2 &
 pids+=($!)
 
+# The oversight worker (queue history, alerts, their e-mail and webhook) and its standby.
+setsid $PY manage.py run_oversight --name oversight-1 &
+pids+=($!)
+setsid $PY manage.py run_oversight --name oversight-2 &
+pids+=($!)
+
 # The search worker feeds Elasticsearch from the outbox (after a first full load of any index that
 # does not exist yet); the default PostgreSQL search needs neither.
 if [ -n "$($PY -c "import os;os.environ.setdefault('DJANGO_SETTINGS_MODULE','ops_console.settings');import django;django.setup();from django.conf import settings;print(settings.ELASTICSEARCH_URL or '')")" ]; then

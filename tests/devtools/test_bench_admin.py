@@ -28,6 +28,7 @@ def test_it_renders_every_page_and_its_vanilla_twin(lead, redis_client, settings
     assert "clinical.visit filter requested" in rows and rows["clinical.visit filter requested"]["vanilla"] is None
     # Seven visits fit on page 1: the deep page is clamped to the last page instead of redirecting.
     assert {"clinical.visit search", "clinical.visit form", "clinical.visit page 1"} <= rows.keys()
+    assert {f"statistics {period}" for period in ("1h", "24h", "7d", "30d")} <= rows.keys()
 
 
 def test_it_prints_a_table_and_one_json_line(lead, redis_client):

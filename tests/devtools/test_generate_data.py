@@ -61,6 +61,18 @@ def test_it_writes_consistent_timelines_and_history(db):
         assert case.visit.status == "expired" and case.history.count() == 1
 
 
+def test_it_records_the_queue_history_of_what_it_wrote(db):
+    _generate(patients=40, providers=15, visits=300)
+    from oversight import recompute
+    from oversight.models import RecordedMinute
+
+    first = RecordedMinute.objects.order_by("minute").values_list("minute", flat=True).first()
+    last = RecordedMinute.objects.order_by("-minute").values_list("minute", flat=True).first()
+    assert first is not None and recompute.unrecorded_minutes(first, last + recompute.MINUTE) == 0
+    for measure in recompute.compare(recompute.from_rows(first, last), recompute.stored(first, last)):
+        assert measure["cells_differing"] == 0, measure
+
+
 def test_it_leaves_public_ids_readable_and_unique(db):
     _generate(patients=10, providers=5, visits=200)
     ids = list(Visit.objects.values_list("public_id", flat=True))

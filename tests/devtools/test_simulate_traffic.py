@@ -50,6 +50,17 @@ def test_it_locates_patients_only_where_the_played_providers_practise():
     assert _share(draws, "TX") > 0.95  # Texas has about 45 times Vermont's population
 
 
+def test_it_locates_patients_only_in_the_states_given(db):
+    make_provider(states=("CA",))
+    config = simulate_config.config_for(providers=5, states=("GU",))
+    assert simulate_session._covered_states(config, list(Provider.objects.all())) == ["GU"]
+
+
+def test_it_refuses_a_state_code_that_is_not_one(db):
+    with pytest.raises(CommandError, match="--states: expected state codes such as TX,NV, got 'ZZ'"):
+        call_command("simulate_traffic", "--states", "TX,zz", "--duration", "0")
+
+
 def test_it_mixes_priorities_85_12_3():
     behaviour = _behaviour()
     draws = [behaviour.priority() for _ in range(DRAWS)]

@@ -2,10 +2,11 @@
 
 One stack per run of this package: a fresh database with the demo seed, gunicorn with uvicorn
 workers (ops_console/asgi.py; debug off, whitenoise, debug toolbar for engineers), the router, the
-push relay and the search worker, on a Redis database
-of their own. The search worker feeds a stub Elasticsearch node (searches stay on PostgreSQL):
-that keeps the outbox and its worker in the loop without a JVM. Tests talk to it over HTTP only;
-when they check a row they read the stack's database with psycopg2, never through pytest-django.
+push relay, the search worker and the oversight worker, on a Redis database of their own. Its
+alerts go to a real SMTP server and a webhook receiver that this process runs. The search worker
+feeds a stub Elasticsearch node (searches stay on PostgreSQL): that keeps the outbox and its worker
+in the loop without a JVM. Tests talk to it over HTTP only; when they check a row they read the
+stack's database with psycopg2, never through pytest-django.
 """
 
 import os
@@ -28,6 +29,7 @@ from django.conf import settings
 from playwright.sync_api import expect, sync_playwright
 
 from search.documents import DOCUMENTS
+from tests.oversight.servers import Inbox, Receiver, smtp_server, webhook_receiver
 from tests.search.stub_es import StubNode, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +85,8 @@ class Stack:
     db: dict[str, str]
     logs: Path
     search_node: StubNode
+    inbox: Inbox  # the alert e-mails, received by a real SMTP server in this process
+    webhook: Receiver  # the alert webhook's signed POSTs, received by a real HTTP server here
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property
@@ -169,8 +173,13 @@ def _admin(sql: str) -> None:
     connection.close()
 
 
-def _stack_env(db: dict[str, str], static_root: str, search_url: str) -> dict[str, str]:
-    """Return the environment of every stack process: production-like serving on plain HTTP."""
+WEBHOOK_SECRET = secrets.token_urlsafe(32)
+
+
+def _stack_env(db: dict[str, str], static_root: str, search_url: str, smtp_port: int, hook: str) -> dict[str, str]:
+    """Return the environment of every stack process: production-like serving on plain HTTP, alerts
+    sent to the SMTP server and webhook receiver this process runs, checked every 2 s.
+    """
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "ops_console.settings",
@@ -185,6 +194,12 @@ def _stack_env(db: dict[str, str], static_root: str, search_url: str) -> dict[st
         "ELASTICSEARCH_URL": search_url,
         "SEARCH_BACKEND": "postgres",
         "PYTHONUNBUFFERED": "1",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": str(smtp_port),
+        "OPS_ALERT_EMAILS": "oncall@ops.example",
+        "OPS_ALERT_WEBHOOK_URL": hook,
+        "OPS_ALERT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "OPS_OVERSIGHT_TICK_SECONDS": "2",
     }
 
 
@@ -225,6 +240,7 @@ def _serve(stack: Stack) -> None:
     stack.start("router", *manage, "run_router", "--name", "e2e-router")
     stack.start("push-relay", *manage, "push_relay", "--name", "e2e-relay")
     stack.start("search-worker", *manage, "search_worker")
+    stack.start("oversight", *manage, "run_oversight", "--name", "e2e-oversight")
     _wait_until_ready(stack)
 
 
@@ -241,9 +257,15 @@ def stack() -> Iterator[Stack]:
         old.unlink()
     aliases = {doc.alias for doc in DOCUMENTS.values()}
     redis_client = redis.Redis.from_url(f"redis://127.0.0.1:6379/{REDIS_DB}")
-    with tempfile.TemporaryDirectory(prefix="ops-e2e-static-") as static_root, StubNode(free_port(), aliases) as node:
+    with (
+        tempfile.TemporaryDirectory(prefix="ops-e2e-static-") as static_root,
+        StubNode(free_port(), aliases) as node,
+        smtp_server() as (inbox, smtp_port),
+        webhook_receiver() as (webhook, hook),
+    ):
         search_url = f"http://127.0.0.1:{node.server.server_address[1]}"
-        stack = Stack(url="", env=_stack_env(db, static_root, search_url), db=db, logs=logs, search_node=node)
+        env = _stack_env(db, static_root, search_url, smtp_port, hook)
+        stack = Stack(url="", env=env, db=db, logs=logs, search_node=node, inbox=inbox, webhook=webhook)
         _admin(f'DROP DATABASE IF EXISTS "{name}"')
         _admin(f'CREATE DATABASE "{name}"')
         redis_client.flushdb()

@@ -6,6 +6,7 @@ from json import dumps
 
 from django.core.management.base import BaseCommand, CommandError
 
+from clinical.reference import STATE_CHOICES
 from devtools import simulate, simulate_config, simulate_push, simulate_session
 
 SERVER_WAIT_SECONDS = 30.0
@@ -21,6 +22,15 @@ def minutes_span(text: str) -> tuple[float, float]:
     if not 0 <= span[0] <= span[1]:
         raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {text!r}")
     return span
+
+
+def state_codes(text: str) -> tuple[str, ...]:
+    """Parse ``TX,nv`` into state codes, refusing any that is not a US state or territory."""
+    codes = tuple(code.strip().upper() for code in text.split(",") if code.strip())
+    unknown = [code for code in codes if code not in dict(STATE_CHOICES)]
+    if not codes or unknown:
+        raise argparse.ArgumentTypeError(f"expected state codes such as TX,NV, got {', '.join(unknown) or text!r}")
+    return codes
 
 
 class Command(BaseCommand):
@@ -50,6 +60,10 @@ class Command(BaseCommand):
             "--all-states", action="store_true", default=None,
             help="locate patients anywhere, also where no played provider is licensed (their visits expire)",
         )  # fmt: skip
+        parser.add_argument(
+            "--states", type=state_codes, metavar="TX,NV",
+            help="locate patients only in these states (e.g. to leave one unserved: --states GU --providers 0)",
+        )  # fmt: skip
         parser.add_argument("--gentle", action="store_true", help="the `make run` preset: low rate, short visits")
         parser.add_argument(
             "--no-push", dest="push", action="store_false", default=None,
@@ -58,7 +72,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="end with one JSON line of the counts (for soaks)")
 
     def handle(self, *args, duration=None, gentle=False, json=False, **options):
-        names = ("base_url", "rate", "providers", "seed", "cancel_rate", "speed", "visit_minutes", "all_states", "push")
+        names = (
+            "base_url", "rate", "providers", "seed", "cancel_rate", "speed", "visit_minutes", "all_states", "states",
+            "push",
+        )  # fmt: skip
         try:
             config = simulate_config.config_for(gentle=gentle, **{name: options[name] for name in names})
         except ValueError as error:  # "cancel_rate: 1.5 is not valid."
