@@ -22,6 +22,7 @@ from clinical.models import (
 )
 from clinical.sla import sla_targets
 from core import dbclock
+from core.replica import read_cursor
 
 
 def visits_for_list() -> QuerySet[Visit]:
@@ -249,11 +250,9 @@ def live_queues(*, window: dt.timedelta = dt.timedelta(hours=1), bucket_minutes:
     acceptance, cancellation or expiry), overall and per time bucket; SLA attainment per priority
     (``clinical.sla``); and the routers' health.
     """
-    from django.db import connection
-
     now = dbclock.now()
     since = now - window
-    with connection.cursor() as cursor:
+    with read_cursor(Visit) as cursor:  # the replica's, on a read-only page (core.replica)
         cursor.execute(_LIVE_STATES_SQL)
         per_state = [
             {"state": state, "waiting": waiting, "longest_wait_s": int((now - oldest).total_seconds()) if oldest else 0,

@@ -16,6 +16,7 @@ from core.env import (
     env_redis_url,
     env_str,
 )
+from core.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -198,9 +199,13 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "simple_history",
     "import_export",
+    "django_tasks",  # the backport of Django 6's tasks framework: @task, enqueue, results
+    "django_tasks_db",  # its PostgreSQL queue and the db_worker that run_jobs wraps
 ]
 
 MIDDLEWARE = [
+    # First: every response carries X-Request-ID (a redirect to HTTPS too) and one "ops.request" log line.
+    "core.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.timing.TimingMiddleware",
@@ -210,6 +215,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "ops_console.signin.IdleSessionMiddleware",
     "ops_console.twofactor.middleware.TwoFactorMiddleware",
+    "ops_console.replica.ReplicaReadsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "ops_console.headers.ContentSecurityPolicyMiddleware",
@@ -268,7 +274,27 @@ DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, mini
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Name search (search/backends/postgres.py) forgives one wrong letter in a short surname
 # ("garsia"): pg_trgm's default word-similarity threshold (0.6) does not.
-DATABASES["default"]["OPTIONS"] = {"options": "-c pg_trgm.word_similarity_threshold=0.5"}
+DATABASES["default"]["OPTIONS"] = {
+    "options": "-c pg_trgm.word_similarity_threshold=0.5",
+    # Who served a read, in pg_stat_activity (core.replica).
+    "application_name": "ops-console/default",
+}
+# A streaming replica of the primary (core.replica): the console's read-only pages read from it.
+if env_str("DATABASE_REPLICA_URL"):
+    DATABASES["replica"] = {
+        **env_database("DATABASE_REPLICA_URL", ""),
+        "CONN_MAX_AGE": DATABASES["default"]["CONN_MAX_AGE"],
+        "CONN_HEALTH_CHECKS": True,
+        # A replica that does not answer is skipped quickly, not waited for.
+        "OPTIONS": {**DATABASES["default"]["OPTIONS"], "application_name": "ops-console/replica", "connect_timeout": 2},
+        "TEST": {"MIRROR": "default"},  # the test run has one database: the replica reads it
+    }
+DATABASE_ROUTERS = ["core.replica.ReplicaRouter"]
+# A replica further behind than this is skipped (checked every OPS_REPLICA_CHECK_SECONDS per process).
+OPS_REPLICA_MAX_LAG_SECONDS = env_int("OPS_REPLICA_MAX_LAG_SECONDS", 10, minimum=0)
+OPS_REPLICA_CHECK_SECONDS = env_int("OPS_REPLICA_CHECK_SECONDS", 2, minimum=1)
+# After a console user saves anything, their pages read the primary this long (read your writes).
+OPS_READ_YOUR_WRITES_SECONDS = env_int("OPS_READ_YOUR_WRITES_SECONDS", 15, minimum=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -304,6 +330,8 @@ DATA_UPLOAD_MAX_NUMBER_FILES = 1
 
 # Security: Django's defaults stay; these add HTTPS-only behaviour for production.
 SECURE_SSL_REDIRECT = OPS_HTTPS
+# Load balancers probe health over plain HTTP on the instance's own port; a redirect is no answer.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SESSION_COOKIE_SECURE = OPS_HTTPS
 CSRF_COOKIE_SECURE = OPS_HTTPS
 SECURE_HSTS_SECONDS = env_int("OPS_HSTS_SECONDS", 31536000 if OPS_HTTPS else 0, minimum=0)
@@ -333,9 +361,13 @@ IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "import"
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"
 IMPORT_EXPORT_USE_TRANSACTIONS = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("OPS_LOG_LEVEL", "INFO")},
-}
+# Long jobs (background license imports) queue in PostgreSQL and run in `manage.py run_jobs`,
+# so a web restart neither loses nor half-applies one.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+# /readyz (ops_console/health.py): how long each dependency may take to answer before it counts as down.
+OPS_HEALTH_TIMEOUT_SECONDS = env_int("OPS_HEALTH_TIMEOUT_SECONDS", 2, minimum=1)
+
+# Logs (core/logs.py) on stderr, one JSON object per line for collectors; "text" for a person at a terminal.
+OPS_LOG_FORMAT = env_choice("OPS_LOG_FORMAT", "json", ("json", "text"))
+LOGGING = logging_config(level=env_str("OPS_LOG_LEVEL", "INFO"), style=OPS_LOG_FORMAT)

@@ -13,12 +13,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from django.db import connection
 from django.utils import timezone
 
 from clinical.models import OfferOutcome, Priority
 from clinical.sla import sla_targets
-from oversight.models import WAIT_BANDS, no_waits
+from core.replica import read_cursor
+from oversight.models import WAIT_BANDS, QueueMinute, no_waits
 
 
 @dataclass(frozen=True)
@@ -291,7 +291,7 @@ def period_statistics(period: Period, *, live: dict) -> PeriodStatistics:
     """
     start, end = window(period, dt.datetime.fromisoformat(live["at"]))
     params = {"start": start, "end": end, "hourly": period.hourly, "bucket": period.bucket}
-    with connection.cursor() as cursor:
+    with read_cursor(QueueMinute) as cursor:  # the replica's, on a read-only page (core.replica)
         cursor.execute(_HISTORY_SQL, params)
         history = cursor.fetchall()
         cursor.execute(_RECORDED_SQL, params)
