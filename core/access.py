@@ -63,6 +63,7 @@ def _requester(request) -> dict:
         "method": request.method[:10],
         "ip": client_ip(request) or None,
         "user_agent": storable_text(request.META.get("HTTP_USER_AGENT", ""), 500),
+        "request_id": getattr(request, "request_id", ""),  # core.request_id; none on a request built in a test
     }
 
 

@@ -86,6 +86,8 @@ class AccessLog(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=500, blank=True)
     detail = models.CharField(max_length=200, blank=True)
+    # The request's id (core.request_id): the same as in its log lines and its X-Request-ID header.
+    request_id = models.CharField(max_length=64, blank=True)
 
     class Meta:
         db_table = "support_accesslog"

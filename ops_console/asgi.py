@@ -26,6 +26,7 @@ from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from clinical.api.consumers import AppConsumer  # noqa: E402
+from core.request_id import RequestIdAsgiMiddleware  # noqa: E402
 from ops_console.consumers import LiveQueuesConsumer  # noqa: E402
 from ops_console.threaded_wsgi import ThreadedWsgi  # noqa: E402
 
@@ -37,4 +38,5 @@ websocket_urls = URLRouter(
 )
 
 http = ThreadedWsgi(django_wsgi, threads=settings.OPS_WEB_THREADS)
-application = ProtocolTypeRouter({"http": http, "websocket": websocket_urls})
+# A websocket's log lines and handshake carry a request id, as HTTP requests' do (core.request_id).
+application = ProtocolTypeRouter({"http": http, "websocket": RequestIdAsgiMiddleware(websocket_urls)})

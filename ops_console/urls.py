@@ -1,11 +1,11 @@
-"""URL map: the console on its private path; /admin/ answers 404 and is recorded."""
+"""URL map: the console on its private path; /admin/ answers 404 and is recorded; health at the root."""
 
 import re
 
 from django.conf import settings
 from django.urls import include, path, re_path
 
-from ops_console import toolbar, views
+from ops_console import health, toolbar, views
 from ops_console.admin_site import ops_site
 
 urlpatterns = [
@@ -17,6 +17,9 @@ urlpatterns = [
     ),
     path(settings.OPS_ADMIN_PATH, ops_site.urls),
     path("api/v1/", include("clinical.api.urls")),
+    # For load balancers and supervisors, open to anyone (ops_console/health.py says what each means).
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
 ]
 
 if settings.OPS_DEBUG_TOOLBAR:

@@ -91,14 +91,20 @@ class Lease:
             return None  # the leader is mid-write on the row: not ours this round
 
 
+# The lease as PostgreSQL has it; live while it has not run out by the database's clock. /readyz
+# (ops_console.health) runs it on a connection of its own.
+CURRENT_SQL = (
+    "SELECT holder, epoch, leader_since, expires_at, coalesce(expires_at > clock_timestamp(), false) "
+    "FROM clinical_routerlease WHERE id = 1"
+)
+CURRENT_FIELDS = ("holder", "epoch", "leader_since", "expires_at", "live")
+
+
 def current() -> dict | None:
     """Return the lease as PostgreSQL has it: holder, epoch, leader since, expires at, and whether it is live."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT holder, epoch, leader_since, expires_at, coalesce(expires_at > clock_timestamp(), false) "
-            "FROM clinical_routerlease WHERE id = 1"
-        )
+        cursor.execute(CURRENT_SQL)
         row = cursor.fetchone()
     if row is None:
         return None
-    return dict(zip(("holder", "epoch", "leader_since", "expires_at", "live"), row, strict=True))
+    return dict(zip(CURRENT_FIELDS, row, strict=True))

@@ -10,14 +10,16 @@ from django.urls import reverse
 from ops_console.twofactor.policy import device_of, is_verified, requires_two_factor, send_to, was_verified
 
 OPEN_PAGES = ("ops:login", "ops:logout", "ops:two_factor_setup", "ops:two_factor_verify")
+# The load balancer's probes (ops_console.health): no user, nothing to protect, never redirected.
+HEALTH_PAGES = ("healthz", "readyz")
 
 
 class TwoFactorMiddleware:
     """With ``OPS_REQUIRE_2FA``, send a signed-in editing role to the verify (or setup) page.
 
-    Guards every path but the open pages, static files and the API (bearer tokens, no
-    session), so a page added later is guarded without anyone remembering to. GET and HEAD
-    are redirected; any other method is refused with a 403, so nothing is written.
+    Guards every path but the open pages, static files, the API (bearer tokens, no session)
+    and the health probes, so a page added later is guarded without anyone remembering to.
+    GET and HEAD are redirected; any other method is refused with a 403, so nothing is written.
     """
 
     def __init__(self, get_response):
@@ -34,7 +36,7 @@ class TwoFactorMiddleware:
 def _guarded(path: str) -> bool:
     if path.startswith(("/api/", "/" + settings.STATIC_URL.lstrip("/"))):
         return False
-    return path not in {reverse(name) for name in OPEN_PAGES}
+    return path not in {reverse(name) for name in OPEN_PAGES + HEALTH_PAGES}
 
 
 def _refusal(request: HttpRequest) -> HttpResponse | None:

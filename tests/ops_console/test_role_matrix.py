@@ -31,7 +31,7 @@ from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import RequestFactory
-from django.urls import NoReverseMatch, URLResolver, reverse
+from django.urls import NoReverseMatch, URLPattern, URLResolver, reverse
 
 from clinical.actions import api_clients as api_client_actions
 from clinical.actions import providers as provider_actions
@@ -40,6 +40,7 @@ from clinical.models import Availability, VisitStatus
 from clinical.reference import SPECIALTY_CHOICES
 from core.models import SecurityEvent
 from ops_console import roles, signin, toolbar
+from ops_console import urls as site_urls
 from ops_console.admin_site import ops_site
 from ops_console.models import TotpDevice
 from ops_console.twofactor import totp
@@ -959,6 +960,26 @@ def test_it_has_an_expected_row_for_every_console_url():
         if prefix is None and name not in SITE_URLS:
             uncovered.append(name)
     assert uncovered == [], "console URLs without an expected row"
+
+
+# Named URLs outside the console: open to everyone, signed in or not (load balancers send no cookie).
+PUBLIC_URLS = {
+    "healthz": "everyone: test_health.py",
+    "readyz": "everyone: test_health.py",
+}
+
+
+def test_it_has_an_expected_row_for_every_named_url_outside_the_console():
+    named = {pattern.name for pattern in site_urls.urlpatterns if isinstance(pattern, URLPattern) and pattern.name}
+    assert named == set(PUBLIC_URLS)
+
+
+@pytest.mark.parametrize("persona", [*PERSONAS, "anonymous"])
+def test_it_answers_the_public_urls_to_everyone(client, user_for, persona, redis_client):
+    if persona != "anonymous":
+        client.force_login(user_for(persona))
+    for name in PUBLIC_URLS:
+        assert client.get(reverse(name)).status_code == 200, name
 
 
 # --- anonymous, inactive and non-staff users: sent to the login page, nothing changed ---------

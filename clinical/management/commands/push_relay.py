@@ -1,11 +1,15 @@
 """``python manage.py push_relay``: relay every visit transition to the websockets (``clinical.push.relay``)."""
 
 import asyncio
+import logging
 import signal
 
 from django.core.management.base import BaseCommand
 
 from clinical.push.relay import Relay
+
+# Its lines are log lines (JSON, core.logs) like the relay's own, not a command's report.
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -16,7 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, name, **options):
         stats = asyncio.run(self._run(name))
-        self.stdout.write(
+        logger.info(
             f"push relay stopped: {stats.entries} entries, {stats.messages} messages, "
             f"{stats.heartbeats} heartbeats, {stats.errors} errors"
         )
@@ -27,5 +31,5 @@ class Command(BaseCommand):
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         relay = Relay(name=name)
-        self.stdout.write(f"push relay {relay.name}: relaying the push stream to the channel layer")
+        logger.info("push relay %s: relaying the push stream to the channel layer", relay.name)
         return await relay.run(stop)

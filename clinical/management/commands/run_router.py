@@ -1,4 +1,5 @@
 import datetime as dt
+import logging
 import os
 import signal
 import socket
@@ -14,6 +15,9 @@ from clinical.routing.engine import RouterConfig
 from clinical.routing.policy import POLICIES
 from clinical.routing.worker import RoutingWorker
 from core.redis import get_redis
+
+# Its lines are log lines (JSON, core.logs) like the worker's own, not a command's report.
+logger = logging.getLogger(__name__)
 
 
 def _session_settings(name: str):
@@ -53,9 +57,7 @@ class Command(BaseCommand):
             config.policy = policy
         if settings.ROUTING_TEST_CLOCK_SKEW_SECONDS:
             _skew_process_clock(settings.ROUTING_TEST_CLOCK_SKEW_SECONDS)
-            self.stdout.write(
-                f"test setting: this router's clock is {settings.ROUTING_TEST_CLOCK_SKEW_SECONDS:+d} s off"
-            )
+            logger.info("test setting: this router's clock is %+d s off", settings.ROUTING_TEST_CLOCK_SKEW_SECONDS)
         name = name or f"{socket.gethostname()}:{os.getpid()}"
         connection_created.connect(_session_settings(name), dispatch_uid="run_router.session", weak=False)
         connection.close()  # the next connection gets the settings
@@ -66,10 +68,9 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        self.stdout.write(f"router {worker.name}: policy {config.policy}, waiting for the lease")
-        self.stdout.flush()
+        logger.info("router %s: policy %s, waiting for the lease", worker.name, config.policy)
         stats = worker.run()
-        self.stdout.write(
+        logger.info(
             f"router {worker.name} stopped: {stats.offered} offers, {stats.offers_expired} offers expired, "
             f"{stats.visits_expired} visits expired, {stats.visits_timed_out} visits timed out, {stats.events} events, "
             f"{stats.rebuilds} rebuilds, {stats.takeovers} takeovers, {stats.fenced} fenced writes, "

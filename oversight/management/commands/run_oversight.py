@@ -1,10 +1,14 @@
 """``python manage.py run_oversight``: queue history, alerts and their delivery (``oversight.worker``)."""
 
+import logging
 import signal
 
 from django.core.management.base import BaseCommand
 
 from oversight.worker import OversightWorker
+
+# Its lines are log lines (JSON, core.logs) like the worker's own, not a command's report.
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -21,10 +25,9 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        self.stdout.write(f"oversight {worker.name}: every {worker.tick:g} s while it holds the lock")
-        self.stdout.flush()
+        logger.info("oversight %s: every %g s while it holds the lock", worker.name, worker.tick)
         stats = worker.run()
-        self.stdout.write(
+        logger.info(
             f"oversight {worker.name} stopped: {stats.ticks} ticks, {stats.minutes} minutes recorded, "
             f"{stats.opened} alerts opened, {stats.resolved} resolved, {stats.delivered} notifications sent, "
             f"{stats.takeovers} takeovers, {stats.db_errors} PostgreSQL errors survived"
