@@ -500,3 +500,39 @@ class ApiIdempotencyKey(models.Model):
 
 # The router's own tables live with the router; importing them here registers them with Django.
 from clinical.routing.models import RouterHealth, RouterLease  # noqa: E402, F401
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    CHECKING = "checking", "Checking"
+    PREVIEWED = "previewed", "Checked, waiting for confirmation"
+    APPLYING = "applying", "Applying"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ImportUpload(models.Model):
+    """An uploaded license file and its import's outcome: the durable truth of an import job.
+
+    The bytes and the checked plan are kept only while the import needs them (until it is done,
+    failed or cancelled); the row itself stays as the record of what happened. Its status is
+    assigned only by ``clinical.imports.jobs``.
+    """
+
+    token = models.CharField(max_length=32, unique=True)  # unguessable, in the console's URLs
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    file_name = models.CharField(max_length=150)
+    size = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    data = models.BinaryField()
+    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.QUEUED)
+    message = models.TextField(blank=True)
+    counts = models.JSONField(default=dict, blank=True)  # the preview's counts, then what was written
+    plan = models.JSONField(null=True, blank=True)  # the checked plan, between the check and the apply
+    task_id = models.CharField(max_length=64, blank=True)  # the django-tasks result of its current step
+    created_at = models.DateTimeField(db_default=Now())
+    updated_at = models.DateTimeField(db_default=Now())  # the database clock, at each step and progress
+
+    def __str__(self) -> str:
+        return f"{self.file_name} ({self.status})"

@@ -28,7 +28,6 @@ from import_export.forms import ExportForm
 from clinical.imports import jobs as import_jobs
 from clinical.imports.resources import ProviderLicenseResource, ProviderResource, neutralise
 from core.access import record_access
-from core.audit import Actor
 
 PREVIEW_ROWS_SHOWN = 500
 UPLOAD_EXTENSIONS = (".csv", ".txt", ".tsv", ".xlsx")
@@ -150,7 +149,7 @@ class LicenseImportExportMixin(AuditedExportMixin):
     # --- pages -------------------------------------------------------------------------------
 
     def import_view(self, request):
-        """Upload a file and start its check (the upload is kept in memory only)."""
+        """Upload a file and start its check (the upload is kept in memory, then in PostgreSQL only)."""
         if not self.has_import_permission(request):
             raise PermissionDenied
         # Before anything reads the body: which is why this view is CSRF-exempt and checks it below.
@@ -168,9 +167,7 @@ class LicenseImportExportMixin(AuditedExportMixin):
     def _start_check(self, request, upload):
         data, name = upload.read(), _safe_name(upload.name)
         upload.close()
-        job = import_jobs.create_job(user=request.user, file_name=name, size=len(data))
-        import_jobs.run(job, lambda job: import_jobs.check_file(job, data))
-        return self._to_job(job)
+        return self._to_job(import_jobs.create_job(user=request.user, file_name=name, data=data))
 
     def import_job_view(self, request, token):
         """Show the job: its progress, its preview with confirm and cancel, or its outcome."""
@@ -186,23 +183,17 @@ class LicenseImportExportMixin(AuditedExportMixin):
 
     @method_decorator(require_POST)
     def import_confirm_view(self, request, token):
-        """Apply a checked file without errors, in one transaction."""
+        """Apply a checked file without errors, in one transaction (in the job worker if large)."""
         job = self._job(request, token)
-        plan = job.claim_plan() if job.phase == "previewed" and job.state.get("has_errors") == "0" else None
-        if plan is None:
+        if not import_jobs.confirm_job(job):
             self.message_user(request, "This import is no longer waiting for confirmation.", messages.WARNING)
-            return self._to_job(job)
-        job.progress("applying")
-        actor = Actor.staff(request.user)
-        import_jobs.run(job, lambda job: import_jobs.apply_plan(job, plan, actor=actor))
         return self._to_job(job)
 
     @method_decorator(require_POST)
     def import_cancel_view(self, request, token):
         """Abandon a checked file: its preview and plan are deleted at once."""
         job = self._job(request, token)
-        if job.phase == "previewed":
-            job.finish("cancelled")
+        if import_jobs.cancel_job(job):
             self.message_user(request, f"Import of {job.file_name} cancelled; nothing was written.")
         return HttpResponseRedirect(reverse(f"{self.admin_site.name}:{self._info('changelist')}"))
 

@@ -1,28 +1,36 @@
 """License import jobs: a check, then an apply, each with progress the console can poll.
 
-A job lives in Redis (disposable working state, like the router's), never on disk: a hash with
-its owner, file name, phase and progress, plus, between the check and the confirm, the checked
-preview and the plan. The uploaded bytes stay in the web process's memory for the check only.
-Everything expires ``IMPORT_PREVIEW_MINUTES`` after the last step, and the preview and plan are
-deleted as soon as the import is applied or cancelled, so an abandoned import leaves nothing.
+The truth of a job is its ``ImportUpload`` row in PostgreSQL: the uploaded bytes, the status
+(queued, checking, previewed, applying, done, failed, cancelled), the error shown to the user,
+and the checked plan between the check and the confirm. Redis holds only what may be lost: the
+progress counter and the preview shown to the user, which expire ``IMPORT_PREVIEW_MINUTES``
+after the last step. The bytes and the plan are dropped once the import is done, failed or
+cancelled.
 
-Small files run inside the request; larger ones (``IMPORT_BACKGROUND_BYTES``) in a thread of
-the web process, so the page shows progress instead of hanging.
+Small files (up to ``IMPORT_BACKGROUND_BYTES``) are checked and applied inside the request, so
+the user sees the preview at once; larger ones are queued as a django-tasks task that
+``manage.py run_jobs`` runs in a worker process, so a web restart neither loses nor half-applies
+one. Both run the same ``run_step``. A step holds a PostgreSQL advisory lock for as long as it
+runs; a step whose process died (the lock is gone with its connection, and PostgreSQL rolled
+back its transaction) is marked failed when the job is next looked at.
 """
 
+import hashlib
 import json
 import logging
 import secrets
-import threading
-import time
-from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connections
+from django.db import connection, transaction
+from django.db.models.functions import Now
+from django_tasks import TaskResultStatus, task
+from django_tasks_db.models import DBTaskResult
 
 from clinical.imports import checks as import_checks
 from clinical.imports import files as import_files
+from clinical.models import ImportStatus, ImportUpload
 from core.audit import Actor
 from core.errors import ActionError
 from core.redis import get_redis
@@ -30,17 +38,28 @@ from core.redis import get_redis
 logger = logging.getLogger(__name__)
 
 KEY = "ops:import:{token}"
-RUNNING = ("queued", "reading", "checking", "matching", "applying")
-FINISHED = ("previewed", "failed", "done", "cancelled")
-STALLED_AFTER_SECONDS = 120  # a running job with no progress for this long lost its process
+RUNNING = (ImportStatus.QUEUED, ImportStatus.CHECKING, ImportStatus.APPLYING)
+STEPPING = (ImportStatus.CHECKING, ImportStatus.APPLYING)  # a process is (or was) working on it
+FINISHED = (ImportStatus.PREVIEWED, ImportStatus.FAILED, ImportStatus.DONE, ImportStatus.CANCELLED)
+STALLED_AFTER_SECONDS = 120  # a step with no progress for this long, and no process holding it, died
+LOCK_CLASS = 17_017  # first key of the advisory lock a running step holds (the second is the upload id)
+UNEXPECTED = "The import stopped on an unexpected error; nothing was written."
+STOPPED = {
+    ImportStatus.CHECKING: "The worker stopped while checking the file; nothing was written; upload it again.",
+    ImportStatus.APPLYING: "The worker stopped while applying; nothing was applied; run it again.",
+}
 
 
 @dataclass
 class ImportJob:
-    """One file's import, as stored in Redis; ``token`` is its unguessable id in URLs."""
+    """One file's import: its row in PostgreSQL and its progress in Redis."""
 
-    token: str
-    state: dict
+    upload: ImportUpload
+    state: dict  # progress: phase, done, total
+
+    @property
+    def token(self) -> str:
+        return self.upload.token
 
     @property
     def key(self) -> str:
@@ -48,134 +67,220 @@ class ImportJob:
 
     @property
     def phase(self) -> str:
-        return self.state.get("phase", "")
+        return self.upload.status
 
     @property
     def file_name(self) -> str:
-        return self.state.get("file_name", "")
+        return self.upload.file_name
 
     @property
     def size(self) -> int:
-        return int(self.state.get("size", 0))
+        return self.upload.size
 
     @property
-    def stalled(self) -> bool:
-        """Return True if the job is running but its process stopped reporting (e.g. a restart)."""
-        return self.phase in RUNNING and time.time() - float(self.state.get("updated", 0)) > STALLED_AFTER_SECONDS
+    def message(self) -> str:
+        return self.upload.message
 
-    def progress(self, phase: str, done: int = 0, total: int = 0) -> None:
-        """Record the job's phase and how far it got."""
-        self._set(phase=phase, done=done, total=total)
+    def counts(self) -> dict:
+        return self.upload.counts
 
     def status(self) -> dict:
         """Return what the progress endpoint reports."""
         done, total = int(self.state.get("done", 0)), int(self.state.get("total", 0))
+        running = self.phase in RUNNING
         return {
-            "phase": "failed" if self.stalled else self.phase,
-            "done": done,
-            "total": total,
-            "percent": round(100 * done / total) if total else None,
-            "finished": self.phase in FINISHED or self.stalled,
+            "phase": (self.state.get("phase") or self.phase) if running else self.phase,
+            "done": done if running else 0,
+            "total": total if running else 0,
+            "percent": round(100 * done / total) if running and total else None,
+            "finished": not running,
         }
 
-    def save_preview(self, preview: dict, plan: dict) -> None:
-        """Keep the checked preview and its plan until the user confirms, cancels or walks away."""
-        r, ttl = get_redis(), _ttl()
-        pipe = r.pipeline()
-        pipe.set(f"{self.key}:preview", json.dumps(preview, default=str), ex=ttl)
-        pipe.set(f"{self.key}:plan", json.dumps(plan), ex=ttl)
-        pipe.execute()
-        counts = preview["counts"]
-        self._set(phase="previewed", has_errors=int(counts["error"] > 0), counts=json.dumps(counts))
+    def progress(self, phase: str, done: int = 0, total: int = 0) -> None:
+        """Record how far the running step got, and that its process is alive."""
+        _set_progress(self.key, phase=phase, done=done, total=total)
+        ImportUpload.objects.filter(pk=self.upload.pk, status__in=STEPPING).update(updated_at=Now())
 
     def preview(self) -> dict | None:
         raw = get_redis().get(f"{self.key}:preview")
         return json.loads(raw) if raw else None
 
-    def claim_plan(self) -> dict | None:
-        """Take the plan for applying; return None if it is gone or another request took it first."""
-        raw = get_redis().getdel(f"{self.key}:plan")
-        return json.loads(raw) if raw else None
 
-    def finish(self, phase: str, *, message: str = "", counts: dict | None = None) -> None:
-        """End the job (``done``, ``failed`` or ``cancelled``) and drop whatever the file said."""
-        get_redis().delete(f"{self.key}:preview", f"{self.key}:plan")
-        fields = {"phase": phase, "message": message[:2000]}
-        if counts is not None:
-            fields["counts"] = json.dumps(counts)
-        self._set(**fields)
-
-    def counts(self) -> dict:
-        return json.loads(self.state.get("counts") or "{}")
-
-    def _set(self, **fields) -> None:
-        fields["updated"] = time.time()
-        self.state.update({key: str(value) for key, value in fields.items()})
-        pipe = get_redis().pipeline()
-        pipe.hset(self.key, mapping=fields)
-        pipe.expire(self.key, _ttl())
-        pipe.execute()
+def _set_progress(key: str, **fields) -> None:
+    pipe = get_redis().pipeline()
+    pipe.hset(key, mapping={name: str(value) for name, value in fields.items()})
+    pipe.expire(key, _ttl())
+    pipe.execute()
 
 
 def _ttl() -> int:
     return settings.IMPORT_PREVIEW_MINUTES * 60
 
 
-def create_job(*, user, file_name: str, size: int) -> ImportJob:
-    """Start a job for ``user``'s upload."""
-    job = ImportJob(secrets.token_urlsafe(18), {})
-    job._set(user=user.pk, file_name=file_name, size=size, phase="queued")
-    return job
+def _move(upload_id: int, from_: tuple, to: str, **fields) -> bool:
+    """Change the upload's status if it is still one of ``from_``; return whether it changed."""
+    if to in (ImportStatus.DONE, ImportStatus.FAILED, ImportStatus.CANCELLED):
+        fields.update(data=b"", plan=None)  # the file's content is no longer needed
+    moved = ImportUpload.objects.filter(pk=upload_id, status__in=from_).update(status=to, updated_at=Now(), **fields)
+    return moved == 1
+
+
+# --- actions -----------------------------------------------------------------------------------
+
+
+def create_job(*, user, file_name: str, data: bytes) -> ImportJob:
+    """Keep ``user``'s upload in PostgreSQL and check it (now, or in the worker for a large file)."""
+    with transaction.atomic():
+        upload = ImportUpload.objects.create(
+            token=secrets.token_urlsafe(18), owner=user, file_name=file_name, size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(), data=data,
+        )  # fmt: skip
+        _queue(upload, "check")
+    _run_inline(upload, "check")
+    return get_job(upload.token, user)
+
+
+def confirm_job(job: ImportJob) -> bool:
+    """Apply a checked file without errors; return False if it is not waiting for confirmation."""
+    ready = ImportUpload.objects.filter(pk=job.upload.pk, status=ImportStatus.PREVIEWED, counts__error=0)
+    with transaction.atomic():
+        if not ready.filter(plan__isnull=False).update(status=ImportStatus.APPLYING, updated_at=Now()):
+            return False
+        _queue(job.upload, "apply")
+    _set_progress(job.key, phase="applying", done=0, total=0)
+    _run_inline(job.upload, "apply")
+    return True
+
+
+def cancel_job(job: ImportJob) -> bool:
+    """Abandon a checked file: its bytes, plan and preview are deleted at once."""
+    get_redis().delete(f"{job.key}:preview")
+    return _move(job.upload.pk, (ImportStatus.PREVIEWED,), ImportStatus.CANCELLED)
+
+
+def _in_background(upload: ImportUpload) -> bool:
+    return upload.size > settings.IMPORT_BACKGROUND_BYTES
+
+
+def _queue(upload: ImportUpload, step: str) -> None:
+    """Queue a large file's step, in the caller's transaction: the task exists iff the status does."""
+    if _in_background(upload):
+        result = run_import_step.enqueue(upload.pk, step)
+        ImportUpload.objects.filter(pk=upload.pk).update(task_id=str(result.id))
+
+
+def _run_inline(upload: ImportUpload, step: str) -> None:
+    """Run a small file's step in the request (well under a second), the same way the worker does."""
+    if _in_background(upload):
+        return
+    try:
+        run_step(upload.pk, step)
+    except Exception:
+        logger.exception("license import %s failed", upload.pk)
+
+
+# --- selectors ---------------------------------------------------------------------------------
 
 
 def get_job(token: str, user) -> ImportJob | None:
-    """Return the user's job with this token, or None (also for someone else's job)."""
-    state = get_redis().hgetall(KEY.format(token=token)) if token else {}
-    if not state or state.get("user") != str(user.pk):
+    """Return the user's job with this token, or None (also for someone else's job).
+
+    A step whose process died is marked failed first, so the user is told.
+    """
+    upload = ImportUpload.objects.filter(token=token, owner=user).defer("data", "plan").first() if token else None
+    if upload is None:
         return None
-    return ImportJob(token, state)
+    if upload.status in STEPPING and _fail_if_stalled(upload):
+        upload.refresh_from_db(fields=["status", "message", "updated_at"])
+    key = KEY.format(token=token)
+    return ImportJob(upload, get_redis().hgetall(key) if upload.status in RUNNING else {})
 
 
-def check_file(job: ImportJob, data: bytes) -> None:
-    """Check the job's file and keep its preview (and, when it has no errors, its plan)."""
+_STALLED_SQL = """
+    UPDATE clinical_importupload SET status = 'failed', message = %s, data = '', plan = NULL, updated_at = now()
+    WHERE id = %s AND status = %s AND updated_at < now() - make_interval(secs => %s)
+      AND NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = %s
+                      AND objid = %s AND objsubid = 2)
+"""
+
+
+def _fail_if_stalled(upload: ImportUpload) -> bool:
+    """Mark a step failed if nobody holds it and it made no progress lately; return True if so."""
+    params = [STOPPED[upload.status], upload.pk, upload.status, STALLED_AFTER_SECONDS, LOCK_CLASS, upload.pk]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_STALLED_SQL, params)
+        if cursor.rowcount != 1:
+            return False
+        if upload.task_id:  # its worker died with the task RUNNING; say so in the task's result too
+            stopped = DBTaskResult.objects.filter(id=upload.task_id, status=TaskResultStatus.RUNNING)
+            stopped.update(status=TaskResultStatus.FAILED, finished_at=Now())
+    logger.warning("license import %s stalled while %s; marked failed", upload.pk, upload.status)
+    return True
+
+
+# --- the steps, in the request or in the worker --------------------------------------------------
+
+
+@task()
+def run_import_step(upload_id: int, step: str) -> None:
+    """Run one step of a queued import in the job worker (``manage.py run_jobs``)."""
+    run_step(upload_id, step)
+
+
+def run_step(upload_id: int, step: str) -> None:
+    """Run ``check`` or ``apply`` for the upload, holding its lock; a failure is shown to the user."""
+    with _held(upload_id) as held:
+        if not held:
+            return  # another process is running this step
+        try:
+            (_check if step == "check" else _apply)(upload_id)
+        except Exception:
+            _move(upload_id, STEPPING, ImportStatus.FAILED, message=UNEXPECTED)
+            raise
+
+
+@contextmanager
+def _held(upload_id: int):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_CLASS, upload_id])
+        held = cursor.fetchone()[0]
+    try:
+        yield held
+    finally:
+        if held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_CLASS, upload_id])
+
+
+def _check(upload_id: int) -> None:
+    if not _move(upload_id, (ImportStatus.QUEUED,), ImportStatus.CHECKING):
+        return  # already checked, or cancelled
+    upload = ImportUpload.objects.get(pk=upload_id)
+    job = ImportJob(upload, {})
     try:
         preview = import_checks.check_license_file(
-            data, job.file_name, max_rows=settings.IMPORT_MAX_ROWS, progress=job.progress
+            bytes(upload.data), upload.file_name, max_rows=settings.IMPORT_MAX_ROWS, progress=job.progress
         )
     except import_files.FileError as error:
-        job.finish("failed", message=str(error))
+        _move(upload_id, STEPPING, ImportStatus.FAILED, message=str(error)[:2000])
         return
-    job.save_preview(preview.to_json(), {} if preview.has_errors else preview.plan)
+    get_redis().set(f"{job.key}:preview", json.dumps(preview.to_json(), default=str), ex=_ttl())
+    plan = None if preview.has_errors else preview.plan
+    _move(upload_id, STEPPING, ImportStatus.PREVIEWED, counts=preview.counts, plan=plan)
 
 
-def apply_plan(job: ImportJob, plan: dict, *, actor: Actor) -> None:
-    """Apply a claimed plan in one transaction; a refusal ends the job with nothing written."""
+def _apply(upload_id: int) -> None:
+    upload = ImportUpload.objects.select_related("owner").get(pk=upload_id)
+    if upload.status != ImportStatus.APPLYING or upload.plan is None:
+        return  # already applied, or given up
     try:
-        counts = import_checks.apply_license_plan(plan, actor=actor, file_name=job.file_name)
+        with transaction.atomic():  # the licenses and the outcome commit together, or neither
+            counts = import_checks.apply_license_plan(
+                upload.plan, actor=Actor.staff(upload.owner), file_name=upload.file_name
+            )
+            if not _move(upload_id, (ImportStatus.APPLYING,), ImportStatus.DONE, counts=counts, message=""):
+                raise ActionError("This import was given up while it was applying.")
     except ActionError as error:
-        job.finish("failed", message=f"Nothing was written: {error}")
+        _move(upload_id, (ImportStatus.APPLYING,), ImportStatus.FAILED, message=f"Nothing was written: {error}")
         return
-    job.finish("done", counts=counts)
-
-
-def run(job: ImportJob, work: Callable[[ImportJob], None]) -> None:
-    """Run ``work(job)`` now for a small file, or in a background thread for a large one."""
-    if job.size <= settings.IMPORT_BACKGROUND_BYTES:
-        _run(job, work)
-        return
-    threading.Thread(target=_run_in_thread, args=(job, work), name=f"import-{job.token[:6]}", daemon=True).start()
-
-
-def _run(job: ImportJob, work: Callable[[ImportJob], None]) -> None:
-    try:
-        work(job)
-    except Exception:
-        logger.exception("license import %s failed", job.token[:6])
-        job.finish("failed", message="The import stopped on an unexpected error; nothing was written.")
-
-
-def _run_in_thread(job: ImportJob, work: Callable[[ImportJob], None]) -> None:
-    try:
-        _run(job, work)
-    finally:
-        connections.close_all()  # this thread's own connections
+    get_redis().delete(f"{KEY.format(token=upload.token)}:preview")

@@ -16,7 +16,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from clinical.models import ProviderLicense
+from clinical.models import ImportUpload, ProviderLicense
 from core.models import AccessLog
 from ops_console.models import TotpDevice
 from ops_console.twofactor import totp
@@ -139,7 +139,7 @@ def _import_request(kind: str, ctx: Context, redis) -> Sent:
     if kind == "import confirm":
         applied = ProviderLicense.objects.filter(license_number="OR-9").exists
         return Sent(_url("clinical.providerlicense", "import_confirm", token), dict, applied)
-    phase = lambda: redis.hget(f"ops:import:{token}", "phase")  # noqa: E731
+    phase = lambda: ImportUpload.objects.get(token=token).status  # noqa: E731
     return Sent(_url("clinical.providerlicense", "import_cancel", token), dict, lambda: phase() == "cancelled")
 
 

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from clinical.actions import licenses as license_actions
 from clinical.actions import visits as visit_actions
-from clinical.models import LicenseStatus, ProviderLicense, VisitStatus
+from clinical.models import ImportUpload, LicenseStatus, ProviderLicense, VisitStatus
 from support.models import SupportCase
 from tests.builders import SYSTEM, make_patient, make_provider, make_visit
 from tests.conftest import PASSWORD
@@ -298,7 +298,7 @@ def test_it_shows_and_runs_an_import_job_only_for_the_user_who_started_it(
         response = getattr(client, method.lower())(_url("clinical.providerlicense", page, clinops_job))
         assert response.status_code == status, page
     assert database_snapshot() == before
-    assert redis_client.hget(f"ops:import:{clinops_job}", "phase") == "previewed"
+    assert ImportUpload.objects.get(token=clinops_job).status == "previewed"
     assert not ProviderLicense.objects.filter(license_number="OR-9").exists()
 
 
