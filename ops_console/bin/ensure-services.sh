@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL and Redis answer on 127.0.0.1. Start them if stopped; on a fresh
 # Debian/Ubuntu box, install them with apt when running as root. Prints what it started to
-# .run/started-services so `make run` can stop exactly those on Ctrl-C.
+# $OPS_RUN_DIR/started-services (.run/ by default) so `make run` can stop exactly those on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-mkdir -p .run
-: > .run/started-services
+run_dir=${OPS_RUN_DIR:-.run}
+mkdir -p "$run_dir"
+: > "$run_dir/started-services"
 
 apt_install() {
   if [ "$(id -u)" != 0 ]; then
@@ -33,7 +34,7 @@ ensure_postgres() {
   else
     pg_ctlcluster "$version" main start
   fi
-  echo "postgres $version" >> .run/started-services
+  echo "postgres $version" >> "$run_dir/started-services"
   for _ in $(seq 1 30); do pg_up && return 0; sleep 1; done
   echo "ensure-services: PostgreSQL did not come up on 127.0.0.1:5432" >&2
   exit 1
@@ -44,7 +45,7 @@ ensure_redis() {
   command -v redis-server >/dev/null || apt_install redis-server
   echo "ensure-services: starting Redis" >&2
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
-  echo "redis" >> .run/started-services
+  echo "redis" >> "$run_dir/started-services"
   for _ in $(seq 1 30); do redis_up && return 0; sleep 0.5; done
   echo "ensure-services: Redis did not come up on 127.0.0.1:6379" >&2
   exit 1
