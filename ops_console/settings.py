@@ -1,5 +1,6 @@
 """Settings for Ops Console, read from the environment (see README.md#settings)."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -371,3 +372,5 @@ OPS_HEALTH_TIMEOUT_SECONDS = env_int("OPS_HEALTH_TIMEOUT_SECONDS", 2, minimum=1)
 # Logs (core/logs.py) on stderr, one JSON object per line for collectors; "text" for a person at a terminal.
 OPS_LOG_FORMAT = env_choice("OPS_LOG_FORMAT", "json", ("json", "text"))
 LOGGING = logging_config(level=env_str("OPS_LOG_LEVEL", "INFO"), style=OPS_LOG_FORMAT)
+# Python's warnings (a missing static root, a deprecation) go through logging too: every line is JSON.
+logging.captureWarnings(True)

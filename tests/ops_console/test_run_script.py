@@ -48,17 +48,19 @@ def _admin(sql: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def runsh_database() -> Iterator[None]:
-    """Create and migrate the console's database as `make run`'s set-up would; drop it (and empty
-    the Redis database) after.
+def runsh_database(tmp_path_factory) -> Iterator[Path]:
+    """Create and migrate the console's database and collect the static files, as `make run`'s
+    set-up would; yield the static root; drop the database (and empty the Redis database) after.
     """
     _admin(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
     _admin(f"CREATE DATABASE {DATABASE}")
-    env = {**os.environ, "DATABASE_URL": DATABASE_URL, "REDIS_URL": REDIS_URL}
-    subprocess.run(  # noqa: S603 - our own manage.py
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True, timeout=300
-    )
-    yield
+    static_root = tmp_path_factory.mktemp("runsh-static")
+    env = {**os.environ, "DATABASE_URL": DATABASE_URL, "REDIS_URL": REDIS_URL, "OPS_STATIC_ROOT": str(static_root)}
+    for command in (["migrate", "--noinput", "-v0"], ["collectstatic", "--noinput", "-v0"]):
+        subprocess.run(  # noqa: S603 - our own manage.py
+            [sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, timeout=300
+        )
+    yield static_root
     _admin(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
     redis.Redis.from_url(REDIS_URL).flushdb()
 
@@ -157,7 +159,7 @@ def _eventually(condition: Callable[[], object], seconds: float, what: str, cons
     return result
 
 
-def _start(tmp_path: Path, *, port: int | None = None) -> Console:
+def _start(tmp_path: Path, static_root: Path, *, port: int | None = None) -> Console:
     # A fresh lease and no router health left from the previous test: its routers may have been killed.
     _admin_db("UPDATE clinical_routerlease SET holder = '', expires_at = NULL")
     _admin_db("DELETE FROM clinical_routerhealth")
@@ -173,6 +175,7 @@ def _start(tmp_path: Path, *, port: int | None = None) -> Console:
         "PORT": str(port),
         "WEB_CONCURRENCY": "1",
         "OPS_RUN_DIR": str(tmp_path),
+        "OPS_STATIC_ROOT": str(static_root),
         "OPS_RUNSH_TEST": token,
         "PYTHONUNBUFFERED": "1",
         # The shortest lease: a killed leader's is taken over within 2 s.
@@ -222,7 +225,7 @@ def _cleaned_up(console: Console) -> Iterator[Console]:
 @pytest.fixture
 def console(runsh_database, tmp_path) -> Iterator[Console]:
     """Start run.sh and wait until it serves; after the test, clean up (and fail if anything was left)."""
-    with _cleaned_up(_start(tmp_path)) as started:
+    with _cleaned_up(_start(tmp_path, runsh_database)) as started:
         _ready(started)
         yield started
 
@@ -323,7 +326,7 @@ def test_it_stops_when_the_web_server_cannot_start(runsh_database, tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        with _cleaned_up(_start(tmp_path, port=taken.getsockname()[1])) as console:
+        with _cleaned_up(_start(tmp_path, runsh_database, port=taken.getsockname()[1])) as console:
             console.stopped_within(30)  # gunicorn tries to bind for 5 s
 
     assert console.process.returncode == 1
