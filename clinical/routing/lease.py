@@ -14,12 +14,15 @@ from django.db import OperationalError, connection, transaction
 LOCK_NOT_AVAILABLE = "55P03"
 
 # Take the lease if it is free or has run out (the standby), in one statement. It may wait for a
-# leader's write that holds the row in share mode; ``lock_timeout`` keeps that wait short.
+# leader's write that holds the row in share mode; ``lock_timeout`` keeps that wait short. A router
+# coming back under the name of the holder whose lease ran out (a crashed leader, restarted by its
+# supervisor) waits one more lease period: the standby that was waiting takes over first.
 _TAKE_SQL = """
 UPDATE clinical_routerlease
 SET holder = %(name)s, epoch = epoch + 1, leader_since = clock_timestamp(),
     expires_at = clock_timestamp() + %(ttl)s
-WHERE id = 1 AND (expires_at IS NULL OR expires_at < clock_timestamp())
+WHERE id = 1 AND (expires_at IS NULL
+    OR expires_at < clock_timestamp() - CASE WHEN holder = %(name)s THEN %(ttl)s ELSE interval '0' END)
 RETURNING epoch, leader_since
 """
 

@@ -47,6 +47,22 @@ def test_it_gives_each_takeover_a_new_epoch_and_lets_only_the_holder_renew(db):
     assert stale.hold() is False  # renewing with the old epoch fails, and b's lease is live
 
 
+def test_it_lets_the_standby_take_over_before_the_crashed_leader_comes_back(db):
+    assert Lease(seconds=5, name="router-1").hold()
+    _expire_lease()  # router-1 crashed a second ago; its supervisor restarts it under the same name
+    restarted = Lease(seconds=5, name="router-1")
+    assert restarted.hold() is False  # one more lease period for the standby
+    assert Lease(seconds=5, name="router-2").hold()
+    assert lease.current()["holder"] == "router-2"
+
+
+def test_it_lets_a_crashed_leader_lead_again_when_no_standby_came(db):
+    assert Lease(seconds=5, name="router-1").hold()
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE clinical_routerlease SET expires_at = clock_timestamp() - interval '6 seconds'")
+    assert Lease(seconds=5, name="router-1").hold()
+
+
 def test_it_refuses_every_router_write_from_an_epoch_that_is_over(db):
     provider = make_provider(available=True)
     visit = make_visit()
