@@ -83,7 +83,18 @@ class RequestContextFilter(logging.Filter):
         for key, value in fields.items():
             if not hasattr(record, key):
                 setattr(record, key, value)
+        _drop_query_string(record)
         return True
+
+
+def _drop_query_string(record: logging.LogRecord) -> None:
+    """Cut the query string from uvicorn's websocket lines (``"WebSocket /ws/v1/?resume=…" [accepted]``):
+    it can carry visit ids, and no log line shows a query string.
+    """
+    args = record.args
+    websocket = isinstance(record.msg, str) and '"WebSocket %s"' in record.msg
+    if websocket and isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], str):
+        record.args = (args[0], args[1].split("?", 1)[0], *args[2:])
 
 
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -195,3 +195,13 @@ def test_it_writes_the_routers_lines_as_json(transactional_db, redis_client, set
     assert messages[0] == "router router-json: policy longest_idle, waiting for the lease"
     assert any(re.fullmatch(r"router router-json: leading \(epoch \d+\)", message) for message in messages)
     assert messages[-1].startswith("router router-json stopped:")
+
+
+def test_it_never_logs_the_query_string_of_a_websocket_connect():
+    record = logging.LogRecord(
+        "uvicorn.error", logging.INFO, __file__, 1, '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:5000", "/ws/v1/?resume=TQE4-JJHR%3A0"), None,
+    )  # fmt: skip
+    RequestContextFilter().filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == '127.0.0.1:5000 - "WebSocket /ws/v1/" [accepted]'
