@@ -24,21 +24,15 @@ from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from core.replica import PRIMARY, REPLICA, REPLICA_LAG_SQL, replica_lag
+
 OK, WARN, FAIL, SKIPPED, UNKNOWN = "ok", "warn", "fail", "skipped", "unknown"
-PRIMARY, REPLICA = "default", "replica"
 # Keys of a DATABASES entry's OPTIONS that are Django's, not libpq's.
 _DJANGO_OPTIONS = frozenset({"isolation_level", "server_side_binding", "pool", "assume_role", "cursor_factory"})
 OUTBOX_COUNT_CAP = 10_000  # counting a huge backlog exactly would itself be slow; "10000" means "at least"
 
 # Whether the primary takes writes (a standby in recovery does not), and where its WAL is now.
 PRIMARY_SQL = "SELECT pg_is_in_recovery(), CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_lsn()::text END"
-# A standby is caught up when it has replayed the primary's current WAL position (an idle primary
-# writes nothing, so the last replayed transaction's age alone would look like lag); otherwise its
-# lag is that transaction's age. Both NULL on a server that is not a standby.
-REPLICA_SQL = (
-    "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() >= %(primary_lsn)s::pg_lsn, "
-    "extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float"
-)
 # The backlog of OutboxEntry (capped) and the age of its oldest entry: the lowest id, through the primary key.
 OUTBOX_SQL = (
     "SELECT (SELECT count(*) FROM (SELECT FROM search_outboxentry LIMIT %(cap)s) AS capped), "
@@ -153,7 +147,7 @@ def check_replica(*, primary_lsn: str | None, timeout: float) -> Check:
     started = time.perf_counter()
     try:
         with probe_database(REPLICA, timeout=timeout) as probe:
-            in_recovery, caught_up, age = probe.fetchone(REPLICA_SQL, {"primary_lsn": primary_lsn})
+            in_recovery, caught_up, age = probe.fetchone(REPLICA_LAG_SQL, {"primary_lsn": primary_lsn})
     except (psycopg2.Error, TimeoutError) as error:
         return Check(WARN, f"unreachable, pages read the primary: {_first_line(error)}", _since(started))
     result = replica_verdict(in_recovery=in_recovery, caught_up=caught_up, age=age)
@@ -163,11 +157,11 @@ def check_replica(*, primary_lsn: str | None, timeout: float) -> Check:
 
 def replica_verdict(*, in_recovery: bool, caught_up: bool | None, age: float | None) -> Check:
     """Return the replica's check from what it said: a standby, caught up or how many seconds behind."""
-    limit = getattr(settings, "OPS_REPLICA_MAX_LAG_SECONDS", 30)
+    limit = settings.OPS_REPLICA_MAX_LAG_SECONDS
     if not in_recovery:
         # pg_last_xact_replay_timestamp() is NULL on a primary: there is no lag to tell.
         return Check(WARN, "not a standby: the replica alias reaches a server that is not in recovery")
-    lag = 0.0 if caught_up else age
+    lag = replica_lag(caught_up, age)
     details = {"lag_seconds": None if lag is None else round(lag, 3), "max_lag_seconds": limit}
     if lag is None:
         return Check(WARN, "lag unknown: nothing replayed yet", details=details)

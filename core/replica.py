@@ -60,39 +60,43 @@ _state: ReplicaState | None = None
 _state_lock = threading.Lock()
 
 
-def _lsn(text: str | None) -> int | None:
-    """Return a ``X/Y`` WAL position as a number (None for None)."""
-    if not text:
-        return None
-    high, _, low = text.partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
+# Where the primary's WAL is now.
+PRIMARY_WAL_SQL = "SELECT pg_current_wal_lsn()::text"
+# A standby is caught up when it has replayed the primary's current WAL position (an idle primary
+# writes nothing, so the last replayed transaction's age alone would look like lag); otherwise its
+# lag is that transaction's age. Both NULL on a server that is not a standby. /readyz
+# (core.health) runs it on a connection of its own.
+REPLICA_LAG_SQL = (
+    "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn() >= %(primary_lsn)s::pg_lsn, "
+    "extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float"
+)
+
+
+def replica_lag(caught_up: bool | None, age: float | None) -> float | None:
+    """Return a standby's lag in seconds from ``REPLICA_LAG_SQL``'s answer (None: nothing replayed yet)."""
+    return 0.0 if caught_up else age
 
 
 def check_replica() -> ReplicaState:
     """Ask the replica how far behind the primary it is, now (no caching); never raise.
 
-    Caught up means it has replayed the primary's current WAL position (an idle primary writes
-    nothing, so the last replayed transaction's age alone would look like lag); otherwise the lag
-    is the age of the last transaction it replayed. A server not in recovery is the primary
-    itself (or a promoted replica): no lag.
+    The lag is ``replica_lag``'s; a server not in recovery is the primary itself (or a promoted
+    replica): no lag.
     """
     try:
-        with connections[REPLICA].cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
-                "extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())"
-            )
-            in_recovery, replayed, age = cursor.fetchone()
-        if not in_recovery:
-            return ReplicaState(True, 0.0, "not a standby", time.monotonic())
         with connections[PRIMARY].cursor() as cursor:
-            cursor.execute("SELECT pg_current_wal_lsn()::text")
-            current = cursor.fetchone()[0]
+            cursor.execute(PRIMARY_WAL_SQL)
+            primary_lsn = cursor.fetchone()[0]
+        with connections[REPLICA].cursor() as cursor:
+            cursor.execute(REPLICA_LAG_SQL, {"primary_lsn": primary_lsn})
+            in_recovery, caught_up, age = cursor.fetchone()
     except DatabaseError as error:
         connections[REPLICA].close()  # a broken connection is not reused
         return ReplicaState(False, None, f"unreachable: {str(error).strip().splitlines()[0][:200]}", time.monotonic())
-    behind = (_lsn(replayed) or 0) < (_lsn(current) or 0)
-    lag = (float(age) if age is not None else float("inf")) if behind else 0.0
+    if not in_recovery:
+        return ReplicaState(True, 0.0, "not a standby", time.monotonic())
+    lag = replica_lag(caught_up, age)
+    lag = float("inf") if lag is None else lag
     if lag > settings.OPS_REPLICA_MAX_LAG_SECONDS:
         return ReplicaState(False, lag, f"{lag:.1f} s behind", time.monotonic())
     return ReplicaState(True, lag, "caught up" if lag == 0 else f"{lag:.1f} s behind", time.monotonic())

@@ -14,8 +14,9 @@ from django.db.models.functions import Now
 
 from core import dbclock
 from oversight import banner, delivery
-from oversight.alerts import Condition, conditions, open_alerts
+from oversight.alerts import Condition, conditions
 from oversight.models import Alert, AlertDelivery
+from oversight.selectors import open_alerts
 
 _OPEN_SQL = """
 INSERT INTO oversight_alert (kind, subject, state, message, detail, opened_at, opened_by)

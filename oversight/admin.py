@@ -9,8 +9,8 @@ from django.urls import path, reverse
 from ops_console.admin_base import ReadOnlyAdmin
 from ops_console.admin_site import ops_site
 from oversight import actions
-from oversight.alerts import alerts_for_list
 from oversight.models import Alert, AlertDelivery
+from oversight.selectors import alerts_for_list
 
 _STATUS_FILTERS = {
     "open": {"resolved_at__isnull": True},

@@ -1,9 +1,10 @@
-"""The alert conditions true now, read from the visit, provider, router and outbox rows; and alert reads.
+"""The alert conditions true now, read from the visit, provider, router and outbox rows.
 
 Each condition names what it is about (``subject``: a state, a state and priority, or nothing) so
 that an open alert is matched to the condition that opened it. Times come from the database's
 clock (``now``, passed in): a condition is judged the same by every process. Messages and details
-carry counts and state codes only, never a patient.
+carry counts and state codes only, never a patient. The console's reads of alerts are in
+``oversight.selectors``.
 
 - ``no_provider``: a state with visits in status ``waiting`` (not yet offered to anyone) and no
   provider on shift who is active and licensed there now (the state's calendar): none available,
@@ -25,12 +26,11 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
 
 from clinical.calendar import license_valid_sql
 from clinical.models import Priority
 from clinical.sla import sla_targets
-from oversight.models import Alert, AlertKind
+from oversight.models import AlertKind
 
 # Per state and priority, the visits not yet accepted: how many wait unoffered, how long the
 # oldest has waited; with the providers who could take the state's patients now.
@@ -159,16 +159,3 @@ def _duration(seconds: float) -> str:
         return f"{seconds} s"
     hours, minutes = divmod(seconds // 60, 60)
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
-
-
-# --- reads for the console ---------------------------------------------------------------------
-
-
-def alerts_for_list() -> QuerySet[Alert]:
-    """Return alerts with who acknowledged them joined, newest first (index: oversight_alert_opened_idx)."""
-    return Alert.objects.select_related("acknowledged_by").order_by("-opened_at", "-id")
-
-
-def open_alerts() -> QuerySet[Alert]:
-    """Return the open alerts (not resolved), newest first."""
-    return Alert.objects.filter(resolved_at__isnull=True).order_by("-opened_at", "-id")

@@ -11,7 +11,7 @@ import logging
 import redis
 
 from core.redis import get_redis
-from oversight.alerts import open_alerts
+from oversight.selectors import open_alerts
 
 logger = logging.getLogger(__name__)
 

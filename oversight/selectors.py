@@ -13,12 +13,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from clinical.models import OfferOutcome, Priority
 from clinical.sla import sla_targets
 from core.replica import read_cursor
-from oversight.models import WAIT_BANDS, QueueMinute, no_waits
+from oversight.models import WAIT_BANDS, Alert, QueueMinute, no_waits
 
 
 @dataclass(frozen=True)
@@ -377,3 +378,16 @@ def _provider_row(pk, first_name, last_name, npi, made, accepted, declined, unan
         "declined": declined, "unanswered": unanswered, "open_or_withdrawn": made - decided,
         "acceptance_pct": _pct(accepted, decided), "ranked": decided >= MIN_DECIDED_OFFERS,
     }  # fmt: skip
+
+
+# --- alerts -----------------------------------------------------------------------------------------
+
+
+def alerts_for_list() -> QuerySet[Alert]:
+    """Return alerts with who acknowledged them joined, newest first (index: oversight_alert_opened_idx)."""
+    return Alert.objects.select_related("acknowledged_by").order_by("-opened_at", "-id")
+
+
+def open_alerts() -> QuerySet[Alert]:
+    """Return the open alerts (not resolved), newest first."""
+    return Alert.objects.filter(resolved_at__isnull=True).order_by("-opened_at", "-id")

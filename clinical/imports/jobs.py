@@ -15,19 +15,17 @@ runs; a step whose process died (the lock is gone with its connection, and Postg
 back its transaction) is marked failed when the job is next looked at.
 """
 
-import hashlib
 import json
 import logging
-import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models.functions import Now
-from django_tasks import TaskResultStatus, task
-from django_tasks_db.models import DBTaskResult
+from django_tasks import task
 
+from clinical.actions import imports as import_actions
+from clinical.actions.imports import STEPPING
 from clinical.imports import checks as import_checks
 from clinical.imports import files as import_files
 from clinical.models import ImportStatus, ImportUpload
@@ -39,7 +37,6 @@ logger = logging.getLogger(__name__)
 
 KEY = "ops:import:{token}"
 RUNNING = (ImportStatus.QUEUED, ImportStatus.CHECKING, ImportStatus.APPLYING)
-STEPPING = (ImportStatus.CHECKING, ImportStatus.APPLYING)  # a process is (or was) working on it
 FINISHED = (ImportStatus.PREVIEWED, ImportStatus.FAILED, ImportStatus.DONE, ImportStatus.CANCELLED)
 STALLED_AFTER_SECONDS = 120  # a step with no progress for this long, and no process holding it, died
 LOCK_CLASS = 17_017  # first key of the advisory lock a running step holds (the second is the upload id)
@@ -99,7 +96,7 @@ class ImportJob:
     def progress(self, phase: str, done: int = 0, total: int = 0) -> None:
         """Record how far the running step got, and that its process is alive."""
         _set_progress(self.key, phase=phase, done=done, total=total)
-        ImportUpload.objects.filter(pk=self.upload.pk, status__in=STEPPING).update(updated_at=Now())
+        import_actions.record_progress(self.upload.pk)
 
     def preview(self) -> dict | None:
         raw = get_redis().get(f"{self.key}:preview")
@@ -117,24 +114,13 @@ def _ttl() -> int:
     return settings.IMPORT_PREVIEW_MINUTES * 60
 
 
-def _move(upload_id: int, from_: tuple, to: str, **fields) -> bool:
-    """Change the upload's status if it is still one of ``from_``; return whether it changed."""
-    if to in (ImportStatus.DONE, ImportStatus.FAILED, ImportStatus.CANCELLED):
-        fields.update(data=b"", plan=None)  # the file's content is no longer needed
-    moved = ImportUpload.objects.filter(pk=upload_id, status__in=from_).update(status=to, updated_at=Now(), **fields)
-    return moved == 1
-
-
 # --- actions -----------------------------------------------------------------------------------
 
 
 def create_job(*, user, file_name: str, data: bytes) -> ImportJob:
     """Keep ``user``'s upload in PostgreSQL and check it (now, or in the worker for a large file)."""
     with transaction.atomic():
-        upload = ImportUpload.objects.create(
-            token=secrets.token_urlsafe(18), owner=user, file_name=file_name, size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(), data=data,
-        )  # fmt: skip
+        upload = import_actions.create_upload(owner=user, file_name=file_name, data=data)
         _queue(upload, "check")
     _run_inline(upload, "check")
     return get_job(upload.token, user)
@@ -142,9 +128,8 @@ def create_job(*, user, file_name: str, data: bytes) -> ImportJob:
 
 def confirm_job(job: ImportJob) -> bool:
     """Apply a checked file without errors; return False if it is not waiting for confirmation."""
-    ready = ImportUpload.objects.filter(pk=job.upload.pk, status=ImportStatus.PREVIEWED, counts__error=0)
     with transaction.atomic():
-        if not ready.filter(plan__isnull=False).update(status=ImportStatus.APPLYING, updated_at=Now()):
+        if not import_actions.start_applying(job.upload.pk):
             return False
         _queue(job.upload, "apply")
     _set_progress(job.key, phase="applying", done=0, total=0)
@@ -155,7 +140,7 @@ def confirm_job(job: ImportJob) -> bool:
 def cancel_job(job: ImportJob) -> bool:
     """Abandon a checked file: its bytes, plan and preview are deleted at once."""
     get_redis().delete(f"{job.key}:preview")
-    return _move(job.upload.pk, (ImportStatus.PREVIEWED,), ImportStatus.CANCELLED)
+    return import_actions.move_upload(job.upload.pk, (ImportStatus.PREVIEWED,), ImportStatus.CANCELLED)
 
 
 def _in_background(upload: ImportUpload) -> bool:
@@ -166,7 +151,7 @@ def _queue(upload: ImportUpload, step: str) -> None:
     """Queue a large file's step, in the caller's transaction: the task exists iff the status does."""
     if _in_background(upload):
         result = run_import_step.enqueue(upload.pk, step)
-        ImportUpload.objects.filter(pk=upload.pk).update(task_id=str(result.id))
+        import_actions.record_task(upload.pk, str(result.id))
 
 
 def _run_inline(upload: ImportUpload, step: str) -> None:
@@ -196,26 +181,14 @@ def get_job(token: str, user) -> ImportJob | None:
     return ImportJob(upload, get_redis().hgetall(key) if upload.status in RUNNING else {})
 
 
-_STALLED_SQL = """
-    UPDATE clinical_importupload SET status = 'failed', message = %s, data = '', plan = NULL, updated_at = now()
-    WHERE id = %s AND status = %s AND updated_at < now() - make_interval(secs => %s)
-      AND NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = %s
-                      AND objid = %s AND objsubid = 2)
-"""
-
-
 def _fail_if_stalled(upload: ImportUpload) -> bool:
     """Mark a step failed if nobody holds it and it made no progress lately; return True if so."""
-    params = [STOPPED[upload.status], upload.pk, upload.status, STALLED_AFTER_SECONDS, LOCK_CLASS, upload.pk]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_STALLED_SQL, params)
-        if cursor.rowcount != 1:
-            return False
-        if upload.task_id:  # its worker died with the task RUNNING; say so in the task's result too
-            stopped = DBTaskResult.objects.filter(id=upload.task_id, status=TaskResultStatus.RUNNING)
-            stopped.update(status=TaskResultStatus.FAILED, finished_at=Now())
-    logger.warning("license import %s stalled while %s; marked failed", upload.pk, upload.status)
-    return True
+    failed = import_actions.fail_if_stalled(
+        upload, message=STOPPED[upload.status], after_seconds=STALLED_AFTER_SECONDS, lock_class=LOCK_CLASS
+    )
+    if failed:
+        logger.warning("license import %s stalled while %s; marked failed", upload.pk, upload.status)
+    return failed
 
 
 # --- the steps, in the request or in the worker --------------------------------------------------
@@ -235,7 +208,7 @@ def run_step(upload_id: int, step: str) -> None:
         try:
             (_check if step == "check" else _apply)(upload_id)
         except Exception:
-            _move(upload_id, STEPPING, ImportStatus.FAILED, message=UNEXPECTED)
+            import_actions.move_upload(upload_id, STEPPING, ImportStatus.FAILED, message=UNEXPECTED)
             raise
 
 
@@ -253,7 +226,7 @@ def _held(upload_id: int):
 
 
 def _check(upload_id: int) -> None:
-    if not _move(upload_id, (ImportStatus.QUEUED,), ImportStatus.CHECKING):
+    if not import_actions.move_upload(upload_id, (ImportStatus.QUEUED,), ImportStatus.CHECKING):
         return  # already checked, or cancelled
     upload = ImportUpload.objects.get(pk=upload_id)
     job = ImportJob(upload, {})
@@ -262,11 +235,11 @@ def _check(upload_id: int) -> None:
             bytes(upload.data), upload.file_name, max_rows=settings.IMPORT_MAX_ROWS, progress=job.progress
         )
     except import_files.FileError as error:
-        _move(upload_id, STEPPING, ImportStatus.FAILED, message=str(error)[:2000])
+        import_actions.move_upload(upload_id, STEPPING, ImportStatus.FAILED, message=str(error)[:2000])
         return
     get_redis().set(f"{job.key}:preview", json.dumps(preview.to_json(), default=str), ex=_ttl())
     plan = None if preview.has_errors else preview.plan
-    _move(upload_id, STEPPING, ImportStatus.PREVIEWED, counts=preview.counts, plan=plan)
+    import_actions.move_upload(upload_id, STEPPING, ImportStatus.PREVIEWED, counts=preview.counts, plan=plan)
 
 
 def _apply(upload_id: int) -> None:
@@ -278,9 +251,13 @@ def _apply(upload_id: int) -> None:
             counts = import_checks.apply_license_plan(
                 upload.plan, actor=Actor.staff(upload.owner), file_name=upload.file_name
             )
-            if not _move(upload_id, (ImportStatus.APPLYING,), ImportStatus.DONE, counts=counts, message=""):
+            if not import_actions.move_upload(
+                upload_id, (ImportStatus.APPLYING,), ImportStatus.DONE, counts=counts, message=""
+            ):
                 raise ActionError("This import was given up while it was applying.")
     except ActionError as error:
-        _move(upload_id, (ImportStatus.APPLYING,), ImportStatus.FAILED, message=f"Nothing was written: {error}")
+        import_actions.move_upload(
+            upload_id, (ImportStatus.APPLYING,), ImportStatus.FAILED, message=f"Nothing was written: {error}"
+        )
         return
     get_redis().delete(f"{KEY.format(token=upload.token)}:preview")
