@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test setup services venv deps chromium lint format migrate seed clean-venv
+.PHONY: run test setup services venv deps chromium nginx lint format migrate seed clean-venv
 
 run: setup
 	$(PY) manage.py collectstatic --noinput -v0
@@ -45,7 +45,7 @@ $(VENV)/.deps-test: requirements-test.txt requirements.txt | $(VENV)/bin/python
 	touch $@
 
 deps: $(VENV)/.deps
-deps-test: $(VENV)/.deps-test chromium
+deps-test: $(VENV)/.deps-test chromium nginx
 
 # The browser journeys (tests/e2e) drive Debian's chromium through Playwright, never a browser
 # Playwright downloads. Without it, and not root to install it, those journeys are skipped.
@@ -57,6 +57,19 @@ chromium:
 	      DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
 	  else echo "chromium is missing and this is not root: the browser journeys will be skipped"; fi; }
+
+# The topology test (tests/topology) runs Debian's nginx in front of two app servers, from deploy/'s
+# site file, on free ports with a configuration of its own (Debian's own site, which its package
+# starts where systemd runs, is left alone).
+# Without it, and not root to install it, that test is skipped.
+nginx:
+	@[ -x /usr/sbin/nginx ] || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's nginx for the topology test"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null 2>&1 || { \
+	      DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }; \
+	  else echo "nginx is missing and this is not root: the topology test will be skipped"; fi; }
 
 lint: deps-test
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

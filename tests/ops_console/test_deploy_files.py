@@ -6,25 +6,18 @@ otherwise); env.example names exactly the settings the code reads, and with it `
 is clean.
 """
 
-import configparser
 import re
-import secrets
-import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 from django.core.management import get_commands, load_command_class
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
-UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
-SITE = DEPLOY / "nginx" / "ops-console.conf"
-ENV_EXAMPLE = DEPLOY / "env.example"
-INSTALL_DIR = "/opt/ops-console"
+from tests.topology import deploy
+from tests.topology.deploy import DEPLOY, INSTALL_DIR, ROOT, SITE, UNITS, exec_start, production_env, unit
+
 # Two instances of each template unit, as README's "Running at scale" enables them.
 INSTANCES = {"ops-console-router@.service": "router-1", "ops-console-oversight@.service": "oversight-1"}
 # Read by settings.py but never set in production: the demo seed's password, a test-only clock skew.
@@ -35,18 +28,9 @@ GUNICORN_READS = {"WEB_CONCURRENCY"}
 COMING = {"run_jobs"}
 
 
-def _unit(path: Path) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
-    parser.optionxform = str  # systemd's keys are case-sensitive
-    parser.read_string(path.read_text())
-    return parser
-
-
 def _exec_start(path: Path) -> list[str]:
     """Return the unit's command line, its specifiers filled in as systemd would for one instance."""
-    line = _unit(path)["Service"]["ExecStart"].replace("\\\n", " ")
-    line = line.replace("%i", INSTANCES.get(path.name, "")).replace("%H", "app-1")
-    return shlex.split(line.replace(INSTALL_DIR, str(ROOT)))
+    return exec_start(path, instance=INSTANCES.get(path.name, ""))
 
 
 def _settings_read() -> set[str]:
@@ -59,25 +43,14 @@ def _units_read() -> set[str]:
     return {name for unit in UNITS for name in re.findall(r"\$\{([A-Z][A-Z0-9_]*)\}", unit.read_text())}
 
 
-def _example() -> dict[str, str | None]:
-    """Return every name in env.example: its value when set, None when only listed (commented out)."""
-    names: dict[str, str | None] = {}
-    for line in ENV_EXAMPLE.read_text().splitlines():
-        if match := re.match(r"^(#?)([A-Z][A-Z0-9_]*)=(.*)$", line):
-            commented, name, value = match.groups()
-            assert name not in names, f"{name} twice in env.example"
-            names[name] = None if commented else value
-    return names
-
-
 @pytest.mark.parametrize("path", UNITS, ids=lambda path: path.name)
 def test_it_runs_each_service_hardened_and_supervised(path):
-    unit = _unit(path)
-    service = unit["Service"]
+    parsed = unit(path)
+    service = parsed["Service"]
 
-    assert unit["Unit"]["Description"]
-    assert unit["Unit"]["PartOf"] == "ops-console.target"
-    assert unit["Install"]["WantedBy"] == "ops-console.target"
+    assert parsed["Unit"]["Description"]
+    assert parsed["Unit"]["PartOf"] == "ops-console.target"
+    assert parsed["Install"]["WantedBy"] == "ops-console.target"
     assert service["EnvironmentFile"] == "/etc/ops-console/env"
     assert service["User"] == service["Group"] == "ops-console"
     assert service["WorkingDirectory"] == INSTALL_DIR
@@ -90,7 +63,7 @@ def test_it_runs_each_service_hardened_and_supervised(path):
 
 
 def test_it_groups_every_unit_in_the_target():
-    target = _unit(DEPLOY / "systemd" / "ops-console.target")
+    target = unit(DEPLOY / "systemd" / "ops-console.target")
 
     assert target["Install"]["WantedBy"] == "multi-user.target"
     assert {path.name for path in UNITS} == {
@@ -119,7 +92,7 @@ def test_it_starts_a_management_command_that_exists_with_its_arguments(path):
 def test_it_starts_gunicorn_with_a_configuration_it_accepts(tmp_path):
     web = DEPLOY / "systemd" / "ops-console-web.service"
     command = [arg.replace("${OPS_WEB_BIND}", "127.0.0.1:8001") for arg in _exec_start(web)]
-    env = {**_production_env(), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    env = {**production_env(), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
 
     done = subprocess.run(  # noqa: S603 - the unit's own command line
         [*command, "--check-config"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
@@ -155,17 +128,11 @@ def test_it_passes_nginx_config_test(tmp_path):
         pytest.skip("nginx is not installed (`apt-get install nginx`: Debian's)")
     if not openssl:
         pytest.skip("openssl is not installed: no certificate for the test")
-    subprocess.run(  # noqa: S603 - a throwaway self-signed certificate
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ops.example.com",
-         "-keyout", tmp_path / "privkey.pem", "-out", tmp_path / "fullchain.pem"],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    deploy.make_certificate(tmp_path, "ops.example.com")
     site = SITE.read_text().replace("/etc/ops-console/tls/", f"{tmp_path}/").replace("/var/log/nginx/", f"{tmp_path}/")
     (tmp_path / "ops-console.conf").write_text(site)
-    (tmp_path / "nginx.conf").write_text(
-        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
-        f"http {{\n    include /etc/nginx/mime.types;\n    include {tmp_path}/ops-console.conf;\n}}\n"
-    )
+    main = deploy.nginx_main(directory=tmp_path, site=tmp_path / "ops-console.conf", daemon=True)
+    (tmp_path / "nginx.conf").write_text(main)
 
     done = subprocess.run(  # noqa: S603 - nginx's own checker
         [nginx, "-t", "-p", f"{tmp_path}/", "-c", tmp_path / "nginx.conf"],
@@ -185,27 +152,19 @@ def test_it_takes_the_largest_license_file_at_the_proxy():
 
 
 def test_it_names_only_settings_the_code_reads():
-    unknown = set(_example()) - _settings_read() - _units_read() - GUNICORN_READS
+    unknown = set(deploy.example()) - _settings_read() - _units_read() - GUNICORN_READS
 
     assert not unknown, f"env.example names what nothing reads: {sorted(unknown)}"
 
 
 def test_it_lists_every_production_setting():
-    missing = _settings_read() - NOT_FOR_PRODUCTION - set(_example())
+    missing = _settings_read() - NOT_FOR_PRODUCTION - set(deploy.example())
 
     assert not missing, f"env.example lacks {sorted(missing)}"
 
 
-def _production_env() -> dict[str, str]:
-    """Return env.example's set values, the secrets filled in: a production environment."""
-    env = {name: value for name, value in _example().items() if value is not None}
-    env["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(50)[:50]
-    env["OPS_FIELD_KEY"] = Fernet.generate_key().decode()
-    return {name: value.replace("CHANGE_ME", secrets.token_hex(8)) for name, value in env.items()}
-
-
 def test_it_passes_the_deploy_check_with_the_example_settings(tmp_path):
-    env = {**_production_env(), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    env = {**production_env(), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     assert env["DJANGO_DEBUG"] == "0" and env["OPS_HTTPS"] == "1"
 
     done = subprocess.run(  # noqa: S603 - our own manage.py
