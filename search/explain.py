@@ -6,7 +6,7 @@ the rehydrated PostgreSQL row, so it is never based on a stale document.
 
 import re
 
-from search.query import SearchQuery, license_key
+from search.query import SearchQuery, license_key, sorted_letters
 
 WORD_SIMILAR = 0.5  # the word-similarity threshold the console's connections use (settings.DATABASES)
 
@@ -30,20 +30,21 @@ def word_similarity(typed: str, name: str) -> float:
     return len(wanted & trigrams(name)) / len(wanted) if wanted else 0.0
 
 
-def name_matches(name: str, query: SearchQuery) -> bool:
-    """Return True if the typed words start words of ``name`` or are close to some of them."""
+def name_matches(name: str, query: SearchQuery, *, last_name: str = "") -> bool:
+    """Return True if the typed words start or resemble words of ``name``, or swap letters of it or ``last_name``."""
     if not query.words:
         return False
     words = re.findall(r"[^\W_]+", name.lower())
     prefixes = all(any(word.startswith(typed) for word in words) for typed in query.words)
-    return prefixes or word_similarity(query.text, name) >= WORD_SIMILAR
+    swapped = sorted_letters(query.text) in {sorted_letters(name), sorted_letters(last_name)}
+    return prefixes or swapped or word_similarity(query.text, name) >= WORD_SIMILAR
 
 
 def _person(person, query: SearchQuery, prefix: str = "") -> list[str]:
     if person is None:
         return []
     found = []
-    if query.words and name_matches(f"{person.first_name} {person.last_name}", query):
+    if query.words and name_matches(f"{person.first_name} {person.last_name}", query, last_name=person.last_name):
         found.append(f"{prefix}name")
     checks = [
         ("MRN", getattr(person, "mrn", None), query.mrn),

@@ -61,6 +61,12 @@ def license_key(value: str) -> str:
     return re.sub(r"[^A-Z0-9]", "", (value or "").upper())
 
 
+def sorted_letters(text: str) -> str:
+    """Return the letters of ``text``, lower-cased, in order: the same for a name with two letters swapped."""
+    # As search_sorted_letters() in SQL (migration search.0006), whose "C" collation sorts by code point.
+    return "".join(sorted(char for char in text.lower() if char.isalpha()))
+
+
 def parse(raw: str, *, today: dt.date | None = None) -> SearchQuery:
     """Return every reading of ``raw`` (a name, phone, e-mail, date of birth, identifier)."""
     # A NUL (which PostgreSQL refuses in any text parameter) separates words like a space.

@@ -24,7 +24,7 @@ from django.db.models.lookups import Exact, Regex
 
 from clinical.models import Patient, Provider, ProviderLicense, Visit
 from search.documents import DocumentType
-from search.query import SearchQuery
+from search.query import SearchQuery, sorted_letters
 
 EXACT = 10.0  # an identifier (MRN, phone, visit id...) outranks any name
 WORD_BONUS = 0.5  # every typed word starts (or is) a word of the name
@@ -59,14 +59,9 @@ class LicenseKey(Func):
 
 
 class SortedLetters(Func):
-    """The letters of a lower-cased name in alphabetical order: two swapped letters leave them unchanged."""
+    """``search_sorted_letters(name)``: its lower-cased letters in order, which two swapped letters leave unchanged."""
 
-    # unnest(string_to_array(…, NULL)): one row per character, which the planner estimates from the
-    # string (regexp_split_to_table's guess of 1,000 rows a name made plans costly enough to JIT).
-    template = (
-        "array_to_string(ARRAY(SELECT letter FROM unnest(string_to_array("
-        "regexp_replace(%(expressions)s, '[^[:alpha:]]', '', 'g'), NULL)) AS letter ORDER BY letter), '')"
-    )
+    function = "search_sorted_letters"
     output_field = TextField()
 
 
@@ -97,11 +92,6 @@ def _tsquery(words: tuple[str, ...], *, config: str = "simple") -> TsQuery:
     """Return ``word1:* & word2:*``: every word starts a word of the text."""
     # Words are letters only (search.query), so they cannot carry tsquery syntax.
     return TsQuery(" & ".join(f"{word}:*" for word in words), search_type="raw", config=config)
-
-
-def sorted_letters(text: str) -> str:
-    """Return the letters of ``text`` in alphabetical order, as ``SortedLetters`` does in SQL."""
-    return "".join(sorted(char for char in text.lower() if char.isalpha()))
 
 
 def _sum(parts: list) -> object:
@@ -145,9 +135,21 @@ class People:
             return None
         vector = NameVector(self._f("first_name"), self._f("last_name"))
         # name %> 'typed': the typed words are close to some words of the name (word similarity at
-        # 0.5, see settings.DATABASES: "Mraia Garcia" still finds Maria Garcia), or start them.
+        # 0.5, see settings.DATABASES: "Mraia Garcia" still finds Maria Garcia), or start them, or
+        # are them with two letters swapped.
         matches = TrigramWordSimilar(self._name(), self.query.text)
-        return Q(matches) | Q(SearchVectorExact(vector, _tsquery(self.query.words)))
+        return Q(matches) | Q(SearchVectorExact(vector, _tsquery(self.query.words))) | self._letters_match()
+
+    def _letters_match(self) -> Q:
+        """Return the name or last name typed with letters swapped, which trigrams often miss ("Mei Mednoza").
+
+        Through the sorted-letters indexes of migration ``search.0006``; ``_same_letters`` ranks these rows.
+        """
+        letters = sorted_letters(self.query.text)
+        if not letters:  # nothing to compare (digits only): no row matches by letters
+            return Q()
+        whole, last = SortedLetters(self._name()), SortedLetters(self._f("last_name"))
+        return Q(Exact(whole, letters)) | Q(Exact(last, letters))
 
     def _person(self) -> Q | None:
         """Return the name and date-of-birth condition: both must hold when both were typed."""

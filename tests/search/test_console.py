@@ -190,6 +190,12 @@ def test_it_shows_the_date_of_birth_a_patient_was_found_by(client, support_agent
     assert rows == [(patient, ["name", "date of birth"])]
 
 
+def test_it_says_a_name_typed_with_two_letters_swapped_matched_by_name(client, support_agent):
+    patient = make_patient(first_name="Grace", last_name="Adams")
+    client.force_login(support_agent)
+    assert search_page(client, "admas").context["found"][0].rows == [(patient, ["name"])]
+
+
 def test_it_lists_elasticsearch_hits_in_their_order_read_from_postgresql(
     client, support_agent, garcias, settings, monkeypatch
 ):

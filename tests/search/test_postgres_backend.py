@@ -80,6 +80,20 @@ def test_it_prefers_the_name_with_two_letters_swapped_over_others_as_close_by_tr
     assert found[0] == weber and set(found[1:]) <= set(others)
 
 
+@pytest.mark.parametrize("typed", ["Mei Mednoza", "mednoza", "Mednoza, Mei"])
+def test_it_finds_a_name_with_two_letters_swapped_that_trigrams_miss(typed):
+    mendoza = patient("Mei", "Mendoza")
+    others = [patient("Mei", "Chen"), patient("Mai", "Mendez"), patient("Ana", "Mendoza-Ruiz")]
+    found = ranked(Patient, typed, "patient")
+    assert found[0] == mendoza and set(found[1:]) <= set(others)
+
+
+def test_it_finds_a_provider_by_a_last_name_with_two_letters_swapped():
+    ahmed = make_provider(first_name="Omar", last_name="Ahmed", states=())
+    make_provider(first_name="Omar", last_name="Hamid", states=())
+    assert ranked(Provider, "ahemd", "provider")[0] == ahmed
+
+
 def test_it_finds_a_patient_by_mrn_typed_in_lower_case(people):
     assert ranked(Patient, people["john"].mrn.lower(), "patient") == [people["john"]]
 
