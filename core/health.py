@@ -21,6 +21,7 @@ import psycopg2
 import psycopg2.extensions
 import redis
 from django.conf import settings
+from django_tasks_db.models import DBTaskResult
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -38,6 +39,15 @@ OUTBOX_SQL = (
     "SELECT (SELECT count(*) FROM (SELECT FROM search_outboxentry LIMIT %(cap)s) AS capped), "
     "(SELECT extract(epoch FROM clock_timestamp() - created_at)::float FROM search_outboxentry ORDER BY id LIMIT 1)"
 )
+
+# Background jobs (django-tasks' database queue) ready to run: how many, and how long the oldest has
+# waited. A job without a "run after" time carries django-tasks-db's far-future placeholder.
+JOBS_SQL = f"""
+    SELECT count(*), extract(epoch FROM clock_timestamp() - min(CASE WHEN run_after >= '9999-01-01'
+           THEN enqueued_at ELSE greatest(run_after, enqueued_at) END))::float
+    FROM {DBTaskResult._meta.db_table}
+    WHERE status = 'READY' AND (run_after <= clock_timestamp() OR run_after >= '9999-01-01')
+"""  # noqa: S608 - the only name put in is the task model's own table
 
 
 @dataclass
@@ -177,6 +187,16 @@ def check_outbox(probe: Probe) -> Check:
     details = {"entries": count, "oldest_seconds": None if age is None else round(age, 1)}
     if age is not None and age > limit:
         return Check(WARN, f"{count} waiting, the oldest for {age:.0f} s: Elasticsearch is behind", details=details)
+    return Check(OK, f"{count} waiting", details=details)
+
+
+def check_jobs(probe: Probe) -> Check:
+    """Check the job queue: a job ready for longer than ``OPS_JOBS_ALERT_SECONDS`` means no worker takes it."""
+    count, age = probe.fetchone(JOBS_SQL)
+    details = {"ready": count, "oldest_seconds": None if age is None else round(age, 1)}
+    if age is not None and age > settings.OPS_JOBS_ALERT_SECONDS:
+        return Check(WARN, f"{count} waiting, the oldest for {age:.0f} s: is a job worker (run_jobs) running?",
+                     details=details)  # fmt: skip
     return Check(OK, f"{count} waiting", details=details)
 
 

@@ -9,7 +9,8 @@ answer (sign-in's lockout counters, the websockets' channel layer). Everything e
 with 200: a replica that is down or lagging (pages read the primary instead), no router leading
 (visits wait, but the console is where people see that and act; taking every web instance out of
 the load balancer would turn a routing outage into a console outage), the search outbox's backlog
-(Elasticsearch behind: search is stale, pages serve). The body's ``status`` is ``ok``,
+(Elasticsearch behind: search is stale, pages serve), a job that no worker has taken for
+``OPS_JOBS_ALERT_SECONDS`` (large license imports wait; pages serve). The body's ``status`` is ``ok``,
 ``degraded`` (a reported check is not ok) or ``unavailable`` (503).
 
 Every check has ``OPS_HEALTH_TIMEOUT_SECONDS`` (``core.health``): with PostgreSQL, its replica and
@@ -65,7 +66,7 @@ def readyz(request):
 def readiness() -> dict[str, Check]:
     """Return every check: the primary (and on its connection the router's lease and the outbox), the replica, Redis."""
     timeout = settings.OPS_HEALTH_TIMEOUT_SECONDS
-    then = {"router": router_leading}
+    then = {"router": router_leading, "jobs": health.check_jobs}
     if settings.ELASTICSEARCH_URL:
         then["outbox"] = health.check_outbox
     checks = health.check_primary(timeout=timeout, then=then)

@@ -368,6 +368,9 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 # /readyz (ops_console/health.py): how long each dependency may take to answer before it counts as down.
 OPS_HEALTH_TIMEOUT_SECONDS = env_int("OPS_HEALTH_TIMEOUT_SECONDS", 2, minimum=1)
+# A background job (a large license import) ready this long with no worker taking it: /readyz
+# reports it and the import's page tells the person waiting that no job worker is running.
+OPS_JOBS_ALERT_SECONDS = env_int("OPS_JOBS_ALERT_SECONDS", 60, minimum=1)
 
 # Logs (core/logs.py) on stderr, one JSON object per line for collectors; "text" for a person at a terminal.
 OPS_LOG_FORMAT = env_choice("OPS_LOG_FORMAT", "json", ("json", "text"))

@@ -53,17 +53,21 @@ def record_task(upload_id: int, task_id: str) -> None:
     ImportUpload.objects.filter(pk=upload_id).update(task_id=task_id)
 
 
-_STALLED_SQL = """
+_STALLED_SQL = f"""
     UPDATE clinical_importupload SET status = 'failed', message = %s, data = '', plan = NULL, updated_at = now()
     WHERE id = %s AND status = %s AND updated_at < now() - make_interval(secs => %s)
       AND NOT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = %s
                       AND objid = %s AND objsubid = 2)
-"""
+      -- a step whose task no worker has taken yet is waiting, not dead: it runs when a worker does
+      AND NOT EXISTS (SELECT 1 FROM {DBTaskResult._meta.db_table} task
+                      WHERE task.id::text = clinical_importupload.task_id AND task.status = 'READY')
+"""  # noqa: S608 - the only name put in is the task model's own table
 
 
 def fail_if_stalled(upload: ImportUpload, *, message: str, after_seconds: int, lock_class: int) -> bool:
     """Mark the upload's step failed if no process holds its lock and it made no progress for
     ``after_seconds``; return True if so. Its task, left RUNNING by the dead worker, is failed too.
+    A step whose task is still waiting for a worker is left alone.
     """
     params = [message, upload.pk, upload.status, after_seconds, lock_class, upload.pk]
     with transaction.atomic(), connection.cursor() as cursor:

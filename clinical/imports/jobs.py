@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django_tasks import task
+from django.utils import timezone
+from django_tasks import TaskResultStatus, task
+from django_tasks_db.models import DBTaskResult
 
 from clinical.actions import imports as import_actions
 from clinical.actions.imports import STEPPING
@@ -53,6 +55,7 @@ class ImportJob:
 
     upload: ImportUpload
     state: dict  # progress: phase, done, total
+    waiting_seconds: float | None = None  # how long its step's task has waited for a worker (None: taken)
 
     @property
     def token(self) -> str:
@@ -91,7 +94,17 @@ class ImportJob:
             "total": total if running else 0,
             "percent": round(100 * done / total) if running and total else None,
             "finished": not running,
+            "note": self.no_worker_note() if running else None,
         }
+
+    def no_worker_note(self) -> str | None:
+        """Tell the person waiting when no job worker has taken the step for ``OPS_JOBS_ALERT_SECONDS``."""
+        if self.waiting_seconds is None or self.waiting_seconds <= settings.OPS_JOBS_ALERT_SECONDS:
+            return None
+        return (
+            f"No job worker has taken this import for {self.waiting_seconds:.0f} s. It starts as soon as one "
+            "runs and nothing is lost meanwhile; if this lasts, ask an engineer to check the job worker (run_jobs)."
+        )
 
     def progress(self, phase: str, done: int = 0, total: int = 0) -> None:
         """Record how far the running step got, and that its process is alive."""
@@ -177,8 +190,18 @@ def get_job(token: str, user) -> ImportJob | None:
         return None
     if upload.status in STEPPING and _fail_if_stalled(upload):
         upload.refresh_from_db(fields=["status", "message", "updated_at"])
-    key = KEY.format(token=token)
-    return ImportJob(upload, get_redis().hgetall(key) if upload.status in RUNNING else {})
+    if upload.status not in RUNNING:
+        return ImportJob(upload, {})
+    return ImportJob(upload, get_redis().hgetall(KEY.format(token=token)), _waiting_for_worker(upload))
+
+
+def _waiting_for_worker(upload: ImportUpload) -> float | None:
+    """Return how long the upload's queued step has waited for a worker, or None if one took it (or it runs inline)."""
+    if not upload.task_id:
+        return None
+    waiting = DBTaskResult.objects.filter(id=upload.task_id, status=TaskResultStatus.READY)
+    enqueued_at = waiting.values_list("enqueued_at", flat=True).first()
+    return (timezone.now() - enqueued_at).total_seconds() if enqueued_at else None
 
 
 def _fail_if_stalled(upload: ImportUpload) -> bool:

@@ -65,7 +65,7 @@ def test_it_queues_a_large_import_as_a_task_with_its_upload_in_postgresql(client
     task = _task(upload)
     assert (task.status, task.args_kwargs["args"]) == (TaskResultStatus.READY, [upload.pk, "check"])
     assert client.get(f"{job_url}progress/").json() == {
-        "phase": "queued", "done": 0, "total": 0, "percent": None, "finished": False,
+        "phase": "queued", "done": 0, "total": 0, "percent": None, "finished": False, "note": None,
     }  # fmt: skip
 
 
@@ -133,11 +133,34 @@ def test_it_leaves_a_long_apply_alone_while_its_worker_holds_it(client, clinical
         worker.autocommit = True
         worker.cursor().execute("SELECT pg_advisory_lock(%s, %s)", [import_jobs.LOCK_CLASS, upload.pk])
         assert client.get(f"{job_url}progress/").json() == {
-            "phase": "applying", "done": 0, "total": 0, "percent": None, "finished": False,
+            "phase": "applying", "done": 0, "total": 0, "percent": None, "finished": False, "note": None,
         }  # fmt: skip
     finally:
         worker.close()
     assert client.get(f"{job_url}progress/").json()["phase"] == "failed"  # its connection closed: it died
+
+
+def test_it_tells_the_person_waiting_when_no_worker_takes_the_job_and_keeps_it_queued(
+    transactional_db, client, clinical_ops, redis_client, large, settings
+):
+    _, data = _licenses_file(1)
+    client.force_login(clinical_ops)
+    job_url = _job_url(_upload(client, data, "big.csv"))
+    upload = ImportUpload.objects.get(token=_token(job_url))
+    assert client.get(f"{job_url}progress/").json()["note"] is None  # just queued: no worry yet
+
+    long_ago = Now() - timedelta(seconds=max(settings.OPS_JOBS_ALERT_SECONDS, import_jobs.STALLED_AFTER_SECONDS) + 1)
+    DBTaskResult.objects.filter(id=upload.task_id).update(enqueued_at=long_ago)
+    ImportUpload.objects.filter(pk=upload.pk).update(updated_at=long_ago)
+    status = client.get(f"{job_url}progress/").json()
+
+    assert (status["phase"], status["finished"]) == ("queued", False)  # waiting for a worker, not dead
+    assert status["note"].startswith("No job worker has taken this import for ")
+    assert "check the job worker (run_jobs)" in client.get(job_url).content.decode()
+    _run_worker()  # a worker comes back: the job runs as if nothing happened
+    assert client.get(f"{job_url}progress/").json() == {
+        "phase": "previewed", "done": 0, "total": 0, "percent": None, "finished": True, "note": None,
+    }  # fmt: skip
 
 
 def test_it_stops_the_worker_cleanly_on_sigterm(transactional_db):

@@ -7,7 +7,9 @@ import time
 import pytest
 from django.test import Client
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
+from clinical.imports.jobs import run_import_step
 from clinical.routing.lease import Lease
 from core import timing
 from core.health import OK, SKIPPED, UNKNOWN, WARN, replica_verdict
@@ -67,7 +69,7 @@ def test_it_is_ready_when_every_dependency_answers(client, router_leading):
     assert body["status"] == "ok"
     checks = body["checks"]
     assert {name: check["status"] for name, check in checks.items()} == {
-        "postgresql": OK, "router": OK, "outbox": SKIPPED, "replica": SKIPPED, "redis": OK,
+        "postgresql": OK, "router": OK, "jobs": OK, "outbox": SKIPPED, "replica": SKIPPED, "redis": OK,
     }  # fmt: skip
     assert {name for name, check in checks.items() if check["required"]} == {"postgresql", "redis"}
     assert checks["router"]["holder"] == "router-1" and checks["router"]["reason"] == "router-1 leads"
@@ -175,6 +177,21 @@ def test_it_reports_the_outbox_backlog_when_elasticsearch_is_configured(client, 
     assert (response.status_code, body["status"]) == (200, "degraded")
     outbox = body["checks"]["outbox"]
     assert (outbox["status"], outbox["entries"]) == (WARN, 2) and 899 < outbox["oldest_seconds"] < 960
+
+
+def test_it_reports_a_job_that_no_worker_takes(client, router_leading, settings):
+    settings.OPS_JOBS_ALERT_SECONDS = 60
+    waiting = run_import_step.enqueue(0, "check")
+    response, body, _ = ready(client)
+    assert (body["checks"]["jobs"]["status"], body["checks"]["jobs"]["ready"]) == (OK, 1)
+
+    DBTaskResult.objects.filter(id=waiting.id).update(enqueued_at=timezone.now() - dt.timedelta(seconds=90))
+    response, body, _ = ready(client)
+
+    assert (response.status_code, body["status"]) == (200, "degraded")
+    jobs = body["checks"]["jobs"]
+    assert (jobs["status"], jobs["ready"]) == (WARN, 1) and 89 < jobs["oldest_seconds"] < 150
+    assert jobs["reason"].endswith("is a job worker (run_jobs) running?")
 
 
 def test_it_answers_over_plain_http_when_https_is_required(client, db, settings):

@@ -114,7 +114,9 @@ def test_it_serves_https_only_with_hsts_behind_the_proxy(topology):
     assert plain.cookie("csrftoken").secure
     ready = topology.wait_until(lambda: (body := plain.get("/readyz").json())["status"] == "ok" and body, "/readyz ok")
     statuses = {name: check["status"] for name, check in ready["checks"].items()}
-    assert statuses == {"postgresql": "ok", "replica": "ok", "redis": "ok", "router": "ok", "outbox": "skipped"}
+    assert statuses == {
+        "postgresql": "ok", "replica": "ok", "redis": "ok", "router": "ok", "jobs": "ok", "outbox": "skipped",
+    }  # fmt: skip
 
 
 def test_it_signs_in_with_two_factor_through_the_proxy(topology):

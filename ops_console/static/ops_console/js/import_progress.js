@@ -12,6 +12,7 @@
     var phase = root.querySelector("[data-import=phase]");
     var count = root.querySelector("[data-import=count]");
     var bar = root.querySelector("[data-import=bar]");
+    var note = root.querySelector("[data-import=note]");
 
     function show(status) {
       phase.textContent = PHASES[status.phase] || status.phase;
@@ -21,6 +22,8 @@
       } else {
         bar.value = status.percent;
       }
+      note.textContent = status.note || "";
+      note.hidden = !status.note;  // no job worker has taken the step for a while
     }
 
     function poll() {
