@@ -4,6 +4,7 @@ import datetime as dt
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.db.models import Prefetch
 from django.db.models.functions import Now
 from django.urls import reverse
@@ -90,27 +91,6 @@ class LicenseForm(ChangeReasonForm):
         return stored is not None and status != stored
 
 
-class ProviderLicenseInline(admin.TabularInline):
-    model = ProviderLicense
-    fields = [
-        "state",
-        "license_number",
-        "license_type",
-        "status",
-        "issued_on",
-        "expires_on",
-        "verified_by",
-        "verified_at",
-    ]
-    readonly_fields = ["verified_by", "verified_at"]
-    extra = 0
-    can_delete = False  # licenses are records: suspend, revoke or let them expire instead
-    show_change_link = True
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("verified_by").order_by("state", "id")
-
-
 @admin.register(Provider, site=ops_site)
 class ProviderAdmin(ProviderExportMixin, OpsModelAdmin):
     form = ProviderForm
@@ -128,7 +108,6 @@ class ProviderAdmin(ProviderExportMixin, OpsModelAdmin):
         ("Routing", {"fields": ["availability", "available_since", "states_today"]}),
         ("Audit", {"fields": ["change_reason", "created_at"]}),
     ]
-    inlines = [ProviderLicenseInline]
     actions = ["set_offline"]
 
     def get_queryset(self, request):
@@ -150,13 +129,17 @@ class ProviderAdmin(ProviderExportMixin, OpsModelAdmin):
             states = selectors.licensed_states_now(obj)
         return ", ".join(states) or "no state now"
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """Show the provider's licenses, each a link to its own form (where a status change needs a reason)."""
+        provider_id = unquote(object_id or "")
+        # str.isdigit() would take "²": only ASCII digits are an id (any other id is refused by the admin).
+        licenses = selectors.licenses_of(int(provider_id)) if provider_id.isascii() and provider_id.isdigit() else []
+        add = self.admin_site.get_model_admin(ProviderLicense).has_add_permission(request)
+        extra_context = {**(extra_context or {}), "licenses": licenses, "can_add_license": add}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def save_model(self, request, obj, form, change):
         provider_actions.save_provider(obj, actor=self.actor(request), reason=self.reason_given(form, ""))
-
-    def save_formset(self, request, form, formset, change):
-        reason = self.reason_given(form, "edited with provider")
-        for license in formset.save(commit=False):
-            license_actions.save_license(license, actor=self.actor(request), reason=reason)
 
     @admin.action(description="Set selected providers offline", permissions=["change"])
     def set_offline(self, request, queryset):

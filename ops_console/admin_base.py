@@ -17,6 +17,9 @@ from core.access import PHI_LABELS, record_access
 from core.audit import Actor
 from core.errors import ActionError
 from core.pagination import EstimatedCountPaginator
+from ops_console.widgets import FastChoicesMixin
+
+__all__ = ["ChangeReasonForm", "FastChoicesMixin", "OpsAdminMixin", "OpsModelAdmin", "ReadOnlyAdmin"]
 from search import changelist as search_changelist
 
 
@@ -31,7 +34,7 @@ class ChangeReasonForm(forms.ModelForm):
     )
 
 
-class OpsAdminMixin:
+class OpsAdminMixin(FastChoicesMixin):
     """What every console ModelAdmin shares.
 
     Set ``retained = True`` on models whose rows must never be deleted through the console

@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
 
-from ops_console.admin_base import ReadOnlyAdmin
+from ops_console.admin_base import FastChoicesMixin, ReadOnlyAdmin
 from ops_console.admin_site import ops_site
 from oversight import actions
 from oversight.models import Alert, AlertDelivery
@@ -36,7 +36,7 @@ class AlertStatusFilter(admin.SimpleListFilter):
         return queryset.filter(**_STATUS_FILTERS[self.value()]) if self.value() in _STATUS_FILTERS else queryset
 
 
-class DeliveryInline(admin.TabularInline):
+class DeliveryInline(FastChoicesMixin, admin.TabularInline):
     """The alert's notifications, one per channel: attempts, when sent or given up, the last error."""
 
     model = AlertDelivery

@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 
-from ops_console.admin_base import ChangeReasonForm, OpsModelAdmin
+from ops_console.admin_base import ChangeReasonForm, FastChoicesMixin, OpsModelAdmin
 from ops_console.admin_site import ops_site
 from ops_console.roles import ROLES
 from support import actions, selectors
@@ -49,7 +49,7 @@ class NoteHistoryInline(admin.TabularInline):
         return super().get_queryset(request).select_related("author")
 
 
-class NewNoteInline(admin.StackedInline):
+class NewNoteInline(FastChoicesMixin, admin.StackedInline):
     """One empty form to append a note."""
 
     model = CaseNote

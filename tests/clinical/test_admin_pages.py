@@ -35,3 +35,22 @@ def test_it_filters_visits_waiting_longer_than_n_minutes(client, support_agent):
     client.force_login(support_agent)
     response = client.get(reverse("ops:clinical_visit_changelist") + "?waiting_over=15")
     assert [v.pk for v in response.context["cl"].result_list] == [old.pk]
+
+
+def test_it_shows_a_providers_licenses_each_a_link_to_its_own_form(client, clinical_ops, support_agent):
+    provider = make_provider(states=("CA", "NV"))
+    licenses = list(provider.licenses.order_by("state"))
+    page = reverse("ops:clinical_provider_change", args=[provider.pk])
+    client.force_login(clinical_ops)
+
+    html = client.get(page).content.decode()
+
+    panel = html[html.index('id="provider-licenses"') :]
+    for license in licenses:
+        assert reverse("ops:clinical_providerlicense_change", args=[license.pk]) in panel
+        assert license.license_number in panel
+    assert f"{reverse('ops:clinical_providerlicense_add')}?provider={provider.pk}" in panel
+    # No license field on the provider's form: a status change goes through the license form and its reason.
+    assert 'name="licenses-' not in html
+    client.force_login(support_agent)
+    assert "Add a license for this provider" not in client.get(page).content.decode()  # cannot add one
