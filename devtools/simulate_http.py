@@ -3,6 +3,7 @@
 import http.client
 import json
 import logging
+import math
 import statistics
 import time
 import urllib.error
@@ -41,6 +42,7 @@ class Stats:
     pushes: int = 0  # messages the sockets pushed (visit, offer_withdrawn) that were applied
     polls: int = 0  # GETs the apps made to look at a visit or a provider's state
     fallbacks: int = 0  # times an app's socket stopped being live and it polled instead
+    api_ms: list[float] = field(default_factory=list)  # each answered API request's time, as the app waited
 
     def p50(self) -> float | None:
         """Return the median seconds from a visit request to its first offer, as the patients saw it."""
@@ -76,6 +78,9 @@ class Stats:
             f"HTTP: {self.requests} requests, {self.conflicts} conflicts (409, expected), {self.errors} errors",
             f"push: {self.pushes} messages applied, {self.polls} polls, {self.fallbacks} fallbacks to polling",
         ]
+        if self.api_ms:
+            api = self.api_latency()
+            lines.append(f"API time as the apps waited: p50 {api['p50']} ms, p95 {api['p95']} ms, p99 {api['p99']} ms")
         if self.errors:
             kinds = ", ".join(f"{count} x {kind}" for kind, count in self.error_kinds.most_common())
             lines.append(f"errors: {kinds}; last: {self.last_error}")
@@ -88,7 +93,22 @@ class Stats:
             "expired", "requests", "conflicts", "errors", "withdrawn_at_stop", "finished_at_stop", "pushes", "polls",
             "fallbacks",
         )  # fmt: skip
-        return {**{name: getattr(self, name) for name in names}, "error_kinds": dict(self.error_kinds)}
+        return {
+            **{name: getattr(self, name) for name in names},
+            "error_kinds": dict(self.error_kinds),
+            "api_ms": self.api_latency(),
+        }
+
+    def api_latency(self) -> dict:
+        """Return the answered API requests' count and p50/p95/p99/max in ms (nearest rank)."""
+        ordered = sorted(self.api_ms)
+        if not ordered:
+            return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
+
+        def rank(fraction: float) -> float:
+            return round(ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)], 1)
+
+        return {"n": len(ordered), "p50": rank(0.5), "p95": rank(0.95), "p99": rank(0.99), "max": round(ordered[-1], 1)}
 
     def count_error(self, kind: str, message: str) -> None:
         """Count an error of ``kind`` (an HTTP status or an exception name) and keep its message."""
@@ -136,7 +156,10 @@ class Api:
     def call(self, method: str, path: str, token: str, body: dict | None = None) -> Reply:
         """Send one request and count its outcome."""
         self.stats.requests += 1
+        started = time.perf_counter()
         reply = self.send(method, path, token, body)
+        if reply.status:  # answered: its time is the server's and the network's (a refusal has none)
+            self.stats.api_ms.append((time.perf_counter() - started) * 1000)
         self.unanswered = self.unanswered + 1 if reply.status == 0 else 0
         if reply.status == 409:
             self.stats.conflicts += 1

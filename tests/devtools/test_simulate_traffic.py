@@ -198,6 +198,8 @@ def test_it_drives_visits_through_the_live_api_and_router(http_server, redis_cli
     completed = VisitEvent.objects.filter(to_status=S.COMPLETED, actor_kind="provider").count()
     assert stats.completed <= completed <= stats.completed + stats.finished_at_stop
     assert stats.signed_off == 3 and not Provider.objects.exclude(availability=Availability.OFFLINE).exists()
+    api = stats.api_latency()  # every request was answered: each has its time
+    assert api["n"] == stats.requests and 0 < api["p50"] <= api["p95"] <= api["p99"] <= api["max"]
     assert stats.errors == stats.error_kinds["401"] > 0  # counted, not raised; nothing else went wrong
     assert stats.offer_seconds and stats.p50() > 0
     assert stats.pushes == 0 and stats.polls > 0  # this server has no websockets: the apps poll throughout
@@ -248,6 +250,7 @@ def test_it_only_polls_with_no_push(transactional_db):
     assert "the apps only poll (--no-push)" in output
     assert "push: 0 messages applied, 0 polls, 0 fallbacks to polling" in output
     assert '"pushes": 0, "polls": 0, "fallbacks": 0' in output
+    assert '"api_ms": {"n": 0, "p50": null' in output  # nothing answered: no time to report
 
 
 def test_it_refuses_bad_options(db):
