@@ -21,6 +21,8 @@ class SimConfig:
     base_url: str = "http://127.0.0.1:8000"
     rate: float = 0.5  # new visit requests per second
     providers: int = 40
+    patients: int = 500  # patients played (one token each, one open visit each at a time)
+    part: tuple[int, int] = (0, 1)  # play only the patients and providers of part K of N (by id)
     seed: int | None = None
     cancel_rate: float = 0.05
     speed: float = 1.0
@@ -47,6 +49,8 @@ class SimConfig:
             "base_url": self.base_url.startswith(("http://", "https://")),
             "rate": self.rate >= 0,
             "providers": self.providers >= 0,
+            "patients": self.patients >= 1,
+            "part": 0 <= self.part[0] < self.part[1],
             "speed": self.speed > 0,
             "cancel_rate": 0 <= self.cancel_rate <= 1,
             "accept": min(self.accept, self.reject) >= 0 and self.accept + self.reject <= 1,

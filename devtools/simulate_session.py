@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.db import connection, transaction
+from django.db.models.functions import Mod
 from django.utils import timezone
 
 from clinical.actions import api_clients as api_client_actions
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from devtools.simulate import SimConfig
 
 ACTOR = Actor.system("simulate_traffic")
-PATIENT_POOL = 500  # patients the simulation plays (one token each); one open visit each at a time
 logger = logging.getLogger(__name__)
 
 
@@ -38,21 +38,29 @@ class Session:
     revoked: int = 0
 
 
-def providers_to_play(count: int, rng: random.Random) -> list[Provider]:
+def _share(queryset, part: tuple[int, int]):
+    """Return the rows of ``queryset`` in part K of N (by id): simulations side by side play different people."""
+    k, n = part
+    return queryset if n == 1 else queryset.alias(part=Mod("pk", n)).filter(part=k)
+
+
+def providers_to_play(count: int, rng: random.Random, part: tuple[int, int] = (0, 1)) -> list[Provider]:
     """Return up to ``count`` active providers licensed somewhere today, those not holding a visit first."""
     licensed = ProviderLicense.objects.valid_at().values("provider_id")
     candidates = list(
-        Provider.objects.filter(is_active=True, pk__in=licensed).only("npi", "availability").order_by("pk")
+        _share(Provider.objects.filter(is_active=True, pk__in=licensed), part)
+        .only("npi", "availability")
+        .order_by("pk")
     )
     rng.shuffle(candidates)
     candidates.sort(key=lambda provider: provider.availability in (Availability.RESERVED, Availability.BUSY))
     return candidates[:count]
 
 
-def patient_pool(rng: random.Random, size: int = PATIENT_POOL) -> list[Patient]:
+def patient_pool(rng: random.Random, size: int, part: tuple[int, int] = (0, 1)) -> list[Patient]:
     """Return the patients who will request visits (none with a visit open now)."""
     busy = Visit.objects.filter(status__in=OPEN_STATUSES).values("patient_id")
-    patients = list(Patient.objects.exclude(pk__in=busy).order_by("pk").only("mrn")[: size * 2])
+    patients = list(_share(Patient.objects.exclude(pk__in=busy), part).order_by("pk").only("mrn")[: size * 2])
     rng.shuffle(patients)
     return patients[:size]
 
@@ -62,9 +70,9 @@ def open_session(config: SimConfig) -> Session:
     """Choose providers and patients and create this run's API clients (tokens are shown only once)."""
     rng = random.Random(config.seed)
     run_id = f"{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-    players = providers_to_play(config.providers, rng)
+    players = providers_to_play(config.providers, rng, config.part)
     clients, provider_tokens, patient_tokens = [], [], {}
-    for patient in patient_pool(rng):
+    for patient in patient_pool(rng, config.patients, config.part):
         client, token = api_client_actions.create_api_client(
             name=f"sim-patient-{patient.mrn}-{run_id}", scope=ApiScope.PATIENT, patient=patient, actor=ACTOR
         )

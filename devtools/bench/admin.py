@@ -240,3 +240,35 @@ def _measure_http(conn: http.client.HTTPConnection, path: str, cookie: str, repe
         durations.append((time.perf_counter() - started) * 1000)
     durations.sort()
     return Timing(round(percentile(durations, 50), 1), round(percentile(durations, 95), 1), 0, status)
+
+
+def visit_count() -> int:
+    """Return the data set's visits (PostgreSQL's estimate, exact after generate_data's ANALYZE)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'clinical_visit'::regclass")
+        return cursor.fetchone()[0]
+
+
+def size_table(runs: list[dict]) -> dict:
+    """Return each page's p50/p95 at every size, its p50 growth from the first size to the last, and vanilla's p50."""
+    labels = [_size_label(run["visits"]) for run in runs]
+    header = ["page", *(f"{label} p50/p95" for label in labels), "growth", *(f"vanilla {label}" for label in labels)]
+    by_page = [{row["page"]: row for row in run["pages"]} for run in runs]
+    rows, growths = [header], []
+    for page in [row["page"] for row in runs[0]["pages"]]:
+        found = [pages.get(page) for pages in by_page]
+        if any(row is None for row in found):
+            continue
+        first, last = found[0]["ours"]["p50_ms"], found[-1]["ours"]["p50_ms"]
+        growth = round(last / first, 2) if first else None
+        growths.append((growth or 0, page))
+        vanilla = [f"{row['vanilla']['p50_ms']}" if row["vanilla"] else "-" for row in found]
+        rows.append([page, *(f"{row['ours']['p50_ms']}/{row['ours']['p95_ms']}" for row in found), growth, *vanilla])
+    worst_growth, worst_page = max(growths, default=(None, None))
+    worst_p95 = [max((row["ours"]["p95_ms"] for row in run["pages"]), default=None) for run in runs]
+    return {"sizes": labels, "rows": rows, "worst_p95_ms": worst_p95, "worst_growth": worst_growth,
+            "worst_growth_page": worst_page}  # fmt: skip
+
+
+def _size_label(visits: int) -> str:
+    return f"{visits / 1e6:.3g}M" if visits >= 1e6 else f"{visits / 1e3:.3g}k"  # 9,999,155 reads "10M"

@@ -3,8 +3,10 @@
 import json
 from io import StringIO
 
+import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from devtools.bench import admin as benchadmin
 from tests.builders import make_past_visit, make_patient, make_provider, make_visit
@@ -44,3 +46,47 @@ def test_it_prints_a_table_and_one_json_line(lead, redis_client):
     assert lines[0].startswith("page")
     summary = json.loads(lines[-1])
     assert summary["bench"] == "admin" and summary["visit_list_p50_ms"] > 0
+
+
+def test_it_tables_each_pages_growth_between_data_sizes():
+    def run(visits, p50, vanilla):
+        page = {
+            "page": "clinical.visit list",
+            "ours": {"p50_ms": p50, "p95_ms": p50 * 2},
+            "vanilla": {"p50_ms": vanilla},
+        }
+        return {"database": f"db{visits}", "visits": visits, "pages": [page]}
+
+    table = benchadmin.size_table([run(1_000_000, 20.0, 90.0), run(10_000_000, 25.0, 400.0)])
+
+    assert table["sizes"] == ["1M", "10M"]
+    assert table["rows"][0] == ["page", "1M p50/p95", "10M p50/p95", "growth", "vanilla 1M", "vanilla 10M"]
+    assert table["rows"][1] == ["clinical.visit list", "20.0/40.0", "25.0/50.0", 1.25, "90.0", "400.0"]
+    assert (table["worst_growth"], table["worst_growth_page"], table["worst_p95_ms"]) == (
+        1.25, "clinical.visit list", [40.0, 50.0],
+    )  # fmt: skip
+
+
+def test_it_runs_at_each_data_size_given(transactional_db, lead, redis_client):
+    from django.db import connection
+
+    make_visit()
+    name = connection.settings_dict["NAME"]
+    out = StringIO()
+    try:
+        call_command(
+            "bench_admin", "--sizes", f"{name},{name}", "--only", "clinical.patient list", "--repeat", "1",
+            "--redis-db", settings.REDIS_URL.rsplit("/", 1)[1], stdout=out, stderr=StringIO(),
+        )  # fmt: skip
+    finally:
+        connection.close()
+        connection.settings_dict["NAME"] = name
+    lines = out.getvalue().strip().splitlines()
+    result = json.loads(lines[-1])
+    assert result["bench"] == "admin_sizes" and [run["database"] for run in result["runs"]] == [name, name]
+    assert lines[1].startswith("clinical.patient list") and result["worst_growth_page"] == "clinical.patient list"
+
+
+def test_it_needs_two_data_sets_to_compare(db):
+    with pytest.raises(CommandError, match="--sizes: name two data sets"):
+        call_command("bench_admin", "--sizes", "ops_data", stdout=StringIO(), stderr=StringIO())

@@ -1,5 +1,6 @@
 """generate_data: large consistent data through COPY and INSERT … SELECT, topped up, never doubled."""
 
+import re
 from io import StringIO
 
 from django.core.management import call_command
@@ -32,8 +33,9 @@ def test_it_tops_up_to_the_requested_sizes_without_doubling(db):
     counts = existing_counts()
     assert (counts.patients, counts.providers, counts.visits) == (50, 20, 400)
     assert "nothing" in _generate(patients=50, providers=20, visits=400)
-    _generate(patients=50, providers=20, visits=500)
+    output = _generate(patients=50, providers=20, visits=500)
     assert existing_counts().visits == 500
+    assert re.search(r"disk: the database is \d+\.\d\d GiB, \d+\.\d\d GiB more than before", output), output
     assert _indexes() == indexes  # dropped for the load, all rebuilt
 
 

@@ -16,10 +16,20 @@ class Command(BaseCommand):
         harness.add_arguments(parser, redis_db=12, data_set=True)
         parser.add_argument("--only", default="", help="only the pages whose name contains this, e.g. statistics")
         parser.add_argument(
+            "--sizes",
+            default=None,
+            metavar="DB,DB",
+            help="run at each of these data sets (generate_data --database), smallest first, and print each page's "
+            "p50/p95 at every size and its growth from the first to the last",
+        )
+        parser.add_argument(
             "--base-url", default=None, help="time the pages through this running console (http://host:port) instead"
         )
 
-    def handle(self, *args, repeat, deep_page, only, database, redis_db, base_url, **options):
+    def handle(self, *args, repeat, deep_page, only, database, redis_db, base_url, sizes=None, **options):
+        if sizes:
+            self._sizes([name.strip() for name in sizes.split(",") if name.strip()], repeat, deep_page, only, redis_db)
+            return
         if database:
             harness.use_database(database, create=False)
         harness.use_redis(redis_db)
@@ -72,3 +82,23 @@ class Command(BaseCommand):
             else:
                 right = f"{'(console only)':>25} | {'':>6}"
             self.stdout.write(f"{left} | {right}")
+
+    def _sizes(self, databases: list[str], repeat: int, deep_page: int, only: str, redis_db: int) -> None:
+        """Run every page at each data set; print p50/p95 per size, the growth and the vanilla twin's."""
+        if len(databases) < 2:
+            raise CommandError("--sizes: name two data sets or more, smallest first, e.g. ops_data,ops_10m")
+        harness.use_redis(redis_db)
+        runs = []
+        for name in databases:
+            harness.use_database(name, create=False)
+            visits = benchadmin.visit_count()
+            self.stderr.write(f"{name}: {visits:,} visits")
+            rows = benchadmin.run(repeat=repeat, deep_page=deep_page, only=only, progress=lambda page: None)
+            runs.append({"database": name, "visits": visits, "pages": rows})
+        table = benchadmin.size_table(runs)
+        harness.table(self.stdout.write, table["rows"])
+        self.stdout.write(
+            f"worst page p95 at each size: {', '.join(f'{v} ms' for v in table['worst_p95_ms'])}; largest p50 growth "
+            f"{table['worst_growth']}x ({table['worst_growth_page']})"
+        )
+        harness.json_line(self.stdout.write, "admin_sizes", {"repeat": repeat, **table, "runs": runs})

@@ -3,6 +3,7 @@ import shutil
 import signal
 from contextlib import contextmanager
 from json import dumps
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -22,6 +23,18 @@ def minutes_span(text: str) -> tuple[float, float]:
     if not 0 <= span[0] <= span[1]:
         raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {text!r}")
     return span
+
+
+def part_of(text: str) -> tuple[int, int]:
+    """Parse ``2/5`` into (2, 5): part 2 (counting from 0) of 5."""
+    k, _, n = text.partition("/")
+    try:
+        part = (int(k), int(n))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N, e.g. 0/4, got {text!r}") from None
+    if not 0 <= part[0] < part[1]:
+        raise argparse.ArgumentTypeError(f"expected 0 <= K < N, got {text!r}")
+    return part
 
 
 def state_codes(text: str) -> tuple[str, ...]:
@@ -45,6 +58,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--providers", type=int, help="how many providers the simulation plays (default 40; gentle 60)"
         )
+        parser.add_argument(
+            "--patients", type=int, help="how many patients the simulation plays, one open visit each (default 500)"
+        )
+        parser.add_argument(
+            "--part", type=part_of, metavar="K/N",
+            help="play only part K of N of the patients and providers (by id), to run N simulations side by side",
+        )  # fmt: skip
         parser.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
         parser.add_argument("--seed", type=int, help="seed for every random choice")
         parser.add_argument(
@@ -70,11 +90,15 @@ class Command(BaseCommand):
             help="only poll, as apps without websockets do (default: listen on /ws/v1/, poll while it is down)",
         )  # fmt: skip
         parser.add_argument("--json", action="store_true", help="end with one JSON line of the counts (for soaks)")
+        parser.add_argument(
+            "--api-times", type=Path, metavar="FILE",
+            help="write each answered API request's time (ms, one a line) there at the end, for bench_load",
+        )  # fmt: skip
 
-    def handle(self, *args, duration=None, gentle=False, json=False, **options):
+    def handle(self, *args, duration=None, gentle=False, json=False, api_times=None, **options):
         names = (
-            "base_url", "rate", "providers", "seed", "cancel_rate", "speed", "visit_minutes", "all_states", "states",
-            "push",
+            "base_url", "rate", "providers", "patients", "part", "seed", "cancel_rate", "speed", "visit_minutes",
+            "all_states", "states", "push",
         )  # fmt: skip
         try:
             config = simulate_config.config_for(gentle=gentle, **{name: options[name] for name in names})
@@ -96,6 +120,8 @@ class Command(BaseCommand):
         for line in stats.report():
             self.stdout.write(line)
         self.stdout.write(f"revoked {session.revoked} simulation API clients")
+        if api_times:
+            api_times.write_text("".join(f"{ms:.2f}\n" for ms in stats.api_ms))
         if json:
             self.stdout.write(dumps({"simulation": session.run_id, **stats.counts()}))
 
