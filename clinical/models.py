@@ -159,6 +159,8 @@ class Patient(models.Model):
         indexes = [
             # Patient changelist default ordering (last name, first name, pk).
             models.Index(fields=["last_name", "first_name", "id"], name="clinical_patient_name_idx"),
+            # Patient changelist state filter, in the list's order (a state's patients, first page by name).
+            models.Index(fields=["state", "last_name", "first_name", "id"], name="clinical_patient_state_idx"),
             # Support agents find callers by date of birth (patient changelist search/filter).
             models.Index(fields=["date_of_birth"], name="clinical_patient_dob_idx"),
             # Support agents find callers by the phone number they read out.

@@ -73,6 +73,9 @@ class SupportCase(models.Model):
             models.Index(fields=["-created_at", "-id"], name="support_case_created_idx"),
             # Dashboard "open support cases" and the changelist's status filter.
             models.Index(fields=["status", "-created_at"], name="support_case_status_idx"),
+            # Support case changelist priority and category filters, newest first.
+            models.Index(fields=["priority", "-created_at", "-id"], name="support_case_priority_idx"),
+            models.Index(fields=["category", "-created_at", "-id"], name="support_case_category_idx"),
         ]
         constraints = [
             models.CheckConstraint(
