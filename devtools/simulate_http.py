@@ -101,20 +101,25 @@ class Stats:
 
     def api_latency(self) -> dict:
         """Return the answered API requests' count and p50/p95/p99/max in ms (nearest rank)."""
-        ordered = sorted(self.api_ms)
-        if not ordered:
-            return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
-
-        def rank(fraction: float) -> float:
-            return round(ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)], 1)
-
-        return {"n": len(ordered), "p50": rank(0.5), "p95": rank(0.95), "p99": rank(0.99), "max": round(ordered[-1], 1)}
+        return latency_summary(self.api_ms)
 
     def count_error(self, kind: str, message: str) -> None:
         """Count an error of ``kind`` (an HTTP status or an exception name) and keep its message."""
         self.errors += 1
         self.error_kinds[kind] += 1
         self.last_error = message[:300]
+
+
+def latency_summary(times_ms: list[float]) -> dict:
+    """Return the count and nearest-rank p50/p95/p99 and max of request times in ms (None when there are none)."""
+    ordered = sorted(times_ms)
+    if not ordered:
+        return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
+
+    def rank(fraction: float) -> float:
+        return round(ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)], 1)
+
+    return {"n": len(ordered), "p50": rank(0.5), "p95": rank(0.95), "p99": rank(0.99), "max": round(ordered[-1], 1)}
 
 
 @dataclass(frozen=True)

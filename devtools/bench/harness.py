@@ -36,11 +36,7 @@ def use_database(name: str, *, create: bool) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_]{1,63}", name):
         raise CommandError(f"--database: {name!r} is not a database name (letters, digits, _; at most 63).")
     db = connection.settings_dict
-    admin = psycopg2.connect(
-        dbname="postgres", host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"] or None,
-        password=db["PASSWORD"] or None,
-    )  # fmt: skip
-    admin.autocommit = True
+    admin = admin_connection()
     with admin.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
         missing = cursor.fetchone() is None
@@ -55,6 +51,17 @@ def use_database(name: str, *, create: bool) -> str:
     call_command("migrate", verbosity=0)  # a no-op on an up-to-date database
     auth = f"{db['USER']}:{db['PASSWORD']}@" if db["USER"] else ""
     return f"postgres://{auth}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}"
+
+
+def admin_connection():
+    """Return an autocommit connection to the server's ``postgres`` database (to create, copy, drop databases)."""
+    db = connection.settings_dict
+    admin = psycopg2.connect(
+        dbname="postgres", host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"] or None,
+        password=db["PASSWORD"] or None,
+    )  # fmt: skip
+    admin.autocommit = True
+    return admin
 
 
 def scratch_database(suffix: str) -> str:

@@ -21,7 +21,6 @@
 import csv
 import datetime as dt
 import json
-import math
 import os
 import secrets
 import signal
@@ -39,7 +38,10 @@ from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
 from django.db import connection
 
+from clinical.routing import lease
+from devtools.bench import harness
 from devtools.services import free_port, wait_until
+from devtools.simulate_http import latency_summary
 from ops_console import roles
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -70,7 +72,7 @@ def copy_data_set(source: str) -> str:
     """Create ``<source>_load`` as a copy of the data set (replacing an earlier one); return its name."""
     target = f"{source}_load"
     connection.close()
-    admin = _admin()
+    admin = harness.admin_connection()
     try:
         with admin.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')  # names checked by the harness
@@ -88,20 +90,10 @@ def copy_data_set(source: str) -> str:
 
 def drop_database(name: str) -> None:
     connection.close()
-    admin = _admin()
+    admin = harness.admin_connection()
     with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
-
-
-def _admin():
-    db = connection.settings_dict
-    admin = psycopg2.connect(
-        dbname="postgres", host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"] or None,
-        password=db["PASSWORD"] or None,
-    )  # fmt: skip
-    admin.autocommit = True
-    return admin
 
 
 def make_accounts(password: str, counts: dict[str, int] = ACCOUNTS) -> dict[str, list[str]]:
@@ -206,11 +198,8 @@ class Stack:
 
     @staticmethod
     def _leading() -> bool:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM clinical_routerlease WHERE holder LIKE 'load-router-%%' AND expires_at > now()"
-            )
-            return cursor.fetchone()[0] == 1
+        held = lease.current()
+        return bool(held and held["live"] and held["holder"].startswith("load-router-"))
 
     def log_tail(self, name: str, size: int = 2000) -> str:
         path = self.logs / f"{name}.log"
@@ -318,16 +307,10 @@ def merge_counts(summaries: list[dict], api_time_files) -> dict:
         for name, value in summary.items():
             if isinstance(value, int) and not isinstance(value, bool):
                 merged[name] = merged.get(name, 0) + value
-    times = sorted(float(line) for path in api_time_files for line in path.read_text().split())
-    merged["api_ms"] = {"n": len(times), **{f"p{p}": _rank(times, p / 100) for p in (50, 95, 99)},
-                        "max": round(times[-1], 1) if times else None}  # fmt: skip
+    times = [float(line) for path in api_time_files for line in path.read_text().split()]
+    merged["api_ms"] = latency_summary(times)
     merged["simulations"] = len(summaries)
     return merged
-
-
-def _rank(ordered: list[float], fraction: float) -> float | None:
-    """Return the nearest-rank percentile of ``ordered``."""
-    return round(ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)], 1) if ordered else None
 
 
 def _db_now() -> dt.datetime:

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 
 from devtools.bench import harness
 from devtools.bench import load as bench
@@ -46,10 +47,9 @@ class Command(BaseCommand):
         config = bench.LoadConfig(users=users, duration=duration, rate=rate, providers=providers,
                                   simulations=simulations, web_workers=web_workers, out=out.resolve())  # fmt: skip
         config.out.mkdir(parents=True, exist_ok=True)
-        source = harness.use_database(database, create=False).rsplit("/", 1)[1] if database else None
-        from django.db import connection
-
-        source = source or connection.settings_dict["NAME"]
+        if database:
+            harness.use_database(database, create=False)  # checks the name and that the data set exists
+        source = connection.settings_dict["NAME"]
         started = time.monotonic()
         self.stderr.write(f"copying {source} to {source}_load …")
         try:
