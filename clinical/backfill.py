@@ -29,7 +29,7 @@ FROM (
     SELECT e.id, e.visit_id, e.provider_id, e.at, e.to_status,
            lead(e.id) OVER (PARTITION BY e.visit_id ORDER BY e.at, e.id) AS next_id
     FROM clinical_visitevent e
-    WHERE e.visit_id IN (
+    WHERE e.id > %(events_after)s AND e.visit_id IN (
         SELECT v.id FROM clinical_visit v
         WHERE v.offer_count > 0 AND v.id BETWEEN %(first)s AND %(last)s
           AND NOT EXISTS (SELECT 1 FROM clinical_offer o WHERE o.visit_id = v.id)
@@ -41,10 +41,17 @@ WHERE e.to_status = 'offered' AND e.provider_id IS NOT NULL
 """
 
 
-def derive_offers(cursor, *, offer_timeout: int, first: int = 0, last: int = 2**62) -> int:
+def derive_offers(cursor, *, offer_timeout: int, first: int = 0, last: int = 2**62, events_after: int = 0) -> int:
     """Write the offer records of every offered visit (with an id in ``first``…``last``) that has
     none yet; return how many.
+
+    ``events_after``: the visits' events all have greater ids (a bulk writer that has just
+    written them), so only those are read, by the primary key, instead of the whole timeline
+    table: a loader that has dropped the ``visit_id`` index would otherwise scan every event
+    of every earlier chunk again.
     """
-    params = {"timeout": dt.timedelta(seconds=offer_timeout), "first": first, "last": last}
+    params = {
+        "timeout": dt.timedelta(seconds=offer_timeout), "first": first, "last": last, "events_after": events_after,
+    }  # fmt: skip
     cursor.execute(OFFERS_FROM_TIMELINE_SQL, params)
     return cursor.rowcount

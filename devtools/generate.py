@@ -12,7 +12,9 @@ import csv
 import datetime as dt
 import io
 import random
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -30,6 +32,9 @@ from support.models import SupportCase
 
 DOMAIN = "generated.test"
 CHUNK = 50_000
+# Connections writing visit chunks at once: one PostgreSQL backend per core of this 2-core machine.
+WRITERS = 2
+LOOKUP_TABLES = "gen_states, gen_providers, gen_provider_counts, gen_patients"  # temporary, per writer
 Progress = Callable[[str, int, int], None]
 
 
@@ -85,8 +90,12 @@ VISIT_TABLES = ("clinical_visit", "clinical_visitevent", "clinical_historicalvis
 
 @contextlib.contextmanager
 def _without_secondary_indexes(tables: tuple[str, ...], progress: Progress):
-    """Drop the tables' indexes that back no constraint, and recreate them on exit."""
-    with connection.cursor() as cursor:
+    """Drop the tables' indexes that back no constraint, and recreate them on exit, also after a failure.
+
+    Inside a transaction (a test's, or the serial load's) the drop and the rebuild are part of
+    it; otherwise each commits on its own, so that the parallel writers can load meanwhile.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = ANY(%s) "
             "AND indexname NOT IN (SELECT conname FROM pg_constraint)",
@@ -95,11 +104,16 @@ def _without_secondary_indexes(tables: tuple[str, ...], progress: Progress):
         indexes = cursor.fetchall()
         for name, _ in indexes:
             cursor.execute(f'DROP INDEX "{name}"')
-    yield
-    with connection.cursor() as cursor:
-        for done, (_, definition) in enumerate(indexes, start=1):
-            cursor.execute(definition)
-            progress("indexes", done, len(indexes))
+    try:
+        yield
+    finally:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Each index is one sort of its whole table: in memory instead of spilling to disk
+            # (the default 64 MB holds none of the ten-million-row ones).
+            cursor.execute("SET LOCAL maintenance_work_mem TO '1GB'")
+            for done, (_, definition) in enumerate(indexes, start=1):
+                cursor.execute(definition)
+                progress("indexes", done, len(indexes))
 
 
 def _history_columns(model) -> list[str]:
@@ -232,25 +246,56 @@ class Generator:
 
         Generated inside PostgreSQL (``INSERT … SELECT`` over ``generate_series``): at a million
         rows, building them in Python would take longer than the database needs to write them.
+        Secondary indexes are dropped for the load and rebuilt at the end (much faster than
+        maintaining them row by row).
+
+        Chunks of ``CHUNK`` visits are written by ``WRITERS`` connections at once, each chunk in a
+        transaction of its own: one PostgreSQL backend per core. A failure keeps the chunks
+        already written (a second run tops up the rest) and rebuilds the indexes either way.
+        Inside a transaction (tests), other connections could not see its patients: one writer,
+        in that transaction.
         """
         written = {"visits": 0, "events": 0, "offers": 0, "visit_history": 0, "cases": 0}
         if not count:
             return written
-        # One transaction: secondary indexes are dropped for the load and rebuilt at the end
-        # (much faster than maintaining them row by row); a failure leaves everything as it was.
-        with (
-            transaction.atomic(),
-            _without_secondary_indexes(VISIT_TABLES, self.progress),
-            connection.cursor() as cursor,
-        ):
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no queue of deferred FK checks
-            self._prepare_lookups(cursor)
-            while written["visits"] < count:
-                size = min(CHUNK, count - written["visits"])
-                for key, value in self._visit_chunk(cursor, size).items():
-                    written[key] += value
-                self.progress("visits", written["visits"], count)
+        sizes = [min(CHUNK, count - start) for start in range(0, count, CHUNK)]
+        writers = 1 if connection.in_atomic_block else min(WRITERS, len(sizes))
+        pending, lock, failed = iter(sizes), threading.Lock(), threading.Event()
+
+        def write_chunks(own_connection: bool) -> None:
+            try:
+                with connection.cursor() as cursor:
+                    self._prepare_lookups(cursor)
+                while True:
+                    with lock:
+                        size = None if failed.is_set() else next(pending, None)
+                    if size is None:
+                        return
+                    with transaction.atomic(), connection.cursor() as cursor:
+                        cursor.execute("SET LOCAL synchronous_commit TO OFF")
+                        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no queue of deferred FK checks
+                        done = self._visit_chunk(cursor, size)
+                    with lock:
+                        for key, value in done.items():
+                            written[key] += value
+                        self.progress("visits", written["visits"], count)
+            except BaseException:
+                failed.set()  # the other writers finish their chunk and stop
+                raise
+            finally:
+                if own_connection:
+                    connection.close()  # its temporary tables go with it
+                else:
+                    with connection.cursor() as cursor:
+                        cursor.execute(f"DROP TABLE IF EXISTS {LOOKUP_TABLES}")
+
+        with _without_secondary_indexes(VISIT_TABLES, self.progress):
+            if writers == 1:
+                write_chunks(own_connection=False)
+            else:
+                with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="generate") as pool:
+                    for future in [pool.submit(write_chunks, True) for _ in range(writers)]:
+                        future.result()  # the first failure, raised here
         return written
 
     def _prepare_lookups(self, cursor) -> None:
@@ -259,26 +304,26 @@ class Generator:
         for code, weight in zip(self.codes, self.weights, strict=True):
             edges.append((code, low, low + weight / total))
             low += weight / total
-        # Inside an outer transaction (tests) ON COMMIT has not happened yet: start clean.
-        cursor.execute("DROP TABLE IF EXISTS gen_states, gen_providers, gen_provider_counts, gen_patients")
-        cursor.execute("CREATE TEMP TABLE gen_states (code text, lo float8, hi float8) ON COMMIT DROP")
+        # Temporary tables of this connection, kept across its chunks' transactions.
+        cursor.execute(f"DROP TABLE IF EXISTS {LOOKUP_TABLES}")
+        cursor.execute("CREATE TEMP TABLE gen_states (code text, lo float8, hi float8)")
         cursor.executemany(
             "INSERT INTO gen_states VALUES (%s, %s, %s)", edges[:-1] + [(edges[-1][0], edges[-1][1], 2.0)]
         )
         # Numbered lookup tables (not arrays: a big array is de-TOASTed again for every row).
         cursor.execute(
-            "CREATE TEMP TABLE gen_providers ON COMMIT DROP AS "
+            "CREATE TEMP TABLE gen_providers AS "
             "SELECT l.state, row_number() OVER (PARTITION BY l.state) AS n, l.provider_id AS id "
             "FROM clinical_providerlicense l JOIN clinical_provider p ON p.id = l.provider_id "
             "WHERE l.status = 'active' AND p.email LIKE %s",
             [f"%@{DOMAIN}"],
         )
         cursor.execute(
-            "CREATE TEMP TABLE gen_provider_counts ON COMMIT DROP AS "
+            "CREATE TEMP TABLE gen_provider_counts AS "
             "SELECT state, count(*) AS providers FROM gen_providers GROUP BY state"
         )
         cursor.execute(
-            "CREATE TEMP TABLE gen_patients ON COMMIT DROP AS "
+            "CREATE TEMP TABLE gen_patients AS "
             "SELECT row_number() OVER () AS n, id FROM clinical_patient WHERE email LIKE %s",
             [f"%@{DOMAIN}"],
         )
@@ -296,11 +341,14 @@ class Generator:
         }  # fmt: skip
         cursor.execute(_VISITS_SQL, params)
         visits = cursor.rowcount
+        cursor.execute("SELECT coalesce(max(id), 0) FROM clinical_visitevent")  # by the primary key
+        events_after = cursor.fetchone()[0]
         cursor.execute(_EVENTS_SQL, params)
         events = cursor.rowcount
         offers = backfill.derive_offers(
-            cursor, offer_timeout=settings.ROUTING_OFFER_TIMEOUT, first=params["first"], last=params["last"]
-        )
+            cursor, offer_timeout=settings.ROUTING_OFFER_TIMEOUT, first=params["first"], last=params["last"],
+            events_after=events_after,
+        )  # fmt: skip
         sql, history_params = history_sql(Visit, actor=GENERATOR, reason="generated")
         cursor.execute(_FIRST_HISTORY_SQL, params)
         cursor.execute(sql.replace("clock_timestamp()", "coalesce(ended_at, cancelled_at)"),

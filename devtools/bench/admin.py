@@ -53,8 +53,12 @@ def bench_user():
     return user
 
 
-def pages(*, deep_page: int) -> list[Page]:
-    """Return every page to render: each changelist (default, filters, a search, a deep page) and form."""
+def pages(*, deep_page: int, terms: dict[str, str | None] | None = None) -> list[Page]:
+    """Return every page to render: each changelist (default, filters, a search, a deep page) and form.
+
+    ``terms``: what each list's search types (``search_terms()``), by default this data set's own.
+    """
+    terms = search_terms() if terms is None else terms
     out = []
     for label in MODELS:
         model = apps.get_model(label)
@@ -63,7 +67,7 @@ def pages(*, deep_page: int) -> list[Page]:
         out.append(Page(f"{label} list", base))
         out += [Page(f"{label} filter {name}", f"{base}?{query}") for name, query in _filters(model_admin)]
         out += [Page(f"{label} filter {n}", f"{base}?{q}", baseline=False) for n, q in _own_filters(model_admin)]
-        term = _search_term(model)
+        term = terms.get(label)
         if term:
             out.append(Page(f"{label} search", f"{base}?q={term}"))
         page = _last_page_up_to(model_admin, deep_page)
@@ -108,9 +112,17 @@ def _own_filters(model_admin) -> list[tuple[str, str]]:
     return found
 
 
-def _search_term(model) -> str | None:
+def search_terms() -> dict[str, str | None]:
+    """Return what a support agent types in each list's search box, read from this data set.
+
+    ``--sizes`` reads them on the first data set and types the same words at every size: a
+    surname twice as common at one size would otherwise pass for growth.
+    """
+    return {label: _search_term(label) for label in MODELS}
+
+
+def _search_term(label: str) -> str | None:
     """Return what a support agent would type for this list: a surname, or a subject word."""
-    label = model._meta.label_lower
     if label in ("clinical.visit", "clinical.patient"):
         return _latest("clinical_patient", "last_name")
     if label in ("clinical.provider", "clinical.providerlicense"):
@@ -154,8 +166,13 @@ def measure(client: Client, url: str, repeat: int) -> Timing:
     return Timing(round(percentile(durations, 50), 1), round(percentile(durations, 95), 1), queries[0], status)
 
 
-def run(*, repeat: int, deep_page: int, only: str = "", progress=lambda message: None) -> list[dict]:
-    """Render every page through the console and the vanilla baseline; return one row per page."""
+def run(
+    *, repeat: int, deep_page: int, only: str = "", progress=lambda message: None, terms: dict | None = None
+) -> list[dict]:
+    """Render every page through the console and the vanilla baseline; return one row per page.
+
+    ``terms``: the search boxes' words (``search_terms()``; by default this data set's).
+    """
     rows = []
     storages = {
         **settings.STORAGES,
@@ -172,7 +189,7 @@ def run(*, repeat: int, deep_page: int, only: str = "", progress=lambda message:
     ):
         client = Client()
         client.force_login(bench_user())
-        for page in pages(deep_page=deep_page):
+        for page in pages(deep_page=deep_page, terms=terms):
             if only not in page.name:
                 continue
             progress(page.name)

@@ -10,6 +10,7 @@ SQL statement: the changelist's own query, narrowed and annotated with ``search_
 from dataclasses import replace
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.lookups import TrigramWordSimilar
 from django.contrib.postgres.search import SearchQuery as TsQuery
 from django.contrib.postgres.search import (
@@ -18,8 +19,21 @@ from django.contrib.postgres.search import (
     TrigramSimilarity,
     TrigramWordSimilarity,
 )
-from django.db.models import BooleanField, Case, F, FloatField, Func, Q, QuerySet, Subquery, TextField, Value, When
-from django.db.models.functions import Coalesce, Greatest, Length, Lower
+from django.db.models import (
+    BigIntegerField,
+    BooleanField,
+    Case,
+    F,
+    FloatField,
+    Func,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce, Greatest, Length, Lower
 from django.db.models.lookups import Exact, Regex
 
 from clinical.models import Patient, Provider, ProviderLicense, Visit
@@ -81,6 +95,13 @@ class RankIn(Func):
     """``-array_position(ARRAY(subquery), column)``: higher for rows whose id comes first."""
 
     template = "-array_position(ARRAY%(expressions)s)"
+    output_field = FloatField()
+
+
+class RankAmong(Func):
+    """``-array_position(ids, column)``: higher for rows whose id comes first in the list."""
+
+    template = "-array_position(%(expressions)s)"
     output_field = FloatField()
 
 
@@ -208,18 +229,24 @@ class People:
             output_field=FloatField(),
         )
 
-    def followed(self, model, column: str, *, limit: int = MAX_PEOPLE) -> tuple[AnyOf | None, object]:
+    def followed(
+        self, model, column: str, *, limit: int = MAX_PEOPLE, using: str | None = None
+    ) -> tuple[Q | None, object]:
         """Return the condition and rank of rows whose ``column`` points at the ``limit`` best matches of ``model``.
 
-        The rank is the match's place among them (-1 for the best, NULL for none): the matches
-        are searched once per use in the statement, never scored again for each visit or case.
+        The matches are ranked once, here (one query, on ``using``'s database), and the visit or
+        case search takes their ids as a list: its count and its page then never rank people
+        again (at a million patients, a common surname is thousands of names to score). The rank
+        is the match's place among them (-1 for the best, NULL for none).
         """
         where = self.where()
         if where is None:
             return None, Value(None, output_field=FloatField())
-        best = model.objects.filter(where).annotate(s=self.score()).order_by("-s", "pk")[:limit]
-        ids = Subquery(best.values("pk"))
-        return AnyOf(F(column), ids), RankIn(ids, F(column))
+        best = model.objects.using(using).filter(where).annotate(s=self.score()).order_by("-s", "pk")[:limit]
+        ids = list(best.values_list("pk", flat=True))
+        if not ids:
+            return None, Value(None, output_field=FloatField())
+        return Q(**{f"{column}__in": ids}), RankAmong(Cast(Value(ids), ArrayField(BigIntegerField())), F(column))
 
 
 def _all(parts: list) -> Q:
@@ -239,21 +266,22 @@ def _any(parts: list) -> Q | None:
     return condition
 
 
-def _patients(query: SearchQuery, follow: int) -> tuple[Q | None, object]:
+def _patients(query: SearchQuery, follow: int, using: str) -> tuple[Q | None, object]:
     people = People(query)
     return people.where(), people.score()
 
 
-def _providers(query: SearchQuery, follow: int) -> tuple[Q | None, object]:
+def _providers(query: SearchQuery, follow: int, using: str) -> tuple[Q | None, object]:
     people = People(query, providers=True)
     return people.where(), people.score()
 
 
-def _visits(query: SearchQuery, follow: int) -> tuple[Q | None, object]:
+def _visits(query: SearchQuery, follow: int, using: str) -> tuple[Q | None, object]:
     # A license number finds the provider, not their visits; and a visit id often reads as one.
     query = replace(query, license=None)
-    by_patient, patient_rank = People(query).followed(Patient, "patient_id", limit=follow)
-    by_provider, provider_rank = People(query, providers=True).followed(Provider, "provider_id", limit=follow)
+    by_patient, patient_rank = People(query).followed(Patient, "patient_id", limit=follow, using=using)
+    providers = People(query, providers=True)
+    by_provider, provider_rank = providers.followed(Provider, "provider_id", limit=follow, using=using)
     own = Q(public_id=query.public_id) if query.public_id else None
     where = _any([own, by_patient, by_provider])
     # The visits of the best-matching person first (a rank of -1), and a visit id above all.
@@ -261,8 +289,8 @@ def _visits(query: SearchQuery, follow: int) -> tuple[Q | None, object]:
     return where, _sum([_if(own, EXACT * MAX_PEOPLE), people] if own is not None else [people])
 
 
-def _cases(query: SearchQuery, follow: int) -> tuple[Q | None, object]:
-    by_patient, patient_rank = People(query).followed(Patient, "patient_id", limit=follow)
+def _cases(query: SearchQuery, follow: int, using: str) -> tuple[Q | None, object]:
+    by_patient, patient_rank = People(query).followed(Patient, "patient_id", limit=follow, using=using)
     about_visit = (
         AnyOf(F("visit_id"), Subquery(Visit.objects.filter(public_id=query.public_id).values("pk")))
         if query.public_id
@@ -305,7 +333,7 @@ class PostgresBackend:
         if path:
             return self._through(queryset, query, document=document, path=path)
         conditions = CONDITIONS[document.name]
-        where, score = conditions(query, follow or MAX_PEOPLE) if not query.is_empty else (None, None)
+        where, score = conditions(query, follow or MAX_PEOPLE, queryset.db) if not query.is_empty else (None, None)
         if where is None:
             return queryset.none().annotate(search_score=Value(0.0, output_field=FloatField()))
         return queryset.filter(where).annotate(search_score=score)

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from clinical.models import Patient
 from devtools.bench import admin as benchadmin
 from tests.builders import make_past_visit, make_patient, make_provider, make_visit
 
@@ -85,6 +86,18 @@ def test_it_runs_at_each_data_size_given(transactional_db, lead, redis_client):
     result = json.loads(lines[-1])
     assert result["bench"] == "admin_sizes" and [run["database"] for run in result["runs"]] == [name, name]
     assert lines[1].startswith("clinical.patient list") and result["worst_growth_page"] == "clinical.patient list"
+    first, second = (run["search_terms"] for run in result["runs"])
+    assert first == second and first["clinical.patient"]
+    assert f"searches typed at every size (read on {name}): " in out.getvalue()
+
+
+def test_it_types_the_search_terms_it_is_given(db):
+    make_visit()
+    given = benchadmin.pages(deep_page=1, terms={"clinical.visit": "Zzyzx"})
+    searches = [page.path for page in given if "?q=" in page.path]
+    assert searches == ["clinical/visit/?q=Zzyzx"]
+    own = [page.path for page in benchadmin.pages(deep_page=1) if page.path.startswith("clinical/patient/?q=")]
+    assert own == [f"clinical/patient/?q={Patient.objects.latest('pk').last_name}"]
 
 
 def test_it_needs_two_data_sets_to_compare(db):

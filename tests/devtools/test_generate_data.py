@@ -3,10 +3,12 @@
 import re
 from io import StringIO
 
+import pytest
 from django.core.management import call_command
 from django.db import connection
 
 from clinical.models import Patient, Provider, Visit, VisitEvent
+from devtools import generate
 from devtools.generate import DOMAIN, existing_counts
 from support.models import SupportCase
 
@@ -81,3 +83,45 @@ def test_it_leaves_public_ids_readable_and_unique(db):
     assert len(ids) == len(set(ids))
     assert all(len(i) == 9 and i[4] == "-" for i in ids)
     assert VisitEvent.objects.filter(visit__public_id__in=ids).exists()
+
+
+def _offered_without_offer() -> int:
+    return Visit.objects.filter(offer_count__gt=0, offers__isnull=True).count()
+
+
+def test_it_writes_chunks_with_two_connections_at_once(transactional_db, monkeypatch):
+    monkeypatch.setattr(generate, "CHUNK", 100)
+    monkeypatch.setattr(generate, "WRITERS", 2)
+    indexes = _indexes()
+    output = _generate(patients=40, providers=15, visits=450)  # five chunks, two writers
+    assert existing_counts().visits == 450
+    assert re.search(r"visits .* 450/450", output), output
+    assert VisitEvent.objects.filter(visit__patient__email__endswith=f"@{DOMAIN}").count() >= 450
+    assert Visit.history.filter(history_actor_label="generate_data").count() == 900
+    assert _offered_without_offer() == 0
+    assert _indexes() == indexes
+
+
+def test_it_keeps_the_chunks_written_before_a_failure_and_rebuilds_the_indexes(transactional_db, monkeypatch):
+    monkeypatch.setattr(generate, "CHUNK", 100)
+    monkeypatch.setattr(generate, "WRITERS", 2)
+    indexes = _indexes()
+    calls, real_chunk = [], generate.Generator._visit_chunk
+
+    def failing_chunk(self, cursor, size):
+        calls.append(size)
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return real_chunk(self, cursor, size)
+
+    monkeypatch.setattr(generate.Generator, "_visit_chunk", failing_chunk)
+    with pytest.raises(RuntimeError, match="disk full"):
+        _generate(patients=40, providers=15, visits=600)
+    assert _indexes() == indexes
+    kept = existing_counts().visits
+    # Whole chunks only (the failed one left nothing), and the other writer stopped after its chunk.
+    assert kept % 100 == 0 and 200 <= kept <= 300
+    monkeypatch.setattr(generate.Generator, "_visit_chunk", real_chunk)
+    _generate(patients=40, providers=15, visits=600)
+    assert existing_counts().visits == 600
+    assert _offered_without_offer() == 0

@@ -44,10 +44,13 @@ BUDGET = {
     "patient search": 8,  # +1: the planner's row estimate (EXPLAIN) before an exact count
     "visit list": 8,  # +1: the access log row
     "visit status filter": 8,  # +1: the access log row
-    "visit search": 8,  # +1: the planner's row estimate (EXPLAIN) before an exact count
+    # +1: the planner's row estimate (EXPLAIN) before an exact count; +2: the patients and the
+    # providers followed, ranked once for the count and the page.
+    "visit search": 10,
     "visit event list": 8,  # +1: the access log row
     "support case list": 8,  # +1: the access log row
-    "support case search": 8,  # +1: the planner's row estimate (EXPLAIN) before an exact count
+    # +1: the planner's row estimate (EXPLAIN) before an exact count; +1: the patients followed, ranked once.
+    "support case search": 9,
     "security event list": 7,
     "access log list": 8,
     "access log of a patient": 8,

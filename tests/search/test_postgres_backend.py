@@ -3,7 +3,8 @@
 import datetime as dt
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from clinical.actions import offers as offer_actions
 from clinical.actions import patients as patient_actions
@@ -13,7 +14,7 @@ from search.query import parse
 from search.selectors import search
 from support.actions import open_case
 from support.models import SupportCase
-from tests.builders import SYSTEM, make_license, make_patient, make_provider, make_visit
+from tests.builders import SYSTEM, make_license, make_past_visit, make_patient, make_provider, make_visit
 
 pytestmark = pytest.mark.django_db
 
@@ -172,11 +173,22 @@ def test_it_finds_rows_through_a_related_record_in_its_order():
 
 
 @pytest.mark.parametrize("size", [3, 30])
-def test_it_searches_in_one_query_whatever_the_number_of_matches(django_assert_num_queries, size):
+def test_it_searches_in_the_same_queries_whatever_the_number_of_matches(django_assert_num_queries, size):
     for n in range(size):
         patient("Maria", f"Garcia{'x' * (n % 3)}")
         make_visit(patient=Patient.objects.latest("pk"))
     with django_assert_num_queries(1):
         assert len(ranked(Patient, "maria garcia", "patient")) == size
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(3):  # the patients ranked, the providers ranked, the visits
         assert len(ranked(Visit, "maria garcia", "visit")) == size
+
+
+def test_it_ranks_the_people_a_visit_search_follows_once_for_its_count_and_its_page():
+    maria = patient("Maria", "Garcia")
+    visits = [make_past_visit(patient=maria) for _ in range(3)]
+    found = search(Visit.objects.all(), parse("maria garcia"), document="visit")
+    with CaptureQueriesContext(connection) as queries:
+        assert found.count() == 3
+        assert set(found[:2]) | set(found[2:]) == set(visits)
+    assert len(queries) == 3
+    assert not any("similarity" in query["sql"].lower() for query in queries.captured_queries)

@@ -88,15 +88,20 @@ class Command(BaseCommand):
         if len(databases) < 2:
             raise CommandError("--sizes: name two data sets or more, smallest first, e.g. ops_data,ops_10m")
         harness.use_redis(redis_db)
-        runs = []
+        runs, terms = [], None
         for name in databases:
             harness.use_database(name, create=False)
+            terms = terms or benchadmin.search_terms()  # the first data set's words, typed at every size
             visits = benchadmin.visit_count()
             self.stderr.write(f"{name}: {visits:,} visits")
-            rows = benchadmin.run(repeat=repeat, deep_page=deep_page, only=only, progress=lambda page: None)
-            runs.append({"database": name, "visits": visits, "pages": rows})
+            rows = benchadmin.run(
+                repeat=repeat, deep_page=deep_page, only=only, progress=lambda page: None, terms=terms
+            )
+            runs.append({"database": name, "visits": visits, "pages": rows, "search_terms": terms})
         table = benchadmin.size_table(runs)
         harness.table(self.stdout.write, table["rows"])
+        typed = ", ".join(f"{label} {term!r}" for label, term in terms.items() if term)
+        self.stdout.write(f"searches typed at every size (read on {databases[0]}): {typed}")
         self.stdout.write(
             f"worst page p95 at each size: {', '.join(f'{v} ms' for v in table['worst_p95_ms'])}; largest p50 growth "
             f"{table['worst_growth']}x ({table['worst_growth_page']})"
