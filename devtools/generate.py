@@ -32,7 +32,7 @@ from support.models import SupportCase
 
 DOMAIN = "generated.test"
 CHUNK = 50_000
-# Connections writing visit chunks at once: one PostgreSQL backend per core of this 2-core machine.
+# Connections writing visit chunks (or rebuilding indexes) at once: one PostgreSQL backend per core here.
 WRITERS = 2
 LOOKUP_TABLES = "gen_states, gen_providers, gen_provider_counts, gen_patients"  # temporary, per writer
 Progress = Callable[[str, int, int], None]
@@ -88,12 +88,52 @@ def _next_ids(table: str, count: int) -> int:
 VISIT_TABLES = ("clinical_visit", "clinical_visitevent", "clinical_historicalvisit")
 
 
+def _share(items: list, work: Callable, *, setup: Callable = lambda cursor: None, teardown: str = "") -> None:
+    """Call ``work(item)`` for every item, on ``WRITERS`` connections at once, each item in order taken.
+
+    Each connection runs ``setup(cursor)`` first. The first failure stops the others once their
+    current item is done, and is raised here. Inside a transaction (a test's), other connections
+    could not see its rows: one connection, this one, in that transaction (``teardown`` then undoes
+    what ``setup`` made; a connection of its own is simply closed).
+    """
+    workers = 1 if connection.in_atomic_block else min(WRITERS, len(items))
+    pending, lock, failed = iter(items), threading.Lock(), threading.Event()
+
+    def worker(own_connection: bool) -> None:
+        try:
+            with connection.cursor() as cursor:
+                setup(cursor)
+            while True:
+                with lock:
+                    item = None if failed.is_set() else next(pending, None)
+                if item is None:
+                    return
+                work(item)
+        except BaseException:
+            failed.set()
+            raise
+        finally:
+            if own_connection:
+                connection.close()
+            elif teardown:
+                with connection.cursor() as cursor:
+                    cursor.execute(teardown)
+
+    if workers <= 1:
+        worker(own_connection=False)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="generate") as pool:
+        for future in [pool.submit(worker, True) for _ in range(workers)]:
+            future.result()  # the first failure, raised here
+
+
 @contextlib.contextmanager
 def _without_secondary_indexes(tables: tuple[str, ...], progress: Progress):
     """Drop the tables' indexes that back no constraint, and recreate them on exit, also after a failure.
 
-    Inside a transaction (a test's, or the serial load's) the drop and the rebuild are part of
-    it; otherwise each commits on its own, so that the parallel writers can load meanwhile.
+    Inside a transaction (a test's) the drop and the rebuild are part of it; otherwise each
+    commits on its own, so that the parallel writers can load meanwhile, and the indexes are
+    rebuilt two at a time (``_share``).
     """
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
@@ -104,16 +144,25 @@ def _without_secondary_indexes(tables: tuple[str, ...], progress: Progress):
         indexes = cursor.fetchall()
         for name, _ in indexes:
             cursor.execute(f'DROP INDEX "{name}"')
+    done, lock = [0], threading.Lock()
+
+    def setup(cursor) -> None:
+        # Each index is one sort of its whole table: in memory instead of spilling to disk
+        # (the default 64 MB holds none of the ten-million-row ones).
+        cursor.execute("SET maintenance_work_mem TO '1GB'")
+
+    def rebuild(definition: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(definition)
+        with lock:
+            done[0] += 1
+            progress("indexes", done[0], len(indexes))
+
     try:
         yield
     finally:
-        with transaction.atomic(), connection.cursor() as cursor:
-            # Each index is one sort of its whole table: in memory instead of spilling to disk
-            # (the default 64 MB holds none of the ten-million-row ones).
-            cursor.execute("SET LOCAL maintenance_work_mem TO '1GB'")
-            for done, (_, definition) in enumerate(indexes, start=1):
-                cursor.execute(definition)
-                progress("indexes", done, len(indexes))
+        definitions = [definition for _, definition in indexes]
+        _share(definitions, rebuild, setup=setup, teardown="RESET maintenance_work_mem")
 
 
 def _history_columns(model) -> list[str]:
@@ -258,44 +307,21 @@ class Generator:
         written = {"visits": 0, "events": 0, "offers": 0, "visit_history": 0, "cases": 0}
         if not count:
             return written
-        sizes = [min(CHUNK, count - start) for start in range(0, count, CHUNK)]
-        writers = 1 if connection.in_atomic_block else min(WRITERS, len(sizes))
-        pending, lock, failed = iter(sizes), threading.Lock(), threading.Event()
+        lock = threading.Lock()
 
-        def write_chunks(own_connection: bool) -> None:
-            try:
-                with connection.cursor() as cursor:
-                    self._prepare_lookups(cursor)
-                while True:
-                    with lock:
-                        size = None if failed.is_set() else next(pending, None)
-                    if size is None:
-                        return
-                    with transaction.atomic(), connection.cursor() as cursor:
-                        cursor.execute("SET LOCAL synchronous_commit TO OFF")
-                        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no queue of deferred FK checks
-                        done = self._visit_chunk(cursor, size)
-                    with lock:
-                        for key, value in done.items():
-                            written[key] += value
-                        self.progress("visits", written["visits"], count)
-            except BaseException:
-                failed.set()  # the other writers finish their chunk and stop
-                raise
-            finally:
-                if own_connection:
-                    connection.close()  # its temporary tables go with it
-                else:
-                    with connection.cursor() as cursor:
-                        cursor.execute(f"DROP TABLE IF EXISTS {LOOKUP_TABLES}")
+        def write_chunk(size: int) -> None:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no queue of deferred FK checks
+                done = self._visit_chunk(cursor, size)
+            with lock:
+                for key, value in done.items():
+                    written[key] += value
+                self.progress("visits", written["visits"], count)
 
         with _without_secondary_indexes(VISIT_TABLES, self.progress):
-            if writers == 1:
-                write_chunks(own_connection=False)
-            else:
-                with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="generate") as pool:
-                    for future in [pool.submit(write_chunks, True) for _ in range(writers)]:
-                        future.result()  # the first failure, raised here
+            sizes = [min(CHUNK, count - start) for start in range(0, count, CHUNK)]
+            _share(sizes, write_chunk, setup=self._prepare_lookups, teardown=f"DROP TABLE IF EXISTS {LOOKUP_TABLES}")
         return written
 
     def _prepare_lookups(self, cursor) -> None:
