@@ -21,6 +21,7 @@ from clinical.selectors import left_queue_sql
 from clinical.sla import sla_targets
 from core import dbclock
 from oversight.models import WAIT_BANDS
+from oversight.selectors import MIN_DECIDED_OFFERS, PERIODS, PROVIDER_RANKING_SQL, PROVIDER_ROWS, window
 
 MINUTE = dt.timedelta(minutes=1)
 SAMPLE_WITHIN = dt.timedelta(seconds=90)  # provider counts older than this are not the minute's
@@ -198,6 +199,37 @@ def record_due(*, writer: str, now: dt.datetime | None = None, batch: dt.timedel
     return record_range(start, end, writer=writer, sampled=sampled)
 
 
+_RANK_PROVIDERS = f"""
+INSERT INTO oversight_provideracceptance (period, rank, provider_id, made, accepted, declined, unanswered, providers,
+    start, "end", computed_at)
+SELECT %(period)s, r.rank, r.id, r.made, r.accepted, r.declined, r.unanswered, r.providers, %(start)s, %(end)s, %(now)s
+FROM ({PROVIDER_RANKING_SQL}) r WHERE r.rank <= %(limit)s
+"""  # noqa: S608 (constants only)
+
+
+def rank_providers(*, now: dt.datetime | None = None) -> int:
+    """Rank the providers' acceptance over the long periods (7 d, 30 d) as their pages would; return the rows kept.
+
+    The page shows the first ``PROVIDER_ROWS`` of each; it ranks them itself when this ranking is
+    missing or stale (``selectors.provider_ranking_fresh_after``). Each period's rows are replaced
+    in one transaction: a page reads the old ranking or the new one, never half of each.
+    """
+    now = now or dbclock.now()
+    kept = 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        for period in PERIODS.values():
+            if not period.ranked_by_worker:
+                continue
+            start, end = window(period, now)
+            cursor.execute("DELETE FROM oversight_provideracceptance WHERE period = %s", [period.key])
+            cursor.execute(_RANK_PROVIDERS, {
+                "period": period.key, "start": start, "end": end, "now": now, "min_decided": MIN_DECIDED_OFFERS,
+                "limit": PROVIDER_ROWS,
+            })  # fmt: skip
+            kept += cursor.rowcount
+    return kept
+
+
 def prune(*, now: dt.datetime | None = None) -> int:
     """Delete history older than ``OPS_STATS_DAYS``; return how many rows went."""
     now = now or dbclock.now()
@@ -211,7 +243,7 @@ def prune(*, now: dt.datetime | None = None) -> int:
 
 
 def rebuild(*, writer: str, since: dt.datetime | None = None) -> int:
-    """Forget the history from ``since`` (default: all of it) and record it again from the rows.
+    """Forget the history from ``since`` (default: all of it) and record it again from the rows; rank the providers.
 
     For bulk writers that put rows into minutes already recorded (``generate_data``'s past
     visits); the worker never needs it. Return how many minutes were recorded.
@@ -224,4 +256,5 @@ def rebuild(*, writer: str, since: dt.datetime | None = None) -> int:
     while recorded:
         recorded = record_due(writer=writer, batch=dt.timedelta(days=1))
         total += recorded
+    rank_providers()  # the offers counted over 7 and 30 days changed too
     return total

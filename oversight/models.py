@@ -98,6 +98,37 @@ class RecordedMinute(models.Model):
         return f"{self.minute:%Y-%m-%d %H:%M} by {self.writer}"
 
 
+class ProviderAcceptance(models.Model):
+    """One of the providers needing the most attention over a long statistics period, ranked by the oversight worker.
+
+    Summing a week's or a month's offers per provider reads every offer of the period (750,000 in
+    30 days at ten million visits): the worker ranks them every ``OPS_STATS_PROVIDERS_SECONDS``
+    and keeps the first ``PROVIDER_ROWS``; the 7 d and 30 d pages read these rows.
+    """
+
+    period = models.CharField(max_length=4, help_text="The statistics period's key (7d, 30d).")
+    rank = models.PositiveIntegerField(help_text="1 for the provider most needing attention.")
+    # The foreign key's index serves a provider's deletion (rare: providers are deactivated).
+    provider = models.ForeignKey("clinical.Provider", on_delete=models.CASCADE, related_name="+")
+    made = models.PositiveIntegerField()
+    accepted = models.PositiveIntegerField()
+    declined = models.PositiveIntegerField()
+    unanswered = models.PositiveIntegerField()
+    providers = models.PositiveIntegerField(help_text="Providers offered visits in the period, ranked or not.")
+    start = models.DateTimeField(help_text="The offers counted were made from here…")
+    end = models.DateTimeField(help_text="…up to here (excluded).")
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # The page's read: a period's first ranks, in order (and one row per rank).
+            models.UniqueConstraint(fields=["period", "rank"], name="oversight_provideracceptance_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period} #{self.rank}"
+
+
 class AlertKind(models.TextChoices):
     NO_PROVIDER = "no_provider", "Patients waiting, no provider on shift"
     WAIT_OVER_TARGET = "wait_over_target", "Longest wait past its target"

@@ -3,7 +3,8 @@ state and provider.
 
 Periods of a day or more read ``QueueHour`` for the hours rolled up and ``QueueMinute`` for the
 minutes after; the hour period reads ``QueueMinute`` alone. Raw rows are read only for the
-acceptance per provider (offers in the period, by ``clinical_offer_offered_idx``). Wait
+acceptance per provider (offers in the period, by ``clinical_offer_offered_idx``), and for the
+7 d and 30 d periods only when the oversight worker's ranking (``ProviderAcceptance``) is stale. Wait
 percentiles are estimated from the summed wait bands (``WAIT_BANDS``), linearly inside a band.
 """
 
@@ -13,6 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -33,6 +35,8 @@ class Period:
     tick_every: dt.timedelta  # a labelled time on the chart's axis at each multiple of this (local time)
     time_format: str  # strftime of those labels
     hourly: bool  # read the hours' rollups (QueueHour) for the hours rolled up
+    # The providers' acceptance is ranked by the oversight worker (ProviderAcceptance), not per page.
+    ranked_by_worker: bool = False
 
 
 _MINUTE, _HOUR, _DAY = dt.timedelta(minutes=1), dt.timedelta(hours=1), dt.timedelta(days=1)
@@ -41,8 +45,8 @@ PERIODS = {
     for period in (
         Period("1h", "1 hour", _HOUR, 5 * _MINUTE, 10 * _MINUTE, "%H:%M", hourly=False),
         Period("24h", "24 hours", 24 * _HOUR, _HOUR, 4 * _HOUR, "%a %H:%M", hourly=True),
-        Period("7d", "7 days", 7 * _DAY, 6 * _HOUR, _DAY, "%a %d %b", hourly=True),
-        Period("30d", "30 days", 30 * _DAY, 12 * _HOUR, 5 * _DAY, "%d %b", hourly=True),
+        Period("7d", "7 days", 7 * _DAY, 6 * _HOUR, _DAY, "%a %d %b", hourly=True, ranked_by_worker=True),
+        Period("30d", "30 days", 30 * _DAY, 12 * _HOUR, 5 * _DAY, "%d %b", hourly=True, ranked_by_worker=True),
     )
 }
 DEFAULT_PERIOD = "1h"
@@ -199,6 +203,8 @@ class PeriodStatistics:
     states: list[QueueRow]
     providers: list[dict]
     providers_with_offers: int
+    # When the oversight worker ranked the providers (7 d, 30 d); None: ranked for this page.
+    providers_as_of: dt.datetime | None = None
 
     @property
     def minutes(self) -> int:
@@ -266,23 +272,50 @@ SELECT date_bin(%(bucket)s, minute, %(start)s), count(*) FROM oversight_recorded
 WHERE minute >= %(start)s AND minute < %(end)s GROUP BY 1
 """
 
-# Acceptance per provider over the period's offers (clinical_offer_offered_idx), those needing
-# attention first: the lowest acceptance rate of those with a few decided offers, then the most
-# left unanswered.
-_PROVIDERS_SQL = """
-WITH per AS (
+# Acceptance per provider over the period's offers (clinical_offer_offered_idx), ranked: those needing
+# attention first, the lowest acceptance rate of those with a few decided offers, then the most left
+# unanswered. Read live for the short periods; ranked by the oversight worker for the long ones.
+PROVIDER_RANKING_SQL = """
+SELECT p.id, p.first_name, p.last_name, p.npi, per.made, per.accepted, per.declined, per.unanswered,
+       count(*) OVER () AS providers,
+       row_number() OVER (ORDER BY
+           CASE WHEN per.accepted + per.declined + per.unanswered >= %(min_decided)s
+                THEN per.accepted::float / (per.accepted + per.declined + per.unanswered) END NULLS LAST,
+           per.unanswered DESC, per.made DESC, p.last_name, p.first_name, p.id) AS rank
+FROM (
     SELECT provider_id, count(*) AS made, count(*) FILTER (WHERE outcome = 'accepted') AS accepted,
            count(*) FILTER (WHERE outcome = 'declined') AS declined,
            count(*) FILTER (WHERE outcome = 'expired') AS unanswered
     FROM clinical_offer WHERE offered_at >= %(start)s AND offered_at < %(end)s GROUP BY provider_id
-)
-SELECT p.id, p.first_name, p.last_name, p.npi, per.made, per.accepted, per.declined, per.unanswered, count(*) OVER ()
-FROM per JOIN clinical_provider p ON p.id = per.provider_id
-ORDER BY CASE WHEN per.accepted + per.declined + per.unanswered >= %(min_decided)s
-              THEN per.accepted::float / (per.accepted + per.declined + per.unanswered) END NULLS LAST,
-         per.unanswered DESC, per.made DESC, p.last_name, p.first_name, p.id
-LIMIT %(limit)s
+) per JOIN clinical_provider p ON p.id = per.provider_id
 """
+
+# The worker's ranking while it is fresh (oversight_provideracceptance_key), else the ranking computed
+# here: one statement either way (the live branch runs only when no fresh ranking exists).
+_PROVIDERS_SQL = f"""
+WITH fresh AS (
+    SELECT a.rank, a.provider_id, a.made, a.accepted, a.declined, a.unanswered, a.providers, a.computed_at
+    FROM oversight_provideracceptance a
+    WHERE a.period = %(period)s AND a.computed_at >= %(fresh_after)s AND a.rank <= %(limit)s
+)
+SELECT p.id, p.first_name, p.last_name, p.npi, f.made, f.accepted, f.declined, f.unanswered, f.providers,
+       f.computed_at, f.rank
+FROM fresh f JOIN clinical_provider p ON p.id = f.provider_id
+UNION ALL
+SELECT r.id, r.first_name, r.last_name, r.npi, r.made, r.accepted, r.declined, r.unanswered, r.providers,
+       NULL, r.rank
+FROM ({PROVIDER_RANKING_SQL}) r
+WHERE NOT EXISTS (SELECT 1 FROM fresh) AND r.rank <= %(limit)s
+ORDER BY 11
+"""  # noqa: S608 (constants only)
+
+
+def provider_ranking_fresh_after(now: dt.datetime) -> dt.datetime:
+    """Return the oldest time a worker's provider ranking may have been computed to be shown.
+
+    Two missed recomputations (a worker stopped or behind): the page ranks the providers itself.
+    """
+    return now - dt.timedelta(seconds=2 * settings.OPS_STATS_PROVIDERS_SECONDS + 60)
 
 
 def period_statistics(period: Period, *, live: dict) -> PeriodStatistics:
@@ -290,14 +323,19 @@ def period_statistics(period: Period, *, live: dict) -> PeriodStatistics:
 
     Three statements whatever the period: the history, the minutes recorded, the offers per provider.
     """
-    start, end = window(period, dt.datetime.fromisoformat(live["at"]))
+    now = dt.datetime.fromisoformat(live["at"])
+    start, end = window(period, now)
     params = {"start": start, "end": end, "hourly": period.hourly, "bucket": period.bucket}
+    ranked = {
+        "period": period.key if period.ranked_by_worker else "", "fresh_after": provider_ranking_fresh_after(now),
+        "min_decided": MIN_DECIDED_OFFERS, "limit": PROVIDER_ROWS,
+    }  # fmt: skip
     with read_cursor(QueueMinute) as cursor:  # the replica's, on a read-only page (core.replica)
         cursor.execute(_HISTORY_SQL, params)
         history = cursor.fetchall()
         cursor.execute(_RECORDED_SQL, params)
         recorded = dict(cursor.fetchall())
-        cursor.execute(_PROVIDERS_SQL, {**params, "min_decided": MIN_DECIDED_OFFERS, "limit": PROVIDER_ROWS})
+        cursor.execute(_PROVIDERS_SQL, {**params, **ranked})
         providers = cursor.fetchall()
     per_time = [(row[1], _tally(row[4:])) for row in history if row[0] == 0]
     per_queue = {(row[2], row[3]): _tally(row[4:]) for row in history if row[0] == 1}
@@ -307,7 +345,8 @@ def period_statistics(period: Period, *, live: dict) -> PeriodStatistics:
         total=_sum(row.tally for row in priorities), buckets=_buckets(period, start, end, per_time, recorded),
         priorities=priorities, states=_states(per_queue, live["states"]),
         providers=[_provider_row(*row) for row in providers],
-        providers_with_offers=providers[0][-1] if providers else 0,
+        providers_with_offers=providers[0][8] if providers else 0,
+        providers_as_of=providers[0][9] if providers else None,
     )  # fmt: skip
 
 
@@ -371,7 +410,7 @@ def _attention(row: QueueRow) -> tuple:
     return (not row.no_provider, ratio < 1, -ratio if ratio >= 1 else 0, attainment is None, attainment or 0, -ratio)
 
 
-def _provider_row(pk, first_name, last_name, npi, made, accepted, declined, unanswered, _total) -> dict:
+def _provider_row(pk, first_name, last_name, npi, made, accepted, declined, unanswered, *_total_as_of_rank) -> dict:
     decided = accepted + declined + unanswered
     return {
         "id": pk, "name": f"{first_name} {last_name}", "npi": npi, "made": made, "accepted": accepted,

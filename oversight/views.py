@@ -1,5 +1,6 @@
 """The live queues page, with the queues' statistics over a chosen period, and its live JSON feed."""
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseBadRequest, JsonResponse
 from django.template.response import TemplateResponse
@@ -29,6 +30,7 @@ def live_queues(request, admin_site):
         "stats": stats,
         "periods": selectors.PERIODS.values(),
         "min_decided": selectors.MIN_DECIDED_OFFERS,
+        "providers_every_minutes": f"{settings.OPS_STATS_PROVIDERS_SECONDS / 60:g}",
         "depth_chart": charts.depth_chart(stats),
         "wait_chart": charts.wait_chart(stats),
     }

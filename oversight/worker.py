@@ -7,6 +7,7 @@ recorded minute (``oversight.history``), so the history has no gap and no minute
 """
 
 import logging
+import math
 import os
 import socket
 import time
@@ -53,6 +54,7 @@ class OversightWorker:
         self.holding = False
         self.stats = OversightStats()
         self._last_prune = 0.0
+        self._last_ranked = -math.inf  # ranks on its first tick, and after a takeover
         self._backoff = 0.0
 
     def run(self, *, until: float | None = None) -> OversightStats:
@@ -89,6 +91,9 @@ class OversightWorker:
         self.stats.opened += len(opened)
         self.stats.resolved += len(resolved)
         self.stats.delivered += delivery.deliver_due()
+        if time.monotonic() - self._last_ranked >= settings.OPS_STATS_PROVIDERS_SECONDS:
+            history.rank_providers()
+            self._last_ranked = time.monotonic()
         if time.monotonic() - self._last_prune > PRUNE_EVERY:
             history.prune()
             self._last_prune = time.monotonic()
@@ -104,6 +109,7 @@ class OversightWorker:
                 self.holding = cursor.fetchone()[0]
                 if self.holding:
                     self.stats.takeovers += 1
+                    self._last_ranked = -math.inf  # the last holder's ranking may be old
                     logger.info("oversight %s: working (took the lock)", self.name)
         return self.holding
 

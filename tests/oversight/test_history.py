@@ -9,8 +9,9 @@ from django.core.management import call_command
 from django.db import connection
 
 from clinical.models import Offer, Visit, VisitStatus
+from core import dbclock
 from oversight import history, recompute
-from oversight.models import QueueHour, QueueMinute, RecordedMinute
+from oversight.models import ProviderAcceptance, QueueHour, QueueMinute, RecordedMinute
 from oversight.worker import OversightWorker
 from tests.builders import make_patient, make_provider
 
@@ -187,3 +188,23 @@ def test_it_hands_the_work_to_the_standby_when_the_worker_dies():
     last = RecordedMinute.objects.order_by("-minute").values_list("minute", flat=True).first()
     first_minute = RecordedMinute.objects.order_by("minute").values_list("minute", flat=True).first()
     assert recompute.unrecorded_minutes(first_minute, last + recompute.MINUTE) == 0  # no gap at the handover
+
+
+def test_it_ranks_the_providers_on_its_first_tick_then_once_per_interval(settings):
+    settings.OPS_STATS_PROVIDERS_SECONDS = 300
+    now = dbclock.now()
+    provider = make_provider()
+    v = visit(make_patient(), status=VisitStatus.CANCELLED, requested=now - dt.timedelta(hours=2),
+              cancelled=now - dt.timedelta(hours=1))  # fmt: skip
+    offer(v, provider, offered=now - dt.timedelta(hours=2), outcome="declined", decided=now - dt.timedelta(hours=2))
+    worker = OversightWorker(name="ranker", tick_seconds=0.1)
+
+    def ranked_at():
+        return sorted(ProviderAcceptance.objects.values_list("period", "provider_id", "computed_at"))
+
+    assert worker.step()
+    first = ranked_at()
+    assert [(period, pk) for period, pk, _ in first] == [("30d", provider.pk), ("7d", provider.pk)]
+    assert worker.step() and ranked_at() == first  # not again within the interval
+    worker._last_ranked -= 300
+    assert worker.step() and ranked_at() != first

@@ -11,7 +11,7 @@ from django.urls import reverse
 from clinical.models import Offer, Priority
 from core import dbclock
 from core.models import AccessLog
-from oversight import selectors
+from oversight import history, selectors
 from oversight.models import WAIT_BANDS, QueueHour, QueueMinute, RecordedMinute, no_waits
 from oversight.selectors import PERIODS, period_statistics, wait_quantile
 from tests.builders import make_provider, make_visit
@@ -195,6 +195,8 @@ def test_it_reads_each_period_from_the_history_keys_and_the_offers_by_time():
         "bucket": PERIODS["30d"].bucket,
         "min_decided": 5,
         "limit": 25,
+        "period": "30d",
+        "fresh_after": NOW - dt.timedelta(minutes=11),
     }
     plans = []
     with connection.cursor() as cursor:
@@ -204,7 +206,8 @@ def test_it_reads_each_period_from_the_history_keys_and_the_offers_by_time():
             plans.append("\n".join(row[0] for row in cursor.fetchall()))
         cursor.execute("RESET enable_seqscan")
     assert "oversight_queuehour_key" in plans[0] and "oversight_queueminute_key" in plans[0]
-    assert "clinical_offer_offered_idx" in plans[1]
+    # The worker's ranking by its key; the page's own ranking, when that one is stale, by the offers' time.
+    assert "oversight_provideracceptance_key" in plans[1] and "clinical_offer_offered_idx" in plans[1]
 
 
 def _page(client, period=None):
@@ -297,3 +300,51 @@ def test_it_offers_every_period_as_a_link(client, support_agent):
     for key in ("1h", "7d", "30d"):
         assert f'href="?period={key}#statistics"' in html
     assert selectors.DEFAULT_PERIOD == "1h"
+
+
+def _providers_offered(now: dt.datetime) -> None:
+    visit = make_visit()
+    recent = now - dt.timedelta(days=2)
+    for name, outcomes in (("Declines", {"accepted": 2, "declined": 8}), ("Accepts", {"accepted": 6}),
+                           ("Ignores", {"expired": 3})):  # fmt: skip
+        _offers(make_provider(states=("CA",), last_name=name), visit, recent, **outcomes)
+
+
+def _names(stats) -> list[str]:
+    return [row["name"].split()[-1] for row in stats.providers]
+
+
+def test_it_reads_the_long_periods_provider_ranking_the_worker_made_as_the_page_would_make_it():
+    now = dbclock.now()
+    _providers_offered(now)
+    ranked_here = period_statistics(PERIODS["7d"], live=live(at_time=now))
+    assert ranked_here.providers_as_of is None
+    assert history.rank_providers(now=now) == 6  # three providers, in each of 7 d and 30 d
+    from_worker = period_statistics(PERIODS["7d"], live=live(at_time=now))
+    assert from_worker.providers_as_of == now
+    assert from_worker.providers == ranked_here.providers and from_worker.providers_with_offers == 3
+    assert _names(from_worker) == ["Declines", "Accepts", "Ignores"]
+    # The short periods always rank for themselves (a day's offers are few).
+    assert period_statistics(PERIODS["24h"], live=live(at_time=now)).providers_as_of is None
+
+
+def test_it_ranks_the_providers_itself_when_the_workers_ranking_is_stale(settings):
+    settings.OPS_STATS_PROVIDERS_SECONDS = 300
+    now = dbclock.now()
+    _providers_offered(now)
+    history.rank_providers(now=now - dt.timedelta(seconds=2 * 300 + 61))  # two rounds missed
+    _offers(make_provider(last_name="Later"), make_visit(), now - dt.timedelta(hours=1), declined=6)
+    stats = period_statistics(PERIODS["30d"], live=live(at_time=now))
+    assert stats.providers_as_of is None and _names(stats) == ["Later", "Declines", "Accepts", "Ignores"]
+    history.rank_providers(now=now)
+    assert _names(period_statistics(PERIODS["30d"], live=live(at_time=now)))[0] == "Later"
+
+
+def test_it_says_when_the_worker_ranked_the_providers(client, support_agent, settings):
+    settings.OPS_STATS_PROVIDERS_SECONDS = 300
+    _providers_offered(dbclock.now())
+    history.rank_providers()
+    client.force_login(support_agent)
+    html = _page(client, "30d").content.decode()
+    assert "Ranked by the oversight worker at" in html and "(every 5 minutes)" in html
+    assert "Ranked by the oversight worker" not in _page(client, "24h").content.decode()
