@@ -299,6 +299,11 @@ def _cases(query: SearchQuery, follow: int, using: str) -> tuple[Q | None, objec
     number = Q(pk=query.case_id) if query.case_id else None
     subject = SearchVectorExact(SubjectVector(F("subject")), _tsquery(query.words, config="english"))
     where = _any([number, about_visit, subject if query.words else None, by_patient])
+    if query.words and number is None and about_visit is None and by_patient is None:
+        # Words of subjects alone: every match ranks the same, so the list's own order decides, and
+        # PostgreSQL can read it from its index (support_case_created_idx) until the page is full
+        # instead of scoring and sorting every case that mentions a common word ("expired").
+        return where, Value(UNRANKED.value + MAX_PEOPLE, output_field=FloatField())
     score = [Coalesce(patient_rank, UNRANKED)]
     score += [_if(part, EXACT * MAX_PEOPLE) for part in (number, about_visit) if part is not None]
     if query.words:

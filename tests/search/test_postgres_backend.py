@@ -192,3 +192,21 @@ def test_it_ranks_the_people_a_visit_search_follows_once_for_its_count_and_its_p
         assert set(found[:2]) | set(found[2:]) == set(visits)
     assert len(queries) == 3
     assert not any("similarity" in query["sql"].lower() for query in queries.captured_queries)
+
+
+def test_it_lists_cases_found_by_subject_words_alone_in_the_lists_order_from_its_index(people):
+    cases = [
+        open_case(patient=people["john"], subject=f"Visit {n} expired after 30 min", actor=SYSTEM) for n in range(3)
+    ]
+    SupportCase.objects.filter(pk=cases[1].pk).update(created_at=cases[2].created_at + dt.timedelta(minutes=1))
+    found = search(SupportCase.objects.order_by("-created_at", "-id"), parse("expired"), document="case")
+    assert list(found) == [cases[1], cases[2], cases[0]]
+    assert {case.search_score for case in found} == {found[0].search_score}  # all rank the same
+    sql, params = found.all()[:100].query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    # No sort by a score: the newest-first index is walked until the page is full.
+    assert "support_case_created_idx" in plan and "Sort" not in plan, plan
