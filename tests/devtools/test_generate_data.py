@@ -125,3 +125,9 @@ def test_it_keeps_the_chunks_written_before_a_failure_and_rebuilds_the_indexes(t
     _generate(patients=40, providers=15, visits=600)
     assert existing_counts().visits == 600
     assert _offered_without_offer() == 0
+
+
+def test_it_writes_again_the_visits_whose_random_public_id_was_taken(db, monkeypatch):
+    monkeypatch.setattr(generate, "PUBLIC_ID_ALPHABET", "ABC")  # 6,561 ids: 300 visits collide a few times
+    _generate(patients=20, providers=10, visits=300)
+    assert existing_counts().visits == 300
