@@ -35,7 +35,7 @@ class PooledDatabaseConsumer:
         each message of every socket of the process waits its turn there (seconds, under load).
         ``in_thread`` already gives each call a healthy connection on a pool thread: this dispatch
         skips the shared thread. ``join`` adds the socket to the groups named in ``joined``, and
-    ``disconnect`` takes it out again.
+    ``disconnect`` takes it out again; ``greet`` sends the first message after ``accept``.
     """
 
     joined: tuple[str, ...] | list[str] = ()
@@ -44,6 +44,22 @@ class PooledDatabaseConsumer:
         """Join the groups in ``joined`` (memberships of the pub/sub layer last as long as the socket)."""
         for group in self.joined:
             await self.channel_layer.group_add(group, self.channel_name)
+
+    async def greet(self, content) -> bool:
+        """Send the socket's first message, just after ``accept``; return False if the client had already left.
+
+        uvicorn (its default websockets-sansio protocol) drops an ``accept`` on a connection the
+        client is already closing, then refuses the next send with a RuntimeError naming the accept
+        it still expected (seen under load: a client giving up during a slow handshake). That is a
+        client gone, not a server error: the disconnect follows, and ``disconnect`` leaves the groups.
+        """
+        try:
+            await self.send_json(content)
+        except RuntimeError as error:
+            if "Expected ASGI message 'websocket.accept'" not in str(error):
+                raise
+            return False
+        return True
 
     async def disconnect(self, code):
         """Leave the groups joined (none if the socket was refused before joining)."""

@@ -76,7 +76,7 @@ class LiveQueuesConsumer(PooledDatabaseConsumer, AsyncJsonWebsocketConsumer):
         self.joined = GROUPS
         await self.join()
         await self.accept()
-        await self.push_queues({})
+        await self.greet({"type": "queues", "data": await in_thread(selectors.live_queues)()})
 
     async def receive_json(self, content, **kwargs):
         """The page sends nothing; anything it does send is ignored."""

@@ -145,9 +145,9 @@ class AppConsumer(PooledDatabaseConsumer, AsyncJsonWebsocketConsumer):
         # replay is sent, then goes out after it (anything replayed already is not sent twice).
         await self.join()
         await self.accept(subprotocol="bearer" if as_subprotocol else None)
-        await self.send_json(
-            {"type": "hello", "scope": self.client.scope, "heartbeat_seconds": settings.OPS_PUSH_HEARTBEAT_SECONDS}
-        )
+        hello = {"type": "hello", "scope": self.client.scope, "heartbeat_seconds": settings.OPS_PUSH_HEARTBEAT_SECONDS}
+        if not await self.greet(hello):
+            return  # the client left during the handshake
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         resume = query.get("resume")  # present but empty: nothing known yet, still a resume
         if resume is not None:
