@@ -119,7 +119,7 @@ ROUTING_SLA_ROUTINE = env_int("ROUTING_SLA_ROUTINE", 30 * 60, minimum=1)
 # (a request committed just after its minute ended still counts in it).
 OPS_STATS_DAYS = env_int("OPS_STATS_DAYS", 30, minimum=1)
 OPS_STATS_GRACE_SECONDS = env_int("OPS_STATS_GRACE_SECONDS", 5, minimum=0)
-# How often the oversight worker ranks the providers' acceptance over 7 and 30 days (the pages
+# How often the oversight worker ranks the providers' acceptance over 24 hours, 7 and 30 days (the pages
 # rank them themselves when the ranking is older than twice this).
 OPS_STATS_PROVIDERS_SECONDS = env_int("OPS_STATS_PROVIDERS_SECONDS", 300, minimum=10)
 # How often the oversight worker records history, evaluates alerts and sends notifications.

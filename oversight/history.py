@@ -208,7 +208,7 @@ FROM ({PROVIDER_RANKING_SQL}) r WHERE r.rank <= %(limit)s
 
 
 def rank_providers(*, now: dt.datetime | None = None) -> int:
-    """Rank the providers' acceptance over the long periods (7 d, 30 d) as their pages would; return the rows kept.
+    """Rank the providers' acceptance over the periods of a day or more as their pages would; return the rows kept.
 
     The page shows the first ``PROVIDER_ROWS`` of each; it ranks them itself when this ranking is
     missing or stale (``selectors.provider_ranking_fresh_after``). Each period's rows are replaced
@@ -256,5 +256,5 @@ def rebuild(*, writer: str, since: dt.datetime | None = None) -> int:
     while recorded:
         recorded = record_due(writer=writer, batch=dt.timedelta(days=1))
         total += recorded
-    rank_providers()  # the offers counted over 7 and 30 days changed too
+    rank_providers()  # the offers counted over the long periods changed too
     return total

@@ -99,14 +99,14 @@ class RecordedMinute(models.Model):
 
 
 class ProviderAcceptance(models.Model):
-    """One of the providers needing the most attention over a long statistics period, ranked by the oversight worker.
+    """A provider among those most needing attention over a period of a day or more (the oversight worker's ranking).
 
-    Summing a week's or a month's offers per provider reads every offer of the period (750,000 in
-    30 days at ten million visits): the worker ranks them every ``OPS_STATS_PROVIDERS_SECONDS``
-    and keeps the first ``PROVIDER_ROWS``; the 7 d and 30 d pages read these rows.
+    Summing a period's offers per provider reads every offer of the period (750,000 in 30 days at
+    ten million visits): the worker ranks them every ``OPS_STATS_PROVIDERS_SECONDS`` and keeps the
+    first ``PROVIDER_ROWS``; the 24 h, 7 d and 30 d pages read these rows.
     """
 
-    period = models.CharField(max_length=4, help_text="The statistics period's key (7d, 30d).")
+    period = models.CharField(max_length=4, help_text="The statistics period's key (24h, 7d, 30d).")
     rank = models.PositiveIntegerField(help_text="1 for the provider most needing attention.")
     # The foreign key's index serves a provider's deletion (rare: providers are deactivated).
     provider = models.ForeignKey("clinical.Provider", on_delete=models.CASCADE, related_name="+")

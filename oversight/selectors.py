@@ -4,7 +4,7 @@ state and provider.
 Periods of a day or more read ``QueueHour`` for the hours rolled up and ``QueueMinute`` for the
 minutes after; the hour period reads ``QueueMinute`` alone. Raw rows are read only for the
 acceptance per provider (offers in the period, by ``clinical_offer_offered_idx``), and for the
-7 d and 30 d periods only when the oversight worker's ranking (``ProviderAcceptance``) is stale. Wait
+periods of a day or more only when the oversight worker's ranking (``ProviderAcceptance``) is stale. Wait
 percentiles are estimated from the summed wait bands (``WAIT_BANDS``), linearly inside a band.
 """
 
@@ -44,7 +44,7 @@ PERIODS = {
     period.key: period
     for period in (
         Period("1h", "1 hour", _HOUR, 5 * _MINUTE, 10 * _MINUTE, "%H:%M", hourly=False),
-        Period("24h", "24 hours", 24 * _HOUR, _HOUR, 4 * _HOUR, "%a %H:%M", hourly=True),
+        Period("24h", "24 hours", 24 * _HOUR, _HOUR, 4 * _HOUR, "%a %H:%M", hourly=True, ranked_by_worker=True),
         Period("7d", "7 days", 7 * _DAY, 6 * _HOUR, _DAY, "%a %d %b", hourly=True, ranked_by_worker=True),
         Period("30d", "30 days", 30 * _DAY, 12 * _HOUR, 5 * _DAY, "%d %b", hourly=True, ranked_by_worker=True),
     )

@@ -131,3 +131,15 @@ def test_it_writes_again_the_visits_whose_random_public_id_was_taken(db, monkeyp
     monkeypatch.setattr(generate, "PUBLIC_ID_ALPHABET", "ABC")  # 6,561 ids: 300 visits collide a few times
     _generate(patients=20, providers=10, visits=300)
     assert existing_counts().visits == 300
+
+
+def test_it_leaves_the_planner_statistics_of_every_table_it_wrote(db):
+    _generate(patients=20, providers=10, visits=100)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(%s) ORDER BY 1",
+            [list(generate.WRITTEN_TABLES)],
+        )
+        tables = dict(cursor.fetchall())
+    assert set(tables) == set(generate.WRITTEN_TABLES)
+    assert {name for name, rows in tables.items() if rows < 0} == set()  # -1: never analyzed

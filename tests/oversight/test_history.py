@@ -204,7 +204,11 @@ def test_it_ranks_the_providers_on_its_first_tick_then_once_per_interval(setting
 
     assert worker.step()
     first = ranked_at()
-    assert [(period, pk) for period, pk, _ in first] == [("30d", provider.pk), ("7d", provider.pk)]
+    assert [(period, pk) for period, pk, _ in first] == [
+        ("24h", provider.pk),
+        ("30d", provider.pk),
+        ("7d", provider.pk),
+    ]
     assert worker.step() and ranked_at() == first  # not again within the interval
     worker._last_ranked -= 300
     assert worker.step() and ranked_at() != first

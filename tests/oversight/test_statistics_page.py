@@ -319,13 +319,13 @@ def test_it_reads_the_long_periods_provider_ranking_the_worker_made_as_the_page_
     _providers_offered(now)
     ranked_here = period_statistics(PERIODS["7d"], live=live(at_time=now))
     assert ranked_here.providers_as_of is None
-    assert history.rank_providers(now=now) == 6  # three providers, in each of 7 d and 30 d
+    assert history.rank_providers(now=now) == 6  # three providers in 7 d and in 30 d (none in 24 h: 2 days ago)
     from_worker = period_statistics(PERIODS["7d"], live=live(at_time=now))
     assert from_worker.providers_as_of == now
     assert from_worker.providers == ranked_here.providers and from_worker.providers_with_offers == 3
     assert _names(from_worker) == ["Declines", "Accepts", "Ignores"]
-    # The short periods always rank for themselves (a day's offers are few).
-    assert period_statistics(PERIODS["24h"], live=live(at_time=now)).providers_as_of is None
+    # The hour always ranks for itself (an hour's offers are few).
+    assert period_statistics(PERIODS["1h"], live=live(at_time=now)).providers_as_of is None
 
 
 def test_it_ranks_the_providers_itself_when_the_workers_ranking_is_stale(settings):
@@ -347,4 +347,4 @@ def test_it_says_when_the_worker_ranked_the_providers(client, support_agent, set
     client.force_login(support_agent)
     html = _page(client, "30d").content.decode()
     assert "Ranked by the oversight worker at" in html and "(every 5 minutes)" in html
-    assert "Ranked by the oversight worker" not in _page(client, "24h").content.decode()
+    assert "Ranked by the oversight worker" not in _page(client, "1h").content.decode()
