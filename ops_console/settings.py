@@ -278,8 +278,10 @@ DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60, mini
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Name search (search/backends/postgres.py) forgives one wrong letter in a short surname
 # ("garsia"): pg_trgm's default word-similarity threshold (0.6) does not.
+# JIT compilation off: the console's statements are short, and compiling them costs more than it
+# saves (at 10M visits a visit search spent 74 ms of its 314 compiling its expressions).
 DATABASES["default"]["OPTIONS"] = {
-    "options": "-c pg_trgm.word_similarity_threshold=0.5",
+    "options": "-c pg_trgm.word_similarity_threshold=0.5 -c jit=off",
     # Who served a read, in pg_stat_activity (core.replica).
     "application_name": "ops-console/default",
 }

@@ -85,3 +85,13 @@ def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off():
     )
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def test_it_runs_the_consoles_statements_without_jit_compilation(db):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"  # a short statement's compile cost more than it saved
+        cursor.execute("SHOW pg_trgm.word_similarity_threshold")
+        assert cursor.fetchone()[0] == "0.5"
