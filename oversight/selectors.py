@@ -203,7 +203,7 @@ class PeriodStatistics:
     states: list[QueueRow]
     providers: list[dict]
     providers_with_offers: int
-    # When the oversight worker ranked the providers (7 d, 30 d); None: ranked for this page.
+    # When the oversight worker ranked the providers (periods of a day or more); None: ranked for this page.
     providers_as_of: dt.datetime | None = None
 
     @property
@@ -274,7 +274,7 @@ WHERE minute >= %(start)s AND minute < %(end)s GROUP BY 1
 
 # Acceptance per provider over the period's offers (clinical_offer_offered_idx), ranked: those needing
 # attention first, the lowest acceptance rate of those with a few decided offers, then the most left
-# unanswered. Read live for the short periods; ranked by the oversight worker for the long ones.
+# unanswered. Ranked per page for the hour; by the oversight worker for the periods of a day or more.
 PROVIDER_RANKING_SQL = """
 SELECT p.id, p.first_name, p.last_name, p.npi, per.made, per.accepted, per.declined, per.unanswered,
        count(*) OVER () AS providers,

@@ -3,8 +3,9 @@
 Nothing to keep in sync: the conditions run against the rows themselves, through the
 expression indexes of migration ``search.0002`` (names by trigram similarity and word
 prefixes, e-mails lower-cased, license numbers without punctuation) and the unique and plain
-indexes the tables already have (MRN, NPI, visit id, phone, date of birth). Each search is one
-SQL statement: the changelist's own query, narrowed and annotated with ``search_score``.
+indexes the tables already have (MRN, NPI, visit id, phone, date of birth). Each search is the
+changelist's own query, narrowed and annotated with ``search_score``; a visit or case search first
+ranks the patients (and providers) it follows, once, in one query each (``People.followed``).
 """
 
 from dataclasses import replace
