@@ -76,7 +76,7 @@ class LiveQueuesConsumer(PooledDatabaseConsumer, AsyncJsonWebsocketConsumer):
         self.joined = GROUPS
         await self.join()
         await self.accept()
-        await self.greet({"type": "queues", "data": await in_thread(selectors.live_queues)()})
+        await self.greet(await self._numbers())
 
     async def receive_json(self, content, **kwargs):
         """The page sends nothing; anything it does send is ignored."""
@@ -90,7 +90,12 @@ class LiveQueuesConsumer(PooledDatabaseConsumer, AsyncJsonWebsocketConsumer):
 
     async def push_queues(self, event):
         """Something the queues count changed: send the page the numbers its feed would."""
-        await self.send_json({"type": "queues", "data": await in_thread(selectors.live_queues)()})
+        await self.send_json(await self._numbers())
+
+    @staticmethod
+    async def _numbers() -> dict:
+        """Return the message with the numbers the page's feed would answer."""
+        return {"type": "queues", "data": await in_thread(selectors.live_queues)()}
 
     async def push_heartbeat(self, event):
         """The relay is alive: tell the page, unless its session has ended meanwhile."""

@@ -199,6 +199,7 @@ def record_due(*, writer: str, now: dt.datetime | None = None, batch: dt.timedel
     return record_range(start, end, writer=writer, sampled=sampled)
 
 
+RANKING_LOCK_KEY = 0x0F5E_0002  # the advisory lock of rank_providers (the worker's own is 0x0F5E_0001)
 _RANK_PROVIDERS = f"""
 INSERT INTO oversight_provideracceptance (period, rank, provider_id, made, accepted, declined, unanswered, providers,
     start, "end", computed_at)
@@ -217,6 +218,9 @@ def rank_providers(*, now: dt.datetime | None = None) -> int:
     now = now or dbclock.now()
     kept = 0
     with transaction.atomic(), connection.cursor() as cursor:
+        # One ranker at a time (the worker and a bulk writer's rebuild): a second one's DELETE would
+        # not see the first one's new rows and its INSERT would collide with them on their rank.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RANKING_LOCK_KEY])
         for period in PERIODS.values():
             if not period.ranked_by_worker:
                 continue

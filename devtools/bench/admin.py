@@ -196,7 +196,7 @@ def run(
             progress(page.name)
             if page.path.startswith("live/?period="):
                 # What the oversight worker keeps fresh in production (every OPS_STATS_PROVIDERS_SECONDS):
-                # without it, the 7 d and 30 d pages would time the ranking they do only when it is stale.
+                # without it, the 24 h, 7 d and 30 d pages would time the ranking they do only when it is stale.
                 history.rank_providers()
             ours = measure(client, f"/ops/{page.path}", repeat)
             vanilla = measure(client, f"/baseline/{page.path}", repeat) if page.baseline else None

@@ -212,3 +212,35 @@ def test_it_ranks_the_providers_on_its_first_tick_then_once_per_interval(setting
     assert worker.step() and ranked_at() == first  # not again within the interval
     worker._last_ranked -= 300
     assert worker.step() and ranked_at() != first
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_ranks_the_providers_one_ranker_at_a_time():
+    from django.db import connections, transaction
+
+    now = dbclock.now()
+    v = visit(make_patient(), status=VisitStatus.CANCELLED, requested=now - dt.timedelta(hours=2),
+              cancelled=now - dt.timedelta(hours=1))  # fmt: skip
+    offer(v, make_provider(), offered=now - dt.timedelta(hours=2), outcome="declined", decided=now)
+    ranked, release, errors = threading.Event(), threading.Event(), []
+
+    def first():  # a bulk writer's rebuild, its transaction still open
+        try:
+            with transaction.atomic():
+                history.rank_providers(now=now)
+                ranked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert ranked.wait(10)
+    threading.Timer(0.5, release.set).start()  # the second ranker waits for the first to commit
+    try:
+        history.rank_providers(now=now)
+    except Exception as error:  # noqa: BLE001 - the collision this test is about
+        errors.append(error)
+    thread.join(10)
+    assert errors == []
+    assert ProviderAcceptance.objects.count() == 3  # one provider in each of 24 h, 7 d, 30 d
