@@ -205,3 +205,34 @@ def test_it_tells_the_import_check_what_counts_now_by_the_state_calendar(califor
 
 
 HEADINGS = ["NPI", "State", "License number", "License type", "Status", "Issued on", "Expires on"]
+
+
+def test_it_filters_expiring_and_lapsed_licenses_as_the_calendar_rule_alone_would(db):
+    from django.db.models import Q
+    from django.db.models.functions import Now
+
+    utc_today = dt.datetime.now(UTC).date()
+    licenses = []
+    for offset in range(-6, 37):
+        for issued in (utc_today - dt.timedelta(days=400), utc_today - dt.timedelta(days=1), utc_today):
+            expires = utc_today + dt.timedelta(days=offset)
+            if expires <= issued:
+                continue
+            provider = make_provider(states=())
+            licenses += [
+                ProviderLicense(provider=provider, state=state, license_number=f"{state}-{provider.pk}",
+                                license_type="MD", status="active", issued_on=issued, expires_on=expires)
+                for state in ("CA", "GU", "AS", "TX", "HI", "NY")
+            ]  # fmt: skip
+    ProviderLicense.objects.bulk_create(licenses)
+    everything = ProviderLicense.objects.all()
+    by_rule = everything.filter(
+        calendar.LicenseValidAt(), ~Q(calendar.LicenseValidAt(at=Now() + dt.timedelta(days=30)))
+    )
+    expiring = set(selectors.expiring_within(everything, 30))
+    assert expiring == set(by_rule) and len(expiring) > 100
+    lapsed_by_rule = everything.filter(expires_on__isnull=False).exclude(
+        calendar.LicenseValidAt(status="active", issued_on=dt.date.min)
+    )
+    lapsed = set(selectors.lapsed(everything))
+    assert lapsed == set(lapsed_by_rule) and len(lapsed) > 20
