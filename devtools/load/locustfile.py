@@ -44,25 +44,26 @@ class ConsoleUser(HttpUser):
         if answer.status_code != 302:
             raise RuntimeError(f"{username} could not sign in: {answer.status_code}")
 
-    def post(self, path: str, fields: dict, *, name: str):
+    def post(self, path: str, fields: dict, *, name: str, **options):
         """Submit a form as the browser does: its CSRF token and the page as Referer."""
         token = self.client.cookies.get("csrftoken", "")
         headers = {"Referer": f"{self.host}{path}"}
         return self.client.post(path, data={**fields, "csrfmiddlewaretoken": token}, headers=headers, name=name,
-                                allow_redirects=False)  # fmt: skip
+                                allow_redirects=False, **options)  # fmt: skip
+
+    def save(self, path: str, fields: dict, *, name: str) -> None:
+        """Submit a change form; an answer that is not the redirect of a save is an error."""
+        with self.post(path, fields, name=name, catch_response=True) as saved:
+            if saved.status_code != 302:
+                saved.failure(f"not saved: {saved.status_code}")
 
     def save_form(self, path: str, form_id: str, changes: dict, *, page: str, save: str) -> None:
-        """Open a change form, change some fields, save; a save that is not a redirect is an error."""
+        """Open a change form, change some fields, save it."""
         answer = self.client.get(path, name=page)
         if answer.status_code != 200:
             return
         fields = {**form_fields(answer.text, form_id), **changes, "_continue": "Save and continue editing"}
-        with self.client.post(
-            path, data={**fields, "csrfmiddlewaretoken": self.client.cookies.get("csrftoken", "")},
-            headers={"Referer": f"{self.host}{path}"}, name=save, allow_redirects=False, catch_response=True,
-        ) as saved:  # fmt: skip
-            if saved.status_code != 302:
-                saved.failure(f"not saved: {saved.status_code}")
+        self.save(path, fields, name=save)
 
 
 class SupportAgent(ConsoleUser):
@@ -108,13 +109,7 @@ class SupportAgent(ConsoleUser):
         if body is None:
             return
         fields |= {body: "Called the patient back; gave them the visit's status.", "_continue": "Save"}
-        with self.client.post(
-            path, data={**fields, "csrfmiddlewaretoken": self.client.cookies.get("csrftoken", "")},
-            headers={"Referer": f"{self.host}{path}"}, name="support case note added", allow_redirects=False,
-            catch_response=True,
-        ) as saved:  # fmt: skip
-            if saved.status_code != 302:
-                saved.failure(f"note not saved: {saved.status_code}")
+        self.save(path, fields, name="support case note added")
 
 
 class ClinicalOps(ConsoleUser):
