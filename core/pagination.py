@@ -30,11 +30,24 @@ class EstimatedCountPaginator(Paginator):
     is_estimate = False
 
     def page(self, number):
-        page = super().page(number)
-        offset = (page.number - 1) * self.per_page
-        if offset >= DEEP_OFFSET and hasattr(self.object_list, "values_list"):
-            page.object_list = _late_lookup(self.object_list, offset, offset + self.per_page)
-        return page
+        """Return the page: its rows through ``first_rows`` when that narrows them, late when deep."""
+        if not hasattr(self.object_list, "values_list"):
+            return super().page(number)
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        top = bottom + self.per_page
+        if top + self.orphans >= self.count:
+            top = self.count
+        narrowed = self.first_rows(self.object_list, top)
+        if narrowed is not None:  # the page's keys among the few rows that can fill it, then their rows
+            return self._get_page(_late_lookup(narrowed, bottom, top, joined=self.object_list), number, self)
+        if bottom >= DEEP_OFFSET:
+            return self._get_page(_late_lookup(self.object_list, bottom, top, joined=self.object_list), number, self)
+        return self._get_page(self.object_list[bottom:top], number, self)
+
+    def first_rows(self, queryset, top: int):
+        """Return ``queryset`` narrowed to rows that can be among its first ``top``, or None (a hook)."""
+        return None
 
     @cached_property
     def count(self) -> int:
@@ -71,7 +84,8 @@ def _table_estimate(connection, table: str) -> int | None:
     return None if row is None or row[0] < 0 else int(row[0])
 
 
-def _late_lookup(queryset, bottom: int, top: int) -> list:
+def _late_lookup(queryset, bottom: int, top: int, *, joined) -> list:
+    """Return rows ``bottom`` to ``top`` of ``queryset``, read with ``joined``'s joins by their keys."""
     ids = list(queryset.values_list("pk", flat=True)[bottom:top])
-    rows = {row.pk: row for row in queryset.filter(pk__in=ids).order_by()}
+    rows = {row.pk: row for row in joined.filter(pk__in=ids).order_by()}
     return [rows[pk] for pk in ids if pk in rows]

@@ -16,7 +16,6 @@ from core import selectors as core_selectors
 from core.access import PHI_LABELS, record_access
 from core.audit import Actor
 from core.errors import ActionError
-from core.pagination import EstimatedCountPaginator
 from ops_console.widgets import FastChoicesMixin
 
 __all__ = ["ChangeReasonForm", "FastChoicesMixin", "OpsAdminMixin", "OpsModelAdmin", "ReadOnlyAdmin"]
@@ -44,7 +43,8 @@ class OpsAdminMixin(FastChoicesMixin):
     retained = False
     show_full_result_count = False
     list_per_page = 50
-    paginator = EstimatedCountPaginator  # no COUNT(*) over a million rows
+    # No COUNT(*) over a million rows; a visit search's page reads the few people's rows that fill it.
+    paginator = search_changelist.SearchPaginator
     show_facets = admin.ShowFacets.NEVER  # facet counts would scan the table for every filter
     # The search document this changelist's search box (and autocomplete) looks in: "patient",
     # "provider", "visit" or "case" (search.documents), with ``search_path`` the foreign key to it

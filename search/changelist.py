@@ -10,7 +10,9 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 
 from core.access import record_access
+from core.pagination import EstimatedCountPaginator
 from search import selectors
+from search.backends import first_rows
 from search.query import parse
 
 
@@ -23,6 +25,14 @@ def search_results(model_admin, request, queryset, term: str):
         # The changelist orders before it searches: keep the column the user sorted by.
         found = found.order_by(*queryset.query.order_by, "-search_score")
     return found, False
+
+
+class SearchPaginator(EstimatedCountPaginator):
+    """The console's paginator: a search page reads only the rows that can fill it (``first_rows``)."""
+
+    def first_rows(self, queryset, top: int):
+        """Return the visit search narrowed to the rows that can be among its first ``top``, else None."""
+        return first_rows(queryset, top)
 
 
 class SearchChangeList(ChangeList):

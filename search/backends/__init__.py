@@ -6,7 +6,9 @@ matching rows and annotated with ``search_score``; the rows always come from Pos
 
 from django.conf import settings
 
-from search.backends.postgres import PostgresBackend
+from search.backends.postgres import PostgresBackend, first_rows
+
+__all__ = ["PostgresBackend", "first_rows", "get_backend"]
 
 
 def get_backend():

@@ -34,7 +34,8 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Cast, Coalesce, Greatest, Length, Lower
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Cast, Coalesce, Length, Lower
 from django.db.models.lookups import Exact, Regex
 
 from clinical.models import Patient, Provider, ProviderLicense, Visit
@@ -104,6 +105,28 @@ class RankAmong(Func):
 
     template = "-array_position(%(expressions)s)"
     output_field = FloatField()
+
+
+def _ids(ids: list[int]) -> Cast:
+    return Cast(Value(ids), ArrayField(BigIntegerField()))
+
+
+class PeopleRank(Func):
+    """A visit's score: the better place of its patient and its provider among those followed (-1 the best).
+
+    Keeps the ranked ids (``patients``, ``providers``) so that a page can be read person by
+    person instead of sorting every visit of every person followed (``first_rows``).
+    """
+
+    function = "GREATEST"
+    output_field = FloatField()
+
+    def __init__(self, patients: list[int], providers: list[int]):
+        self.patients, self.providers = list(patients), list(providers)
+        super().__init__(
+            Coalesce(RankAmong(_ids(self.patients), F("patient_id")), UNRANKED),
+            Coalesce(RankAmong(_ids(self.providers), F("provider_id")), UNRANKED),
+        )
 
 
 def _if(condition, weight: float) -> Case:
@@ -230,24 +253,30 @@ class People:
             output_field=FloatField(),
         )
 
+    def ranked(self, model, *, limit: int = MAX_PEOPLE, using: str | None = None) -> list[int]:
+        """Return the ids of the ``limit`` best matches of ``model``, best first.
+
+        The matches are ranked once, here (one query, on ``using``'s database), and the visit or
+        case search takes their ids as a list: its count and its page then never rank people
+        again (at a million patients, a common surname is thousands of names to score).
+        """
+        where = self.where()
+        if where is None:
+            return []
+        best = model.objects.using(using).filter(where).annotate(s=self.score()).order_by("-s", "pk")[:limit]
+        return list(best.values_list("pk", flat=True))
+
     def followed(
         self, model, column: str, *, limit: int = MAX_PEOPLE, using: str | None = None
     ) -> tuple[Q | None, object]:
         """Return the condition and rank of rows whose ``column`` points at the ``limit`` best matches of ``model``.
 
-        The matches are ranked once, here (one query, on ``using``'s database), and the visit or
-        case search takes their ids as a list: its count and its page then never rank people
-        again (at a million patients, a common surname is thousands of names to score). The rank
-        is the match's place among them (-1 for the best, NULL for none).
+        The rank is the match's place among them (-1 for the best, NULL for none).
         """
-        where = self.where()
-        if where is None:
-            return None, Value(None, output_field=FloatField())
-        best = model.objects.using(using).filter(where).annotate(s=self.score()).order_by("-s", "pk")[:limit]
-        ids = list(best.values_list("pk", flat=True))
+        ids = self.ranked(model, limit=limit, using=using)
         if not ids:
             return None, Value(None, output_field=FloatField())
-        return Q(**{f"{column}__in": ids}), RankAmong(Cast(Value(ids), ArrayField(BigIntegerField())), F(column))
+        return Q(**{f"{column}__in": ids}), RankAmong(_ids(ids), F(column))
 
 
 def _all(parts: list) -> Q:
@@ -280,14 +309,15 @@ def _providers(query: SearchQuery, follow: int, using: str) -> tuple[Q | None, o
 def _visits(query: SearchQuery, follow: int, using: str) -> tuple[Q | None, object]:
     # A license number finds the provider, not their visits; and a visit id often reads as one.
     query = replace(query, license=None)
-    by_patient, patient_rank = People(query).followed(Patient, "patient_id", limit=follow, using=using)
-    providers = People(query, providers=True)
-    by_provider, provider_rank = providers.followed(Provider, "provider_id", limit=follow, using=using)
+    patients = People(query).ranked(Patient, limit=follow, using=using)
+    providers = People(query, providers=True).ranked(Provider, limit=follow, using=using)
     own = Q(public_id=query.public_id) if query.public_id else None
+    by_patient = Q(patient_id__in=patients) if patients else None
+    by_provider = Q(provider_id__in=providers) if providers else None
     where = _any([own, by_patient, by_provider])
     # The visits of the best-matching person first (a rank of -1), and a visit id above all.
-    people = Greatest(Coalesce(patient_rank, UNRANKED), Coalesce(provider_rank, UNRANKED))
-    return where, _sum([_if(own, EXACT * MAX_PEOPLE), people] if own is not None else [people])
+    people = PeopleRank(patients, providers)
+    return where, (_sum([_if(own, EXACT * MAX_PEOPLE), people]) if own is not None else people)
 
 
 def _cases(query: SearchQuery, follow: int, using: str) -> tuple[Q | None, object]:
@@ -310,6 +340,45 @@ def _cases(query: SearchQuery, follow: int, using: str) -> tuple[Q | None, objec
     if query.words:
         score.append(_if(subject, MAX_PEOPLE))  # words of the subject rank with the best-matching patient
     return where, _sum(score)
+
+
+def first_rows(queryset: QuerySet, top: int) -> QuerySet | None:
+    """Return ``queryset`` narrowed to rows that can be among its first ``top``, or None when it cannot say.
+
+    A visit search ranked by ``PeopleRank`` (and in its list's order within a person) sorts
+    every visit of every person it follows to show a page: at ten million visits, the 70
+    providers named Smith have 35,000. But each row's place is its better person's rank, then
+    the list's order; so a row among the first ``top`` is among the ``top`` first of that
+    person's own rows (the rows before it in that person's order all come before it in the
+    list), and that person is no worse than the one the ``2 * top``-th row belongs to when the
+    people's rows are read best person first (a visit is read at most twice: under its patient
+    and its provider). Each person's rows are read through the visit's patient and provider
+    indexes, with the list's filters, until ``2 * top`` rows and the rest of that last person's
+    are read: a few pages' worth of rows whatever the table's size.
+    """
+    score = queryset.query.annotations.get("search_score")
+    order = queryset.query.order_by
+    if not isinstance(score, PeopleRank) or not order or order[0] != "-search_score" or top <= 0:
+        return None  # sorted by a column, or searched by visit id: every row may come first
+    # Each person's first ``top`` rows in the list's order, with its filters; the SQL is the ORM's,
+    # the values its parameters, and the one raw piece names the person's column of ``followed``.
+    newest = [
+        _compiled(queryset.filter(**{column: RawSQL(f"followed.{person}", ())}).order_by(*order[1:]).values("pk")[:top])  # noqa: S611
+        for column, person in (("patient_id", "patient"), ("provider_id", "provider"))
+    ]
+    sql = (
+        # Fixed text around the ORM's compiled queries; every value is a parameter.
+        "SELECT followed_rows.pk FROM (SELECT * FROM unnest(%s::bigint[], %s::bigint[]) WITH ORDINALITY"  # noqa: S608
+        " AS people(patient, provider, rank) ORDER BY rank) AS followed"
+        f" CROSS JOIN LATERAL (({newest[0][0]}) UNION ALL ({newest[1][0]})) AS followed_rows"
+        " ORDER BY followed.rank FETCH FIRST %s ROWS WITH TIES"
+    )
+    params = (score.patients, score.providers, *newest[0][1], *newest[1][1], 2 * top)
+    return queryset.filter(pk__in=RawSQL(sql, params))  # noqa: S611 - see above
+
+
+def _compiled(queryset: QuerySet) -> tuple[str, tuple]:
+    return queryset.query.get_compiler(using=queryset.db).as_sql()
 
 
 CONDITIONS = {"patient": _patients, "provider": _providers, "visit": _visits, "case": _cases}
