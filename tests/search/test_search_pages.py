@@ -1,4 +1,8 @@
-"""A visit search's page reads only the rows that can fill it, and shows exactly what the full sort shows."""
+"""Search pages read what they show and no more, and show exactly what the full sort shows.
+
+A visit search's page reads only the rows that can fill it; other searches count their matches
+in the query that ranks them for the first page.
+"""
 
 import datetime as dt
 import random
@@ -108,3 +112,27 @@ def test_it_keeps_every_row_of_the_last_people_read():
     found = _found("Smith")
     assert list(found.values_list("pk", flat=True)[:3]) == [*shared, newest_of_di]
     assert list(first_rows(found, 3).values_list("pk", flat=True)[:3]) == [*shared, newest_of_di]
+
+
+def test_it_counts_a_patient_search_with_its_first_page(smiths, django_assert_num_queries):
+    found = search(Patient.objects.order_by("last_name", "first_name", "id"), parse("Smith"), document="patient")
+    expected = list(found)
+    assert len(expected) == 4  # the four Smiths
+    for per_page in (1, 3, 10):
+        paginator = SearchPaginator(found, per_page)
+        with django_assert_num_queries(1):  # the count and the first page, at once
+            assert paginator.count == len(expected)
+            assert list(paginator.page(1).object_list) == expected[:per_page]
+        assert [list(paginator.page(n).object_list) for n in paginator.page_range][1:] == [
+            expected[start : start + per_page] for start in range(per_page, len(expected), per_page)
+        ]
+
+
+def test_it_counts_an_empty_search_and_a_sorted_one(smiths):
+    nobody = search(Patient.objects.order_by("last_name"), parse("Zyxwvut"), document="patient")
+    assert SearchPaginator(nobody, 2).count == 0
+    sorted_by_city = search(Patient.objects.order_by("city", "id"), parse("Smith"), document="patient")
+    sorted_by_city = sorted_by_city.order_by("city", "-search_score")
+    paginator = SearchPaginator(sorted_by_city, 3)
+    assert paginator.count == 4
+    assert [p.pk for p in paginator.page(1).object_list] == [p.pk for p in sorted_by_city[:3]]
