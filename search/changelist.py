@@ -8,7 +8,7 @@ joins, so no DISTINCT) and come in relevance order unless the user sorts by a co
 
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ORDER_VAR, ChangeList
-from django.db.models import Count, Window
+from django.db.models import Count, Value, Window
 from django.utils.functional import cached_property
 
 from core.access import record_access
@@ -48,8 +48,11 @@ class SearchPaginator(EstimatedCountPaginator):
     def count(self) -> int:
         """Return the number of matches: with the first page when the search ranks them all."""
         queryset = self.object_list
-        searched = hasattr(queryset, "query") and "search_score" in queryset.query.annotations
-        if not searched or queryset.query.distinct or self.first_rows(queryset, self.per_page) is not None:
+        score = queryset.query.annotations.get("search_score") if hasattr(queryset, "query") else None
+        # A constant score ranks nothing (a case search by subject words reads its list's index
+        # until the page is full), and a visit search's page reads only the rows that fill it.
+        ranked = score is not None and not isinstance(score, Value) and not queryset.query.distinct
+        if not ranked or self.first_rows(queryset, self.per_page) is not None:
             return super().count
         self.counted_rows = list(queryset.annotate(search_total=Window(Count("pk")))[: self.per_page + self.orphans])
         return self.counted_rows[0].search_total if self.counted_rows else 0

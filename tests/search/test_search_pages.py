@@ -19,7 +19,9 @@ from search.backends import first_rows
 from search.changelist import SearchPaginator
 from search.query import parse
 from search.selectors import search
-from tests.builders import make_past_visit, make_patient, make_provider
+from support.actions import open_case
+from support.models import SupportCase
+from tests.builders import SYSTEM, make_past_visit, make_patient, make_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -136,3 +138,16 @@ def test_it_counts_an_empty_search_and_a_sorted_one(smiths):
     paginator = SearchPaginator(sorted_by_city, 3)
     assert paginator.count == 4
     assert [p.pk for p in paginator.page(1).object_list] == [p.pk for p in sorted_by_city[:3]]
+
+
+def test_it_leaves_a_case_search_by_subject_words_to_its_list_order():
+    """Every match ranks the same: the page stops at its last row, so the count is its own query."""
+    patient = make_patient()
+    for n in range(3):
+        open_case(subject=f"License expired in Texas {n}", patient=patient, actor=SYSTEM)
+    found = search(SupportCase.objects.order_by("-created_at", "-id"), parse("expired"), document="case")
+    paginator = SearchPaginator(found, 2)
+    with CaptureQueriesContext(connection) as queries:
+        assert paginator.count == 3
+        assert len(paginator.page(1).object_list) == 2
+    assert not any("OVER ()" in query["sql"] for query in queries)
