@@ -6,6 +6,7 @@ a signed-in ops lead, so the numbers are server time (no network). Each page is 
 """
 
 import http.client
+import statistics
 import time
 from dataclasses import dataclass
 from importlib import import_module
@@ -261,6 +262,25 @@ def _measure_http(conn: http.client.HTTPConnection, path: str, cookie: str, repe
         durations.append((time.perf_counter() - started) * 1000)
     durations.sort()
     return Timing(round(percentile(durations, 50), 1), round(percentile(durations, 95), 1), 0, status)
+
+
+def median_rounds(rounds: list[list[dict]]) -> list[dict]:
+    """Return one row per page from several rounds' rows: each timing the median round's (p50 and p95 apart)."""
+    merged = []
+    for rows in zip(*rounds, strict=True):
+        ours = _median_timing([row["ours"] for row in rows])
+        vanilla = _median_timing([row["vanilla"] for row in rows]) if rows[0]["vanilla"] else None
+        merged.append(_row(Page(rows[0]["page"], ""), ours, vanilla))
+    return merged
+
+
+def _median_timing(timings: list[dict]) -> Timing:
+    return Timing(
+        p50_ms=round(statistics.median(timing["p50_ms"] for timing in timings), 1),
+        p95_ms=round(statistics.median(timing["p95_ms"] for timing in timings), 1),
+        queries=timings[0]["queries"],
+        status=timings[0]["status"],
+    )
 
 
 def visit_count() -> int:

@@ -91,6 +91,42 @@ def test_it_runs_at_each_data_size_given(transactional_db, lead, redis_client):
     assert f"searches typed at every size (read on {name}): " in out.getvalue()
 
 
+def test_it_reports_each_pages_median_round(transactional_db, lead, redis_client):
+    from django.db import connection
+
+    make_visit()
+    name = connection.settings_dict["NAME"]
+    out, err = StringIO(), StringIO()
+    try:
+        call_command(
+            "bench_admin", "--sizes", f"{name},{name}", "--rounds", "3", "--only", "clinical.patient list",
+            "--repeat", "1", "--redis-db", settings.REDIS_URL.rsplit("/", 1)[1], stdout=out, stderr=err,
+        )  # fmt: skip
+    finally:
+        connection.close()
+        connection.settings_dict["NAME"] = name
+    result = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert result["rounds"] == 3 and err.getvalue().count("(round 3 of 3)") == 2
+    assert [len(run["pages"]) for run in result["runs"]] == [1, 1]
+
+
+def test_it_takes_the_median_round_of_each_timing():
+    def row(p50, p95, vanilla_p50):
+        ours = {"p50_ms": p50, "p95_ms": p95, "queries": 3, "status": 200}
+        vanilla = {"p50_ms": vanilla_p50, "p95_ms": 1.0, "queries": 5, "status": 200}
+        return {"page": "a page", "ours": ours, "vanilla": vanilla}
+
+    merged = benchadmin.median_rounds([[row(10.0, 90.0, 30.0)], [row(50.0, 20.0, 10.0)], [row(20.0, 30.0, 20.0)]])
+    assert merged == [
+        {
+            "page": "a page",
+            "ours": {"p50_ms": 20.0, "p95_ms": 30.0, "queries": 3, "status": 200},
+            "vanilla": {"p50_ms": 20.0, "p95_ms": 1.0, "queries": 5, "status": 200},
+            "ratio_p50": 1.0,
+        }
+    ]
+
+
 def test_it_types_the_search_terms_it_is_given(db):
     make_visit()
     given = benchadmin.pages(deep_page=1, terms={"clinical.visit": "Zzyzx"})

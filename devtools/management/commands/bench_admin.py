@@ -23,12 +23,22 @@ class Command(BaseCommand):
             "p50/p95 at every size and its growth from the first to the last",
         )
         parser.add_argument(
+            "--rounds",
+            type=int,
+            default=1,
+            help="with --sizes: run the sizes in turn this many times and report each page's median round, so that a "
+            "slow spell of a shared machine falls on every size alike",
+        )
+        parser.add_argument(
             "--base-url", default=None, help="time the pages through this running console (http://host:port) instead"
         )
 
-    def handle(self, *args, repeat, deep_page, only, database, redis_db, base_url, sizes=None, **options):
+    def handle(self, *args, repeat, deep_page, only, database, redis_db, base_url, sizes=None, rounds=1, **options):
+        if rounds < 1:
+            raise CommandError(f"--rounds: give 1 or more, got {rounds}.")
         if sizes:
-            self._sizes([name.strip() for name in sizes.split(",") if name.strip()], repeat, deep_page, only, redis_db)
+            names = [name.strip() for name in sizes.split(",") if name.strip()]
+            self._sizes(names, repeat, deep_page, only, redis_db, rounds)
             return
         if database:
             harness.use_database(database, create=False)
@@ -83,21 +93,24 @@ class Command(BaseCommand):
                 right = f"{'(console only)':>25} | {'':>6}"
             self.stdout.write(f"{left} | {right}")
 
-    def _sizes(self, databases: list[str], repeat: int, deep_page: int, only: str, redis_db: int) -> None:
+    def _sizes(self, databases: list[str], repeat: int, deep_page: int, only: str, redis_db: int, rounds: int) -> None:
         """Run every page at each data set; print p50/p95 per size, the growth and the vanilla twin's."""
         if len(databases) < 2:
             raise CommandError("--sizes: name two data sets or more, smallest first, e.g. ops_data,ops_10m")
         harness.use_redis(redis_db)
-        runs, terms = [], None
-        for name in databases:
-            harness.use_database(name, create=False)
-            terms = terms or benchadmin.search_terms()  # the first data set's words, typed at every size
-            visits = benchadmin.visit_count()
-            self.stderr.write(f"{name}: {visits:,} visits")
-            rows = benchadmin.run(
-                repeat=repeat, deep_page=deep_page, only=only, progress=lambda page: None, terms=terms
-            )
-            runs.append({"database": name, "visits": visits, "pages": rows, "search_terms": terms})
+        results, visits, terms = [[] for _ in databases], [0] * len(databases), None
+        for round_ in range(1, rounds + 1):
+            for index, name in enumerate(databases):  # the sizes in turn, round after round
+                harness.use_database(name, create=False)
+                terms = terms or benchadmin.search_terms()  # the first data set's words, typed at every size
+                visits[index] = benchadmin.visit_count()
+                self.stderr.write(f"{name}: {visits[index]:,} visits (round {round_} of {rounds})")
+                rows = benchadmin.run(repeat=repeat, deep_page=deep_page, only=only, terms=terms)
+                results[index].append(rows)
+        runs = [
+            {"database": name, "visits": count, "pages": benchadmin.median_rounds(rounds_), "search_terms": terms}
+            for name, count, rounds_ in zip(databases, visits, results, strict=True)
+        ]
         table = benchadmin.size_table(runs)
         harness.table(self.stdout.write, table["rows"])
         typed = ", ".join(f"{label} {term!r}" for label, term in terms.items() if term)
@@ -106,4 +119,4 @@ class Command(BaseCommand):
             f"worst page p95 at each size: {', '.join(f'{v} ms' for v in table['worst_p95_ms'])}; largest p50 growth "
             f"{table['worst_growth']}x ({table['worst_growth_page']})"
         )
-        harness.json_line(self.stdout.write, "admin_sizes", {"repeat": repeat, **table, "runs": runs})
+        harness.json_line(self.stdout.write, "admin_sizes", {"repeat": repeat, "rounds": rounds, **table, "runs": runs})
