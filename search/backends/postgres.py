@@ -346,8 +346,8 @@ def first_rows(queryset: QuerySet, top: int) -> QuerySet | None:
     """Return ``queryset`` narrowed to rows that can be among its first ``top``, or None when it cannot say.
 
     A visit search ranked by ``PeopleRank`` (and in its list's order within a person) sorts
-    every visit of every person it follows to show a page: at ten million visits, the 70
-    providers named Smith have 35,000. But each row's place is its better person's rank, then
+    every visit of every person it follows to show a page: at ten million visits, the 68
+    providers named Smith have 35,243. But each row's place is its better person's rank, then
     the list's order; so a row among the first ``top`` is among the ``top`` first of that
     person's own rows (the rows before it in that person's order all come before it in the
     list), and that person is no worse than the one the ``2 * top``-th row belongs to when the
