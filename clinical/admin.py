@@ -262,7 +262,7 @@ class PatientAdmin(OpsModelAdmin):
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (_change_link(v, v.public_id), v.requested_at.strftime("%Y-%m-%d %H:%M"), v.located_state,
+                (_change_link(v, v.public_id), _time(v.requested_at)[:16], v.located_state,
                  v.get_status_display(), v.provider.full_name if v.provider else "—")
                 for v in selectors.patient_recent_visits(obj)
             ),

@@ -135,18 +135,56 @@ ON CONFLICT (minute) DO NOTHING
 RETURNING minute
 """
 
+# The measures summed from finer rows: the same in every rollup, in ``oversight.models.Counts``' order.
+_MEASURES = (
+    'requested, cancelled, expired, offers_made, offers_accepted, offers_declined, offers_expired, "left", '
+    "within_sla, wait_sum_s, wait_max_s, wait_hist, available, offline"
+)
+_SUMMED = (
+    "sum(requested), sum(cancelled), sum(expired), sum(offers_made), sum(offers_accepted), sum(offers_declined), "
+    'sum(offers_expired), sum("left"), sum(within_sla), sum(wait_sum_s), max(wait_max_s), '
+    f"ARRAY[{', '.join(f'sum(wait_hist[{i + 1}])' for i in range(BANDS))}]::int[], min(available), max(offline)"
+)
+
 _ROLLUP = f"""
-INSERT INTO oversight_queuehour (hour, state, priority, requested, cancelled, expired, offers_made, offers_accepted,
-    offers_declined, offers_expired, "left", within_sla, wait_sum_s, wait_max_s, wait_hist, available, offline,
-    waiting_sum, waiting_max, longest_wait_s)
-SELECT date_trunc('hour', minute), state, priority, sum(requested), sum(cancelled), sum(expired), sum(offers_made),
-       sum(offers_accepted), sum(offers_declined), sum(offers_expired), sum("left"), sum(within_sla),
-       sum(wait_sum_s), max(wait_max_s), ARRAY[{", ".join(f"sum(wait_hist[{i + 1}])" for i in range(BANDS))}]::int[],
-       min(available), max(offline), sum(waiting), max(waiting), max(longest_wait_s)
+INSERT INTO oversight_queuehour (hour, state, priority, {_MEASURES}, waiting_sum, waiting_max, longest_wait_s)
+SELECT date_trunc('hour', minute), state, priority, {_SUMMED}, sum(waiting), max(waiting), max(longest_wait_s)
 FROM oversight_queueminute WHERE minute >= %(hour)s AND minute < %(hour)s + interval '1 hour'
 GROUP BY 1, 2, 3
 ON CONFLICT (hour, state, priority) DO NOTHING
 """  # noqa: S608
+
+# The hour's rows just rolled up, summed over every queue: one row the charts read (oversight_queuehourtotal_hour_key).
+_ROLLUP_TOTAL = f"""
+INSERT INTO oversight_queuehourtotal (hour, {_MEASURES}, waiting_sum, waiting_peak, total_peak, longest_wait_s)
+SELECT %(hour)s, {_SUMMED}, sum(waiting_sum), max(waiting_max), sum(waiting_max), max(longest_wait_s)
+FROM oversight_queuehour WHERE hour = %(hour)s
+HAVING count(*) > 0
+ON CONFLICT (hour) DO NOTHING
+"""  # noqa: S608
+
+# A UTC day's hour rows (oversight_queuehour_key), summed per queue once its last hour is rolled up.
+_ROLLUP_DAY = f"""
+INSERT INTO oversight_queueday (day, state, priority, {_MEASURES}, waiting_sum, waiting_max, longest_wait_s)
+SELECT %(day)s, state, priority, {_SUMMED}, sum(waiting_sum), max(waiting_max), max(longest_wait_s)
+FROM oversight_queuehour WHERE hour >= %(day)s AND hour < %(day)s + interval '1 day'
+GROUP BY state, priority
+ON CONFLICT (day, state, priority) DO NOTHING
+"""  # noqa: S608
+
+# Every table of the history with its time column, finest first (pruned and rebuilt together).
+_TABLES = (
+    ("queueminute", "minute"), ("queuehour", "hour"), ("queuehourtotal", "hour"), ("queueday", "day"),
+    ("recordedminute", "minute"),
+)  # fmt: skip
+
+
+def roll_up_hour(cursor, hour: dt.datetime) -> None:
+    """Roll the hour's minute rows up (per queue, and over all of them); after a UTC day's last hour, the day's."""
+    cursor.execute(_ROLLUP, {"hour": hour})
+    cursor.execute(_ROLLUP_TOTAL, {"hour": hour})
+    if hour.astimezone(dt.UTC).hour == 23:
+        cursor.execute(_ROLLUP_DAY, {"day": hour.astimezone(dt.UTC).replace(hour=0)})
 
 
 def floor_minute(at: dt.datetime) -> dt.datetime:
@@ -158,8 +196,8 @@ def record_range(start: dt.datetime, end: dt.datetime, *, writer: str, sampled: 
     """Record the minutes from ``start`` up to ``end`` (minute boundaries) that nobody recorded yet.
 
     ``sampled`` is the one minute (if any) whose end is now, for which the providers are counted.
-    Hours whose last minute is among them are rolled up in the same transaction. Return how many
-    minutes this call recorded.
+    Hours whose last minute is among them are rolled up in the same transaction, and so are the UTC
+    days whose last hour is (``roll_up_hour``). Return how many minutes this call recorded.
     """
     targets = sla_targets()
     with transaction.atomic(), connection.cursor() as cursor:
@@ -175,7 +213,7 @@ def record_range(start: dt.datetime, end: dt.datetime, *, writer: str, sampled: 
         cursor.execute(_INSERT_MINUTES, params)
         for minute in minutes:
             if minute.minute == 59:
-                cursor.execute(_ROLLUP, {"hour": minute.replace(minute=0)})
+                roll_up_hour(cursor, minute.replace(minute=0))
     return len(minutes)
 
 
@@ -240,13 +278,15 @@ def prune(*, now: dt.datetime | None = None) -> int:
     cutoff = floor_minute(now - dt.timedelta(days=settings.OPS_STATS_DAYS)).replace(minute=0)
     deleted = 0
     with transaction.atomic(), connection.cursor() as cursor:
-        for table, column in (("queueminute", "minute"), ("queuehour", "hour"), ("recordedminute", "minute")):
-            cursor.execute(f"DELETE FROM oversight_{table} WHERE {column} < %s", [cutoff])  # noqa: S608
+        for table, column in _TABLES:
+            # The cutoff's day keeps its row (a period starting that day sums the whole day from it).
+            before = cutoff.astimezone(dt.UTC).replace(hour=0) if table == "queueday" else cutoff
+            cursor.execute(f"DELETE FROM oversight_{table} WHERE {column} < %s", [before])  # noqa: S608
             deleted += cursor.rowcount
     return deleted
 
 
-def rebuild(*, writer: str, since: dt.datetime | None = None) -> int:
+def rebuild(*, writer: str, since: dt.datetime | None = None, now: dt.datetime | None = None) -> int:
     """Forget the history from ``since`` (default: all of it) and record it again from the rows; rank the providers.
 
     For bulk writers that put rows into minutes already recorded (``generate_data``'s past
@@ -254,11 +294,13 @@ def rebuild(*, writer: str, since: dt.datetime | None = None) -> int:
     """
     with transaction.atomic(), connection.cursor() as cursor:
         start = floor_minute(since).replace(minute=0) if since else dt.datetime.min.replace(tzinfo=dt.UTC)
-        for table, column in (("queueminute", "minute"), ("queuehour", "hour"), ("recordedminute", "minute")):
-            cursor.execute(f"DELETE FROM oversight_{table} WHERE {column} >= %s", [start])  # noqa: S608
+        for table, column in _TABLES:
+            # A day's row goes with any of its hours (rolled up again from all of them after its last).
+            at = start.astimezone(dt.UTC).replace(hour=0) if table == "queueday" and since else start
+            cursor.execute(f"DELETE FROM oversight_{table} WHERE {column} >= %s", [at])  # noqa: S608
     recorded, total = 1, 0
     while recorded:
-        recorded = record_due(writer=writer, batch=dt.timedelta(days=1))
+        recorded = record_due(writer=writer, now=now, batch=dt.timedelta(days=1))
         total += recorded
-    rank_providers()  # the offers counted over the long periods changed too
+    rank_providers(now=now)  # the offers counted over the long periods changed too
     return total

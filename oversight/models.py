@@ -1,4 +1,4 @@
-"""Queue history (one row per minute, state and priority, rolled up per hour) and alerts.
+"""Queue history (one row per minute, state and priority, rolled up per hour and per day) and alerts.
 
 History is written by one process at a time (``oversight.worker``), minute by minute, from the
 visit and offer rows: each minute is recorded once (``RecordedMinute`` is its receipt, written in
@@ -24,11 +24,9 @@ def no_waits() -> list[int]:
     return [0] * (len(WAIT_BANDS) + 1)
 
 
-class QueueCounts(models.Model):
-    """What both resolutions count: visits and offers in the period, and waits of the visits that left."""
+class Counts(models.Model):
+    """What every resolution counts: visits and offers in the period, and waits of the visits that left."""
 
-    state = models.CharField(max_length=2, choices=STATE_CHOICES)
-    priority = models.SmallIntegerField(choices=Priority.choices)
     requested = models.PositiveIntegerField(default=0, help_text="Visits requested.")
     cancelled = models.PositiveIntegerField(default=0, help_text="Visits cancelled while in the queue or later.")
     expired = models.PositiveIntegerField(default=0, help_text="Visits that expired unrouted.")
@@ -46,6 +44,16 @@ class QueueCounts(models.Model):
     # period by a writer that was running then; NULL for periods filled in later from the rows.
     available = models.IntegerField(null=True, blank=True)
     offline = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class QueueCounts(Counts):
+    """The counts of one state's queue at one priority."""
+
+    state = models.CharField(max_length=2, choices=STATE_CHOICES)
+    priority = models.SmallIntegerField(choices=Priority.choices)
 
     class Meta:
         abstract = True
@@ -84,6 +92,47 @@ class QueueHour(QueueCounts):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H}h {self.state} {self.get_priority_display()}"
+
+
+class QueueDay(QueueCounts):
+    """A UTC day of ``QueueHour`` rows summed (written with the rollup of the day's last hour).
+
+    The periods of a day or more sum their whole days from these rows (at most 56 states × 3
+    priorities a day) instead of from the day's hours (up to 24 times as many).
+    """
+
+    day = models.DateTimeField(help_text="The day's start (midnight UTC).")
+    waiting_sum = models.PositiveIntegerField(default=0, help_text="Sum over the day's minutes of those waiting.")
+    waiting_max = models.PositiveIntegerField(default=0)
+    longest_wait_s = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # The rollup's ON CONFLICT target; also serves the 7 d and 30 d tables' read (a range of days).
+            models.UniqueConstraint(fields=["day", "state", "priority"], name="oversight_queueday_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.state} {self.get_priority_display()}"
+
+
+class QueueHourTotal(Counts):
+    """An hour of ``QueueHour`` rows summed over every state and priority (written with them): the charts' read.
+
+    ``available`` is the fewest available in one state, ``offline`` the most offline in one state,
+    as when the charts summed the hour rows themselves.
+    """
+
+    hour = models.DateTimeField(unique=True)  # the unique index serves the charts' read (a range of hours)
+    waiting_sum = models.PositiveIntegerField(default=0, help_text="Sum over the hour's minutes of those waiting.")
+    waiting_peak = models.PositiveIntegerField(default=0, help_text="Most waiting at once in one queue.")
+    total_peak = models.PositiveIntegerField(
+        default=0, help_text="Each queue's most waiting at once, added up (an upper bound of the most in all)."
+    )
+    longest_wait_s = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h, all queues"
 
 
 class RecordedMinute(models.Model):

@@ -10,11 +10,11 @@ import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from django.db.models import F, Q, Sum
+from django.db.models import Q, Sum
 
 from clinical.models import Offer, Visit, VisitStatus
 from clinical.sla import sla_targets
-from oversight.models import WAIT_BANDS, QueueHour, QueueMinute, RecordedMinute
+from oversight.models import WAIT_BANDS, QueueDay, QueueHour, QueueHourTotal, QueueMinute, RecordedMinute
 
 MINUTE = dt.timedelta(minutes=1)
 MEASURES = (
@@ -115,24 +115,45 @@ _STORED = {
 }  # fmt: skip
 
 
-def stored(start: dt.datetime, end: dt.datetime, *, hours: bool = False) -> Totals:
-    """Sum what the history holds for the period, from the minute rows (or the hour rows with ``hours``)."""
+# Each resolution of the stored history: its model, time field and the column of those waiting summed.
+_RESOLUTIONS = {
+    "minutes": (QueueMinute, "minute", "waiting"),
+    "hours": (QueueHour, "hour", "waiting_sum"),
+    "days": (QueueDay, "day", "waiting_sum"),
+    "hour totals": (QueueHourTotal, "hour", "waiting_sum"),
+}
+ALL_QUEUES: Key = ("*", -1)  # the one cell of the hour totals (every state and priority)
+
+
+def stored(start: dt.datetime, end: dt.datetime, *, rows: str = "minutes") -> Totals:
+    """Sum what the history holds for the period at one resolution (``_RESOLUTIONS``: minute rows by default).
+
+    The hour totals have no state or priority: their sums land in the one cell ``ALL_QUEUES``.
+    """
+    model, time, waiting = _RESOLUTIONS[rows]
+    per_queue = model is not QueueHourTotal
+    group = ("state", "priority") if per_queue else ()
     totals = Totals()
-    if hours:
-        rows = QueueHour.objects.filter(hour__gte=start, hour__lt=end)
-        waiting = F("waiting_sum")
-    else:
-        rows = QueueMinute.objects.filter(minute__gte=start, minute__lt=end)
-        waiting = F("waiting")
+    found = model.objects.filter(**{f"{time}__gte": start, f"{time}__lt": end}).order_by()
     sums = {name: Sum(column) for name, column in _STORED.items()} | {"waiting_minutes": Sum(waiting)}
-    for row in rows.order_by().values("state", "priority").annotate(**sums):
-        key = (row["state"], row["priority"])
+    summed = found.values(*group).annotate(**sums) if per_queue else [found.aggregate(**sums)]
+    for row in summed:
+        key = (row["state"], row["priority"]) if per_queue else ALL_QUEUES
         for name in sums:
             totals.add(key, name, row[name] or 0)
-    for row in rows.order_by().values("state", "priority", "wait_hist"):
+    for row in found.values(*group, "wait_hist"):
+        key = (row["state"], row["priority"]) if per_queue else ALL_QUEUES
         for band, count in enumerate(row["wait_hist"]):
-            totals.add((row["state"], row["priority"]), f"band_{band}", count)
+            totals.add(key, f"band_{band}", count)
     return totals
+
+
+def all_queues(totals: Totals) -> Totals:
+    """Return ``totals`` summed into the one cell ``ALL_QUEUES`` (to compare with the hour totals)."""
+    merged = Totals()
+    for cell in totals.cells.values():
+        merged.cells[ALL_QUEUES].update(cell)
+    return merged
 
 
 def unrecorded_minutes(start: dt.datetime, end: dt.datetime) -> int:

@@ -1,4 +1,4 @@
-"""What the clinical console pages show: provider availability and visits today, waiting filters."""
+"""What the clinical console pages show: provider availability and visits today, waiting filters, a patient's visits."""
 
 import datetime as dt
 
@@ -54,3 +54,13 @@ def test_it_shows_a_providers_licenses_each_a_link_to_its_own_form(client, clini
     assert 'name="licenses-' not in html
     client.force_login(support_agent)
     assert "Add a license for this provider" not in client.get(page).content.decode()  # cannot add one
+
+
+def test_it_shows_a_patients_latest_visits_in_the_consoles_time_zone(client, support_agent, settings):
+    settings.TIME_ZONE = "America/New_York"
+    visit = make_visit()
+    requested = dt.datetime(2026, 7, 1, 2, 30, tzinfo=dt.UTC)  # 22:30 the day before in New York (EDT)
+    Visit.objects.filter(pk=visit.pk).update(requested_at=requested)
+    client.force_login(support_agent)
+    html = client.get(reverse("ops:clinical_patient_change", args=[visit.patient_id])).content.decode()
+    assert "2026-06-30 22:30" in html and "2026-07-01 02:30" not in html

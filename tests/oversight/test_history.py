@@ -1,6 +1,7 @@
 """Queue history: each minute recorded once from the rows, agreeing with a recount, across a failover."""
 
 import datetime as dt
+import importlib
 import random
 import threading
 
@@ -11,7 +12,7 @@ from django.db import connection
 from clinical.models import Offer, Visit, VisitStatus
 from core import dbclock
 from oversight import history, recompute
-from oversight.models import ProviderAcceptance, QueueHour, QueueMinute, RecordedMinute
+from oversight.models import ProviderAcceptance, QueueDay, QueueHour, QueueHourTotal, QueueMinute, RecordedMinute
 from oversight.worker import OversightWorker
 from tests.builders import make_patient, make_provider
 
@@ -80,12 +81,13 @@ def test_it_never_records_a_minute_twice():
     assert set(RecordedMinute.objects.values_list("writer", flat=True)) == {"a", "b"}
 
 
-def _generated(rng: random.Random, count: int) -> None:
-    """Visits and offers with random times over two hours, in every final and open status."""
+def _generated(rng: random.Random, count: int, *, after: float = 0) -> None:
+    """Visits and offers with random times over two hours (from ``after`` minutes past 09:00), in every final and
+    open status."""
     providers = [make_provider(states=("CA", "TX")) for _ in range(3)]
     for n in range(count):
         patient = make_patient()
-        requested = at(rng.uniform(-20, 110))
+        requested = at(after + rng.uniform(-20, 110))
         wait = dt.timedelta(seconds=rng.choice([5, 20, 50, 100, 400, 1000, 2000, 4000]) * rng.uniform(0.8, 1.2))
         state, priority = rng.choice(["CA", "TX"]), rng.choice([0, 0, 1, 2])
         kind = rng.random()
@@ -115,10 +117,78 @@ def test_it_agrees_with_a_recount_from_the_rows_on_generated_data():
         for measure in recompute.compare(recompute.from_rows(start, end), recompute.stored(start, end)):
             assert measure["relative_diff"] == pytest.approx(0, abs=1e-9), measure
             assert measure["cells_differing"] == 0, measure
-    hours = recompute.compare(recompute.from_rows(at(0), at(120)), recompute.stored(at(0), at(120), hours=True))
+    hours = recompute.compare(recompute.from_rows(at(0), at(120)), recompute.stored(at(0), at(120), rows="hours"))
     assert all(m["relative_diff"] == pytest.approx(0, abs=1e-9) for m in hours), hours
     assert QueueHour.objects.filter(hour__in=[at(0), at(60)]).exists()
     assert recompute.unrecorded_minutes(at(0), at(120)) == 0
+
+
+def test_it_rolls_each_utc_day_up_after_its_last_hour_agreeing_with_a_recount(settings):
+    midnight = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
+    before = (midnight - T0) / dt.timedelta(minutes=1) - 60  # minutes from 09:00 to 23:00 the day before
+    _generated(random.Random(21), 120, after=before)
+    start, end = midnight - dt.timedelta(hours=2), midnight + dt.timedelta(hours=2)
+    for batch in range(0, 240, 37):  # in uneven batches, as a writer catching up would
+        history.record_range(start + dt.timedelta(minutes=batch), min(end, start + dt.timedelta(minutes=batch + 37)),
+                             writer="test")  # fmt: skip
+
+    day = midnight - dt.timedelta(days=1)
+    assert set(QueueDay.objects.values_list("day", flat=True)) == {day}  # the 21st is not over
+    expected = recompute.from_rows(day, midnight)
+    for measure in recompute.compare(expected, recompute.stored(day, midnight, rows="days")):
+        assert measure["relative_diff"] == pytest.approx(0, abs=1e-9) and measure["cells_differing"] == 0, measure
+    by_hour = recompute.all_queues(recompute.from_rows(start, end))
+    assert QueueHourTotal.objects.count() == QueueHour.objects.values("hour").distinct().count() > 2
+    for measure in recompute.compare(by_hour, recompute.stored(start, end, rows="hour totals")):
+        assert measure["relative_diff"] == pytest.approx(0, abs=1e-9), measure
+
+    # Pruned with the cutoff at 23:00: the hours before it go, the day keeps its row (periods from that day read it).
+    settings.OPS_STATS_DAYS = 1
+    history.prune(now=midnight + dt.timedelta(hours=23))
+    assert not QueueHour.objects.filter(hour__lt=midnight - dt.timedelta(hours=1)).exists()
+    assert not QueueHourTotal.objects.filter(hour__lt=midnight - dt.timedelta(hours=1)).exists()
+    kept = {row.pk: row.requested for row in QueueDay.objects.all()}
+    assert kept and sum(kept.values()) == sum(c["requested"] for c in expected.cells.values())
+
+
+def test_it_rebuilds_a_day_rolled_up_from_a_time_inside_it():
+    midnight = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
+    day = midnight - dt.timedelta(days=1)
+    _generated(random.Random(22), 60, after=(midnight - T0) / dt.timedelta(minutes=1) - 60)
+    history.record_range(midnight - dt.timedelta(hours=3), midnight + dt.timedelta(minutes=30), writer="test")
+    requested = sum(QueueDay.objects.filter(day=day).values_list("requested", flat=True))
+    # A bulk writer adds a visit at 23:40 and rebuilds from 23:30: the day is rolled up again from all its hours.
+    visit(make_patient(), status=VisitStatus.CANCELLED, requested=midnight - dt.timedelta(minutes=20),
+          cancelled=midnight - dt.timedelta(minutes=15))  # fmt: skip
+    history.rebuild(writer="bulk", since=midnight - dt.timedelta(minutes=30), now=midnight + dt.timedelta(minutes=31))
+    assert sum(QueueDay.objects.filter(day=day).values_list("requested", flat=True)) == requested + 1
+    for measure in recompute.compare(recompute.from_rows(day, midnight), recompute.stored(day, midnight, rows="days")):
+        assert measure["relative_diff"] == pytest.approx(0, abs=1e-9) and measure["cells_differing"] == 0, measure
+    assert set(RecordedMinute.objects.filter(minute__gte=midnight - dt.timedelta(hours=1)).values_list(
+        "writer", flat=True)) == {"bulk"}  # fmt: skip
+
+
+def test_it_backfills_the_rollups_of_history_recorded_before_them_as_the_writer_rolls_them_up():
+    midnight = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
+    _generated(random.Random(23), 60, after=(midnight - T0) / dt.timedelta(minutes=1) - 60)
+    history.record_range(midnight - dt.timedelta(hours=2), midnight + dt.timedelta(hours=1), writer="test")
+
+    def rollups() -> tuple[list, list]:
+        """Every day row and hour total, but their ids, in order."""
+        return tuple(
+            sorted(model.objects.values_list(*[f.name for f in model._meta.concrete_fields if f.name != "id"]))
+            for model in (QueueDay, QueueHourTotal)
+        )
+
+    written = rollups()
+    assert written[0] and len(written[1]) == 3
+    QueueDay.objects.all().delete()
+    QueueHourTotal.objects.all().delete()
+    migration = importlib.import_module("oversight.migrations.0005_day_and_hour_total_rollups")
+    with connection.cursor() as cursor:
+        for sql in migration.BACKFILL:
+            cursor.execute(sql)
+    assert rollups() == written
 
 
 def test_it_samples_providers_only_for_the_minute_that_just_ended():

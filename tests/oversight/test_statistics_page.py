@@ -1,18 +1,20 @@
 """The statistics on the live queues page: a period's history, per bucket, priority, state and provider."""
 
 import bisect
+import dataclasses
 import datetime as dt
+import random
 import re
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.urls import reverse
 
 from clinical.models import Offer, Priority
 from core import dbclock
 from core.models import AccessLog
 from oversight import history, selectors
-from oversight.models import WAIT_BANDS, QueueHour, QueueMinute, RecordedMinute, no_waits
+from oversight.models import WAIT_BANDS, QueueDay, QueueHour, QueueHourTotal, QueueMinute, RecordedMinute, no_waits
 from oversight.selectors import PERIODS, period_statistics, wait_quantile
 from tests.builders import make_provider, make_visit
 
@@ -41,7 +43,14 @@ def minute(t, state="CA", priority=ROUTINE, waits=(), **values) -> QueueMinute:
 
 
 def hour(t, state="CA", priority=ROUTINE, waits=(), **values) -> QueueHour:
-    return QueueHour.objects.create(hour=t, state=state, priority=priority, **counts(waits, **values))
+    """Write an hour's row of one queue and that hour's total (and its day's, after 23:00 UTC) as the writer would."""
+    row = QueueHour.objects.create(hour=t, state=state, priority=priority, **counts(waits, **values))
+    QueueHourTotal.objects.filter(hour=t).delete()
+    if t.hour == 23:  # rolled up again with this hour
+        QueueDay.objects.filter(day=t.replace(hour=0)).delete()
+    with connection.cursor() as cursor:
+        history.roll_up_hour(cursor, t)
+    return row
 
 
 def record(start: dt.datetime, end: dt.datetime) -> None:
@@ -102,6 +111,7 @@ def test_it_reads_the_rolled_up_hours_and_the_minutes_after_them_counting_each_o
 
 def test_it_reads_the_minutes_of_an_hour_not_yet_rolled_up(day_of_history):
     QueueHour.objects.filter(hour=at(-1)).delete()
+    QueueHourTotal.objects.filter(hour=at(-1)).delete()
     stats = period_statistics(PERIODS["24h"], live=live())
     assert stats.total.left == 5 + 1 + 2  # 10:00, 11:10 from its minute, 12:00's two
 
@@ -122,6 +132,84 @@ def test_it_averages_depth_over_recorded_minutes_and_bounds_the_hourly_peak(day_
     assert (ten.depth_avg, ten.depth_max) == (3.0, 5)  # (120 + 60) / 60; the two queues' peaks added up
     assert stats.peaks_from_hours
     assert ten.tally.p50_wait_s == 75.0  # five waits, 20 50 70 100 700: rank 2.5 is half into [60, 90)
+
+
+def _random_history(rng: random.Random, since: dt.datetime, now: dt.datetime) -> None:
+    """Write random hours of three states at two priorities from ``since`` up to ``now``'s hour, rolled up as the
+    writer does (each hour's total; each UTC day after its last hour), then random minutes up to ``now``."""
+    top = now.replace(minute=0, second=0)
+    record(since, now.replace(second=0))
+    queues = [(state, priority) for state in ("CA", "TX", "NY") for priority in (ROUTINE, URGENT)]
+
+    def values() -> dict:
+        return {
+            "requested": rng.randint(0, 9), "left": rng.randint(0, 9), "within_sla": rng.randint(0, 5),
+            "wait_sum_s": rng.randint(0, 900), "wait_max_s": rng.randint(0, 900), "offers_made": rng.randint(0, 9),
+            "offers_accepted": rng.randint(0, 3), "longest_wait_s": rng.randint(0, 999),
+            "wait_hist": [rng.randint(0, 3) for _ in range(len(WAIT_BANDS) + 1)],
+        }  # fmt: skip
+
+    rows = []
+    for hours in range(int((top - since) / HOUR)):
+        for state, priority in rng.sample(queues, rng.randint(0, len(queues))):
+            peak = rng.randint(0, 6)
+            rows.append(QueueHour(hour=since + hours * HOUR, state=state, priority=priority, waiting_max=peak,
+                                  waiting_sum=peak * rng.randint(0, 60), **values()))  # fmt: skip
+    QueueHour.objects.bulk_create(rows)
+    with connection.cursor() as cursor:
+        for hours in range(int((top - since) / HOUR)):
+            history.roll_up_hour(cursor, since + hours * HOUR)
+    for minutes in range(int((now - top).total_seconds() // 60)):
+        for state, priority in rng.sample(queues, 2):
+            QueueMinute.objects.create(minute=top + dt.timedelta(minutes=minutes), state=state, priority=priority,
+                                       waiting=rng.randint(0, 4), **values())  # fmt: skip
+
+
+def _tallies(stats) -> dict:
+    """Return every table line's tally of ``stats`` but its sum of peaks (a bound: by hours, or by days)."""
+    lines = [("total", stats.total)] + [(r.key, r.tally) for r in stats.priorities + stats.states]
+    return {key: dataclasses.replace(tally, total_peak=0) for key, tally in lines}
+
+
+def _expected_bucket(start: dt.datetime, end: dt.datetime, rolled: dt.datetime) -> tuple:
+    """Return a chart bucket's numbers from the hour rows in it up to ``rolled``, then its minute rows."""
+    hours = list(QueueHour.objects.filter(hour__gte=start, hour__lt=min(end, rolled)))
+    minutes = list(QueueMinute.objects.filter(minute__gte=max(start, rolled), minute__lt=end))
+    rows = hours + minutes
+    # The most waiting at once in all queues: each hour's queue peaks added up, each minute's waiting added up.
+    peaks = [sum(r.waiting_max for r in hours if r.hour == t) for t in {r.hour for r in hours}]
+    peaks += [sum(r.waiting for r in minutes if r.minute == t) for t in {r.minute for r in minutes}]
+    waiting = sum(r.waiting_sum for r in hours) + sum(r.waiting for r in minutes)
+    bands = [sum(r.wait_hist[band] for r in rows) for band in range(len(WAIT_BANDS) + 1)]
+    return sum(r.requested for r in rows), waiting, max(peaks, default=0), bands
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        NOW,  # mid-day: whole days in each period with hours either side, and minutes after
+        dt.datetime(2026, 12, 10, 0, 0, 20, tzinfo=dt.UTC),  # just after midnight: the day before just rolled up
+        dt.datetime(2026, 12, 9, 23, 59, 50, tzinfo=dt.UTC),  # that day's last hour not rolled up: its minutes
+        dt.datetime(2026, 12, 8, 1, 10, tzinfo=dt.UTC),
+    ],
+)
+def test_it_sums_whole_days_from_their_rollup_as_their_hours_add_up(now):
+    _random_history(random.Random(now.toordinal()), NOW - dt.timedelta(days=9, hours=7), now)
+    rolled = now.replace(minute=0, second=0)
+    assert QueueDay.objects.filter(day__lte=rolled - dt.timedelta(days=1)).exists()
+    assert not QueueDay.objects.filter(day__gt=rolled - dt.timedelta(days=1)).exists()  # only whole days rolled up
+    for period in ("24h", "7d", "30d"):
+        from_days = period_statistics(PERIODS[period], live=live(at_time=now))
+        with transaction.atomic():
+            QueueDay.objects.all().delete()  # the tables then sum every hour (the charts read the hour totals)
+            from_hours = period_statistics(PERIODS[period], live=live(at_time=now))
+            transaction.set_rollback(True)
+        assert from_days.total.requested > 0
+        assert _tallies(from_days) == _tallies(from_hours), period
+        for bucket in from_days.buckets:
+            got = bucket.tally
+            expected = _expected_bucket(bucket.start, bucket.start + PERIODS[period].bucket, rolled)
+            assert (got.requested, got.waiting_sum, got.total_peak, got.wait_hist) == expected, (period, bucket.start)
 
 
 def test_it_shows_no_bucket_as_zero_before_anything_was_recorded():
@@ -205,7 +293,8 @@ def test_it_reads_each_period_from_the_history_keys_and_the_offers_by_time():
             cursor.execute("EXPLAIN " + sql, params)
             plans.append("\n".join(row[0] for row in cursor.fetchall()))
         cursor.execute("RESET enable_seqscan")
-    assert "oversight_queuehour_key" in plans[0] and "oversight_queueminute_key" in plans[0]
+    for key in ("queuehourtotal_hour_key", "queueday_key", "queuehour_key", "queueminute_key"):
+        assert f"oversight_{key}" in plans[0], key
     # The worker's ranking by its key; the page's own ranking, when that one is stale, by the offers' time.
     assert "oversight_provideracceptance_key" in plans[1] and "clinical_offer_offered_idx" in plans[1]
 

@@ -23,10 +23,16 @@ def _instant(value: str, name: str) -> dt.datetime:
     return parsed.astimezone(dt.UTC).replace(second=0, microsecond=0)
 
 
+def _midnight(at: dt.datetime) -> dt.datetime:
+    """Return the start of the UTC day ``at`` falls in."""
+    return at.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 class Command(BaseCommand):
     help = (
         "Recount a period of the queue history from the visit and offer rows and compare, measure by measure "
-        "(minute rows, and hour rows for the whole hours in it). Exits 1 if any differs by more than 0.1%."
+        "(minute rows; hour rows and hour totals for the whole hours in it; day rows for its whole UTC days). "
+        "Exits 1 if any differs by more than 0.1%."
     )
 
     def add_arguments(self, parser):
@@ -47,18 +53,26 @@ class Command(BaseCommand):
         first_hour = start if start.minute == 0 else start.replace(minute=0) + dt.timedelta(hours=1)
         last_hour = end.replace(minute=0)
         if first_hour < last_hour:
-            compared["hours"] = recompute.compare(
-                recompute.from_rows(first_hour, last_hour), recompute.stored(first_hour, last_hour, hours=True)
+            by_hour = recompute.from_rows(first_hour, last_hour)
+            compared["hours"] = recompute.compare(by_hour, recompute.stored(first_hour, last_hour, rows="hours"))
+            compared["hour totals"] = recompute.compare(
+                recompute.all_queues(by_hour), recompute.stored(first_hour, last_hour, rows="hour totals")
+            )
+        first_day = start if start == _midnight(start) else _midnight(start) + dt.timedelta(days=1)
+        last_day = _midnight(end)
+        if first_day < last_day:
+            compared["days"] = recompute.compare(
+                recompute.from_rows(first_day, last_day), recompute.stored(first_day, last_day, rows="days")
             )
         missing = recompute.unrecorded_minutes(start, end)
         self.stdout.write(f"queue history {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
-        self.stdout.write(f"{'measure':<18} {'rows':>8} {'recomputed':>14} {'stored':>14} {'diff %':>8} {'cells':>6}")
+        self.stdout.write(f"{'measure':<18} {'rows':>11} {'recomputed':>14} {'stored':>14} {'diff %':>8} {'cells':>6}")
         worst = 0.0
         for kind, table in compared.items():
             for row in table:
                 worst = max(worst, row["relative_diff"])
                 self.stdout.write(
-                    f"{row['measure']:<18} {kind:>8} {row['recomputed']:>14,.0f} {row['stored']:>14,.0f} "
+                    f"{row['measure']:<18} {kind:>11} {row['recomputed']:>14,.0f} {row['stored']:>14,.0f} "
                     f"{100 * row['relative_diff']:>8.3f} {row['cells_differing']:>6}"
                 )
         agrees = worst <= TOLERANCE and not missing
