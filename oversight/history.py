@@ -187,6 +187,42 @@ def roll_up_hour(cursor, hour: dt.datetime) -> None:
         cursor.execute(_ROLLUP_DAY, {"day": hour.astimezone(dt.UTC).replace(hour=0)})
 
 
+# Rollups a writer of the code before them left out (its hours rolled up with no total, its days with
+# no row: during a deploy, migrated before the old worker stopped). Written by the worker that takes
+# the lock; one anti-join over the hours kept (oversight_queuehourtotal_hour_key, oversight_queueday_key).
+_MISSING_TOTALS = f"""
+INSERT INTO oversight_queuehourtotal (hour, {_MEASURES}, waiting_sum, waiting_peak, total_peak, longest_wait_s)
+SELECT hour, {_SUMMED}, sum(waiting_sum), max(waiting_max), sum(waiting_max), max(longest_wait_s)
+FROM oversight_queuehour h WHERE NOT EXISTS (SELECT 1 FROM oversight_queuehourtotal t WHERE t.hour = h.hour)
+GROUP BY hour
+ON CONFLICT (hour) DO NOTHING
+"""  # noqa: S608
+_MISSING_DAYS = f"""
+INSERT INTO oversight_queueday (day, state, priority, {_MEASURES}, waiting_sum, waiting_max, longest_wait_s)
+SELECT date_trunc('day', hour, 'UTC'), state, priority, {_SUMMED}, sum(waiting_sum), max(waiting_max),
+       max(longest_wait_s)
+FROM oversight_queuehour h
+WHERE EXISTS (SELECT 1 FROM oversight_recordedminute r
+              WHERE r.minute = date_trunc('day', h.hour, 'UTC') + interval '1 day' - interval '1 minute')
+  AND NOT EXISTS (SELECT 1 FROM oversight_queueday d WHERE d.day = date_trunc('day', h.hour, 'UTC'))
+GROUP BY 1, 2, 3
+ON CONFLICT (day, state, priority) DO NOTHING
+"""  # noqa: S608
+
+
+def roll_up_missing() -> int:
+    """Write the hour totals and day rows missing for hours already rolled up; return how many rows it wrote.
+
+    A day is rolled up only once its last minute is recorded (as ``roll_up_hour`` does).
+    """
+    written = 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        for sql in (_MISSING_TOTALS, _MISSING_DAYS):
+            cursor.execute(sql)
+            written += cursor.rowcount
+    return written
+
+
 def floor_minute(at: dt.datetime) -> dt.datetime:
     """Return the start of the minute ``at`` falls in."""
     return at.replace(second=0, microsecond=0)

@@ -54,6 +54,7 @@ class OversightWorker:
         self.holding = False
         self.stats = OversightStats()
         self._last_prune = 0.0
+        self._new_holder = False
         self._last_ranked = -math.inf  # ranks on its first tick, and after a takeover
         self._backoff = 0.0
 
@@ -79,6 +80,10 @@ class OversightWorker:
         if not self._hold():
             return False
         self.stats.ticks += 1
+        if self._new_holder:
+            # The last holder may have run code that wrote no totals or day rows (a deploy).
+            history.roll_up_missing()
+            self._new_holder = False
         # Catch up (after a first start or a failover) in bounded batches, a few per tick.
         for _ in range(8):
             recorded = history.record_due(writer=self.name)
@@ -110,6 +115,7 @@ class OversightWorker:
                 if self.holding:
                     self.stats.takeovers += 1
                     self._last_ranked = -math.inf  # the last holder's ranking may be old
+                    self._new_holder = True
                     logger.info("oversight %s: working (took the lock)", self.name)
         return self.holding
 

@@ -191,6 +191,28 @@ def test_it_backfills_the_rollups_of_history_recorded_before_them_as_the_writer_
     assert rollups() == written
 
 
+def test_it_writes_the_rollups_a_writer_of_older_code_left_out_when_it_takes_the_lock():
+    midnight = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
+    _generated(random.Random(24), 60, after=(midnight - T0) / dt.timedelta(minutes=1) - 60)
+    history.record_range(midnight - dt.timedelta(hours=2), midnight + dt.timedelta(hours=1), writer="old")
+    rows = QueueDay.objects.filter(day=midnight - dt.timedelta(days=1)).order_by("state", "priority")
+    day = list(rows.values_list("state", "priority", "requested", "left"))
+    totals = list(QueueHourTotal.objects.order_by("hour").values_list("hour", "requested", "waiting_sum"))
+    # What the code before the rollups wrote: the hours, no totals, no day rows.
+    QueueDay.objects.all().delete()
+    QueueHourTotal.objects.all().delete()
+
+    try:
+        assert OversightWorker(name="new", tick_seconds=0).step()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock_all()")  # the lock is the session's, not the test's
+    assert day and list(rows.values_list("state", "priority", "requested", "left")) == day
+    got = QueueHourTotal.objects.filter(hour__lte=midnight).order_by("hour")
+    assert list(got.values_list("hour", "requested", "waiting_sum")) == totals
+    assert history.roll_up_missing() == 0  # nothing missing any more
+
+
 def test_it_samples_providers_only_for_the_minute_that_just_ended():
     make_provider(states=("CA",), available=True)
     make_provider(states=("CA",))
