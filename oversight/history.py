@@ -154,23 +154,33 @@ GROUP BY 1, 2, 3
 ON CONFLICT (hour, state, priority) DO NOTHING
 """  # noqa: S608
 
-# The hour's rows just rolled up, summed over every queue: one row the charts read (oversight_queuehourtotal_hour_key).
-_ROLLUP_TOTAL = f"""
-INSERT INTO oversight_queuehourtotal (hour, {_MEASURES}, waiting_sum, waiting_peak, total_peak, longest_wait_s)
-SELECT %(hour)s, {_SUMMED}, sum(waiting_sum), max(waiting_max), sum(waiting_max), max(longest_wait_s)
-FROM oversight_queuehour WHERE hour = %(hour)s
-HAVING count(*) > 0
-ON CONFLICT (hour) DO NOTHING
-"""  # noqa: S608
 
-# A UTC day's hour rows (oversight_queuehour_key), summed per queue once its last hour is rolled up.
-_ROLLUP_DAY = f"""
+def _totals(where: str) -> str:
+    """Return the statement summing the hour rows that meet ``where`` over every queue: a row an hour (the charts')."""
+    return f"""
+INSERT INTO oversight_queuehourtotal (hour, {_MEASURES}, waiting_sum, waiting_peak, total_peak, longest_wait_s)
+SELECT h.hour, {_SUMMED}, sum(waiting_sum), max(waiting_max), sum(waiting_max), max(longest_wait_s)
+FROM oversight_queuehour h WHERE {where}
+GROUP BY h.hour
+ON CONFLICT (hour) DO NOTHING
+"""  # noqa: S608 (constants only)
+
+
+def _days(where: str) -> str:
+    """Return the statement summing the hour rows that meet ``where`` per UTC day and queue (the tables')."""
+    return f"""
 INSERT INTO oversight_queueday (day, state, priority, {_MEASURES}, waiting_sum, waiting_max, longest_wait_s)
-SELECT %(day)s, state, priority, {_SUMMED}, sum(waiting_sum), max(waiting_max), max(longest_wait_s)
-FROM oversight_queuehour WHERE hour >= %(day)s AND hour < %(day)s + interval '1 day'
-GROUP BY state, priority
+SELECT date_trunc('day', h.hour, 'UTC'), state, priority, {_SUMMED}, sum(waiting_sum), max(waiting_max),
+       max(longest_wait_s)
+FROM oversight_queuehour h WHERE {where}
+GROUP BY 1, 2, 3
 ON CONFLICT (day, state, priority) DO NOTHING
-"""  # noqa: S608
+"""  # noqa: S608 (constants only)
+
+
+# The hour just rolled up, and its UTC day after its last hour, read by oversight_queuehour_key.
+_ROLLUP_TOTAL = _totals("h.hour = %(hour)s")
+_ROLLUP_DAY = _days("h.hour >= %(day)s AND h.hour < %(day)s + interval '1 day'")
 
 # Every table of the history with its time column, finest first (pruned and rebuilt together).
 _TABLES = (
@@ -190,24 +200,13 @@ def roll_up_hour(cursor, hour: dt.datetime) -> None:
 # Rollups a writer of the code before them left out (its hours rolled up with no total, its days with
 # no row: during a deploy, migrated before the old worker stopped). Written by the worker that takes
 # the lock; one anti-join over the hours kept (oversight_queuehourtotal_hour_key, oversight_queueday_key).
-_MISSING_TOTALS = f"""
-INSERT INTO oversight_queuehourtotal (hour, {_MEASURES}, waiting_sum, waiting_peak, total_peak, longest_wait_s)
-SELECT hour, {_SUMMED}, sum(waiting_sum), max(waiting_max), sum(waiting_max), max(longest_wait_s)
-FROM oversight_queuehour h WHERE NOT EXISTS (SELECT 1 FROM oversight_queuehourtotal t WHERE t.hour = h.hour)
-GROUP BY hour
-ON CONFLICT (hour) DO NOTHING
-"""  # noqa: S608
-_MISSING_DAYS = f"""
-INSERT INTO oversight_queueday (day, state, priority, {_MEASURES}, waiting_sum, waiting_max, longest_wait_s)
-SELECT date_trunc('day', hour, 'UTC'), state, priority, {_SUMMED}, sum(waiting_sum), max(waiting_max),
-       max(longest_wait_s)
-FROM oversight_queuehour h
-WHERE EXISTS (SELECT 1 FROM oversight_recordedminute r
-              WHERE r.minute = date_trunc('day', h.hour, 'UTC') + interval '1 day' - interval '1 minute')
-  AND NOT EXISTS (SELECT 1 FROM oversight_queueday d WHERE d.day = date_trunc('day', h.hour, 'UTC'))
-GROUP BY 1, 2, 3
-ON CONFLICT (day, state, priority) DO NOTHING
-"""  # noqa: S608
+# A day only once its last minute is recorded, as ``roll_up_hour`` does.
+_MISSING_TOTALS = _totals("NOT EXISTS (SELECT 1 FROM oversight_queuehourtotal t WHERE t.hour = h.hour)")
+_MISSING_DAYS = _days(
+    "EXISTS (SELECT 1 FROM oversight_recordedminute r"
+    " WHERE r.minute = date_trunc('day', h.hour, 'UTC') + interval '1 day' - interval '1 minute')"
+    " AND NOT EXISTS (SELECT 1 FROM oversight_queueday d WHERE d.day = date_trunc('day', h.hour, 'UTC'))"
+)
 
 
 def roll_up_missing() -> int:
