@@ -14,7 +14,7 @@ from django.utils.functional import cached_property
 from core.access import record_access
 from core.pagination import EstimatedCountPaginator
 from search import selectors
-from search.backends import first_rows
+from search.backends import NameRank, first_rows, patient_names, patients_named
 from search.query import parse
 
 
@@ -39,16 +39,29 @@ class SearchPaginator(EstimatedCountPaginator):
     """
 
     counted_rows = None  # the first page's rows when read with the count (then every match if they fit)
+    names = None  # a patient name search's names, best first, with their patients' count
 
     def first_rows(self, queryset, top: int):
-        """Return the visit search narrowed to the rows that can be among its first ``top``, else None."""
+        """Return the search narrowed to the rows that can be among its first ``top``, else None.
+
+        A visit search's rows are those of its first people; a patient name search's those of its first names.
+        """
+        if self.names is not None:
+            return patients_named(queryset, self.names, top)
         return first_rows(queryset, top)
 
     @cached_property
     def count(self) -> int:
-        """Return the number of matches: with the first page when the search ranks them all."""
+        """Return the number of matches: with the first page when the search ranks them all.
+
+        A patient name search counts from its names (their patients' count, kept by triggers).
+        """
         queryset = self.object_list
         score = queryset.query.annotations.get("search_score") if hasattr(queryset, "query") else None
+        order = queryset.query.order_by if score is not None else ()
+        if isinstance(score, NameRank) and order and order[0] == "-search_score":
+            self.names = patient_names(score, using=queryset.db)
+            return sum(patients for _, _, patients, _ in self.names)
         # A constant score ranks nothing (a case search by subject words reads its list's index
         # until the page is full), and a visit search's page reads only the rows that fill it.
         ranked = score is not None and not isinstance(score, Value) and not queryset.query.distinct
@@ -58,11 +71,15 @@ class SearchPaginator(EstimatedCountPaginator):
         return self.counted_rows[0].search_total if self.counted_rows else 0
 
     def page(self, number):
-        """Return the page; the first one as read with the count."""
+        """Return the page; the first one as read with the count; a patient name search's from its first names."""
         number = self.validate_number(number)
         if number == 1 and self.counted_rows is not None:
             top = self.per_page if self.per_page + self.orphans < self.count else self.count
             return self._get_page(self.counted_rows[:top], number, self)
+        if self.names is not None:  # the patient row carries all it shows: one query, no late lookup
+            bottom = (number - 1) * self.per_page
+            top = self.count if bottom + self.per_page + self.orphans >= self.count else bottom + self.per_page
+            return self._get_page(self.first_rows(self.object_list, top)[bottom:top], number, self)
         return super().page(number)
 
 

@@ -6,9 +6,9 @@ matching rows and annotated with ``search_score``; the rows always come from Pos
 
 from django.conf import settings
 
-from search.backends.postgres import PostgresBackend, first_rows
+from search.backends.postgres import NameRank, PostgresBackend, first_rows, patient_names, patients_named
 
-__all__ = ["PostgresBackend", "first_rows", "get_backend"]
+__all__ = ["NameRank", "PostgresBackend", "first_rows", "get_backend", "patient_names", "patients_named"]
 
 
 def get_backend():

@@ -24,6 +24,7 @@ from django.db.models import (
     BigIntegerField,
     BooleanField,
     Case,
+    ExpressionWrapper,
     F,
     FloatField,
     Func,
@@ -40,6 +41,7 @@ from django.db.models.lookups import Exact, Regex
 
 from clinical.models import Patient, Provider, ProviderLicense, Visit
 from search.documents import DocumentType
+from search.models import PatientName
 from search.query import SearchQuery, sorted_letters
 
 EXACT = 10.0  # an identifier (MRN, phone, visit id...) outranks any name
@@ -129,6 +131,18 @@ class PeopleRank(Func):
         )
 
 
+class NameRank(ExpressionWrapper):
+    """A patient search's score when it is the name's alone: the same for every patient of a name.
+
+    Keeps the search (``people``) so that a page can be read from the names that fill it
+    (``patient_names``, ``patients_named``) instead of scoring every patient who bears one.
+    """
+
+    def __init__(self, people: "People"):
+        self.people = people
+        super().__init__(people.score(), output_field=FloatField())
+
+
 def _if(condition, weight: float) -> Case:
     return Case(When(condition, then=Value(weight)), default=Value(0.0), output_field=FloatField())
 
@@ -206,6 +220,10 @@ class People:
         if not parts:
             return None
         return parts[0] & parts[1] if len(parts) == 2 else parts[0]
+
+    def name_alone(self) -> bool:
+        """Return True when only a name was typed (no identifier, no date of birth): its score is the name's."""
+        return bool(self.query.words) and not self.query.dob and not self._identifiers()
 
     def where(self) -> Q | None:
         """Return the condition a matching row meets, or None when the input cannot match one."""
@@ -298,6 +316,8 @@ def _any(parts: list) -> Q | None:
 
 def _patients(query: SearchQuery, follow: int, using: str) -> tuple[Q | None, object]:
     people = People(query)
+    if people.name_alone():
+        return people.where(), NameRank(people)
     return people.where(), people.score()
 
 
@@ -377,6 +397,42 @@ def first_rows(queryset: QuerySet, top: int) -> QuerySet | None:
     return queryset.filter(pk__in=RawSQL(sql, params))  # noqa: S611 - see above
 
 
+def patient_names(score: NameRank, *, using: str) -> list[tuple[str, str, int, float]]:
+    """Return the names a patient name search matches, best first: (first, last, patients, score).
+
+    The names' own conditions and score are the patients' (``search_patientname`` has the same
+    columns and the same indexes), so each name's patients are exactly the patients it matches.
+    """
+    people = score.people
+    names = PatientName.objects.using(using).filter(people.where()).annotate(s=people.score()).order_by("-s")
+    return list(names.values_list("first_name", "last_name", "patients", "s"))
+
+
+def patients_named(queryset: QuerySet, names: list[tuple[str, str, int, float]], top: int) -> QuerySet:
+    """Return ``queryset`` narrowed to the patients of the names that can fill its first ``top`` rows.
+
+    Every patient of a name scores the same, so the first ``top`` rows are among the patients of
+    the best names until ``top`` patients, with every name that ties the last one (the list's
+    own order then decides among them). They are read through ``clinical_patient_name_idx``.
+    """
+    firsts, lasts, before, last_score = [], [], 0, None
+    for first, last, patients, score in names:
+        if before >= top and score != last_score:
+            break
+        firsts.append(first)
+        lasts.append(last)
+        before, last_score = before + patients, score
+    if not firsts:
+        return queryset.none()
+    table = queryset.model._meta.db_table
+    sql = (
+        # Fixed text; the names are parameters.
+        f"SELECT p.id FROM unnest(%s::varchar[], %s::varchar[]) AS n(first_name, last_name)"  # noqa: S608
+        f" JOIN {table} AS p ON p.last_name = n.last_name AND p.first_name = n.first_name"
+    )
+    return queryset.filter(pk__in=RawSQL(sql, (firsts, lasts)))  # noqa: S611 - see above
+
+
 def _compiled(queryset: QuerySet) -> tuple[str, tuple]:
     return queryset.query.get_compiler(using=queryset.db).as_sql()
 
@@ -411,6 +467,8 @@ class PostgresBackend:
         where, score = conditions(query, follow or MAX_PEOPLE, queryset.db) if not query.is_empty else (None, None)
         if where is None:
             return queryset.none().annotate(search_score=Value(0.0, output_field=FloatField()))
+        if isinstance(score, NameRank) and queryset.query.where:
+            score = score.expression  # filtered (by state...): the names' counts are not the rows'
         return queryset.filter(where).annotate(search_score=score)
 
     def _through(self, queryset: QuerySet, query: SearchQuery, *, document: DocumentType, path: str) -> QuerySet:
