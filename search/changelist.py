@@ -9,6 +9,7 @@ joins, so no DISTINCT) and come in relevance order unless the user sorts by a co
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.db.models import Count, Value, Window
+from django.urls import reverse
 from django.utils.functional import cached_property
 
 from core.access import record_access
@@ -84,7 +85,38 @@ class SearchPaginator(EstimatedCountPaginator):
 
 
 class SearchChangeList(ChangeList):
-    """A changelist that records each search together with the rows it showed."""
+    """A changelist that records each search together with the rows it showed.
+
+    Its rows link to their change pages with the list's filters and search carried along, as
+    Django's do, but the link is worked out once for the page: Django reverses each row's URL
+    and then resolves it again to learn that it is not the changelist's (``add_preserved_filters``),
+    130 µs a row, a third of a provider row's rendering. ``row_filters`` holds the query
+    string every row's link carries (the admin's ``get_preserved_filters``); ``preserved_filters``
+    is left empty, so the template tag has nothing left to add.
+    """
+
+    def __init__(self, request, *args, **kwargs):
+        """Build the changelist; work out the query string its rows' links carry."""
+        super().__init__(request, *args, **kwargs)
+        self.row_filters, self.preserved_filters = self.preserved_filters, ""
+
+    @cached_property
+    def _change_url(self) -> tuple[str, str]:
+        """Return the change URL of the row whose key is 0, split around the key."""
+        name = f"admin:{self.opts.app_label}_{self.opts.model_name}_change"
+        url = reverse(name, args=(0,), current_app=self.model_admin.admin_site.name)
+        before, _, after = url.rpartition("/0/")
+        return f"{before}/", f"/{after}"
+
+    def url_for_result(self, result):
+        """Return the row's change URL with the list's filters: one ``reverse()`` a page for integer keys."""
+        pk = getattr(result, self.pk_attname)
+        if isinstance(pk, int):  # the key as Django's quote() and reverse() would write it: its digits
+            before, after = self._change_url
+            url = f"{before}{pk}{after}"
+        else:
+            url = super().url_for_result(result)
+        return f"{url}?{self.row_filters}" if self.row_filters else url
 
     def get_filters_params(self, params=None):
         """Return the filter parameters; refuse a value with a NUL character as a bad filter (``?e=1``)."""
