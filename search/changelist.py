@@ -15,7 +15,7 @@ from django.utils.functional import cached_property
 from core.access import record_access
 from core.pagination import EstimatedCountPaginator
 from search import selectors
-from search.backends import NameRank, first_rows, patient_names, patients_named
+from search.backends import first_rows, name_rank, patient_names, patients_named
 from search.query import parse
 
 
@@ -58,11 +58,11 @@ class SearchPaginator(EstimatedCountPaginator):
         A patient name search counts from its names (their patients' count, kept by triggers).
         """
         queryset = self.object_list
-        score = queryset.query.annotations.get("search_score") if hasattr(queryset, "query") else None
-        order = queryset.query.order_by if score is not None else ()
-        if isinstance(score, NameRank) and order and order[0] == "-search_score":
-            self.names = patient_names(score, using=queryset.db)
+        by_names = name_rank(queryset)
+        if by_names is not None:
+            self.names = patient_names(by_names, using=queryset.db)
             return sum(patients for _, _, patients, _ in self.names)
+        score = queryset.query.annotations.get("search_score") if hasattr(queryset, "query") else None
         # A constant score ranks nothing (a case search by subject words reads its list's index
         # until the page is full), and a visit search's page reads only the rows that fill it.
         ranked = score is not None and not isinstance(score, Value) and not queryset.query.distinct

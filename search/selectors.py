@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from django.db.models import Prefetch, QuerySet
 
 from clinical.models import Patient, Provider, ProviderLicense, Visit
-from search.backends import get_backend
+from search.backends import first_of, get_backend
 from search.documents import DOCUMENTS, cases
 from search.explain import matched_fields
 from search.query import SearchQuery
@@ -66,9 +66,10 @@ def global_search(user, query: SearchQuery, *, per_section: int = 10) -> list[Fo
     """Return, per type of record the user may view, the best matches and why each matched."""
     results = []
     for section in visible_sections(user):
-        # The first rows of visits and cases are those of the first few people found.
+        # The first rows of visits and cases are those of the first few people found, a name's
+        # patients those of its best names.
         matches = search(section.rows(), query, document=section.document, follow=per_section + 1)
-        rows = list(matches[: per_section + 1])
+        rows = list(first_of(matches, per_section + 1)[: per_section + 1])
         found = [(obj, matched_fields(section.document, obj, query)) for obj in rows[:per_section]]
         results.append(Found(section, found, more=len(rows) > per_section))
     return results

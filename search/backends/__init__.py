@@ -6,9 +6,26 @@ matching rows and annotated with ``search_score``; the rows always come from Pos
 
 from django.conf import settings
 
-from search.backends.postgres import NameRank, PostgresBackend, first_rows, patient_names, patients_named
+from search.backends.postgres import (
+    NameRank,
+    PostgresBackend,
+    first_of,
+    first_rows,
+    name_rank,
+    patient_names,
+    patients_named,
+)
 
-__all__ = ["NameRank", "PostgresBackend", "first_rows", "get_backend", "patient_names", "patients_named"]
+__all__ = [
+    "NameRank",
+    "PostgresBackend",
+    "first_of",
+    "first_rows",
+    "get_backend",
+    "name_rank",
+    "patient_names",
+    "patients_named",
+]
 
 
 def get_backend():

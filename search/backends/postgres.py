@@ -433,6 +433,28 @@ def patients_named(queryset: QuerySet, names: list[tuple[str, str, int, float]],
     return queryset.filter(pk__in=RawSQL(sql, (firsts, lasts)))  # noqa: S611 - see above
 
 
+def name_rank(queryset: QuerySet) -> NameRank | None:
+    """Return the score of a patient name search whose rows come in relevance order, else None.
+
+    Then every patient of a name ranks together, so the names decide the count and the first rows.
+    """
+    score = queryset.query.annotations.get("search_score") if hasattr(queryset, "query") else None
+    order = queryset.query.order_by if score is not None else ()
+    return score if isinstance(score, NameRank) and order and order[0] == "-search_score" else None
+
+
+def first_of(queryset: QuerySet, top: int) -> QuerySet:
+    """Return ``queryset`` narrowed to the rows that can be its first ``top`` when its search can say so.
+
+    A patient name search's first rows are the patients of its best names (one query for the
+    names); any other search is returned as it is.
+    """
+    score = name_rank(queryset)
+    if score is None:
+        return queryset
+    return patients_named(queryset, patient_names(score, using=queryset.db), top)
+
+
 def _compiled(queryset: QuerySet) -> tuple[str, tuple]:
     return queryset.query.get_compiler(using=queryset.db).as_sql()
 

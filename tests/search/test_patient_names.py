@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from clinical.models import Patient
 from core.pagination import EstimatedCountPaginator
+from search import selectors
 from search.changelist import SearchPaginator
 from search.models import PatientName
 from search.query import parse
@@ -185,3 +186,14 @@ def test_it_pages_the_console_patient_search_from_the_names(client, support_agen
     assert [p.pk for p in filtered.context["cl"].result_list] == [
         pk for pk in full if Patient.objects.get(pk=pk).state == "NY"
     ]
+
+
+def test_it_shows_the_global_searchs_best_patients_from_their_names(namesakes, lead):
+    for typed in ("Smith", "alan smith", "Smtih"):
+        full = list(search(Patient.objects.all(), parse(typed), document="patient").values_list("pk", flat=True))
+        with CaptureQueriesContext(connection) as queries:
+            found = selectors.global_search(lead, parse(typed), per_section=3)
+        patients = next(section for section in found if section.section.document == "patient")
+        assert [obj.pk for obj, _ in patients.rows] == full[:3], typed
+        assert patients.more == (len(full) > 3)
+        assert any("search_patientname" in query["sql"] for query in queries)
