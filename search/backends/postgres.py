@@ -274,15 +274,18 @@ class People:
     def ranked(self, model, *, limit: int = MAX_PEOPLE, using: str | None = None) -> list[int]:
         """Return the ids of the ``limit`` best matches of ``model``, best first.
 
-        The matches are ranked once, here (one query, on ``using``'s database), and the visit or
+        The matches are ranked once, here (one query, on ``using``'s database; two for patients
+        found by name alone: their names, then the patients of the best ones), and the visit or
         case search takes their ids as a list: its count and its page then never rank people
-        again (at a million patients, a common surname is thousands of names to score).
+        again (at a million patients, a common surname is thousands of patients to score).
         """
         where = self.where()
         if where is None:
             return []
-        best = model.objects.using(using).filter(where).annotate(s=self.score()).order_by("-s", "pk")[:limit]
-        return list(best.values_list("pk", flat=True))
+        best = model.objects.using(using).filter(where).annotate(s=self.score()).order_by("-s", "pk")
+        if model is Patient and self.name_alone():  # the patients of the best names, not every namesake
+            best = patients_named(best, patient_names(NameRank(self), using=using), limit)
+        return list(best[:limit].values_list("pk", flat=True))
 
     def followed(
         self, model, column: str, *, limit: int = MAX_PEOPLE, using: str | None = None

@@ -16,6 +16,7 @@ from django.urls import reverse
 from clinical.models import Patient
 from core.pagination import EstimatedCountPaginator
 from search import selectors
+from search.backends.postgres import People
 from search.changelist import SearchPaginator
 from search.models import PatientName
 from search.query import parse
@@ -197,3 +198,13 @@ def test_it_shows_the_global_searchs_best_patients_from_their_names(namesakes, l
         assert [obj.pk for obj, _ in patients.rows] == full[:3], typed
         assert patients.more == (len(full) > 3)
         assert any("search_patientname" in query["sql"] for query in queries)
+
+
+def test_it_ranks_the_patients_a_visit_or_case_search_follows_from_their_names(namesakes, django_assert_num_queries):
+    for typed in ("Smith", "alan smith", "Smtih", "Smith 1985-03-02"):
+        people = People(parse(typed))
+        everyone = Patient.objects.filter(people.where()).annotate(s=people.score()).order_by("-s", "pk")
+        full = list(everyone.values_list("pk", flat=True))
+        for limit in (1, 2, 3, 5, 8, 100):
+            with django_assert_num_queries(2 if people.name_alone() else 1):  # the names, then their patients
+                assert people.ranked(Patient, limit=limit) == full[:limit], (typed, limit)

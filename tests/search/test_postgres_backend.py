@@ -179,7 +179,8 @@ def test_it_searches_in_the_same_queries_whatever_the_number_of_matches(django_a
         make_visit(patient=Patient.objects.latest("pk"))
     with django_assert_num_queries(1):
         assert len(ranked(Patient, "maria garcia", "patient")) == size
-    with django_assert_num_queries(3):  # the patients ranked, the providers ranked, the visits
+    # The patients' names, the patients of the best ones, the providers ranked, the visits.
+    with django_assert_num_queries(4):
         assert len(ranked(Visit, "maria garcia", "visit")) == size
 
 
