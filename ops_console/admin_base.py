@@ -18,8 +18,17 @@ from core.audit import Actor
 from core.errors import ActionError
 from ops_console.widgets import FastChoicesMixin
 
-__all__ = ["ChangeReasonForm", "FastChoicesMixin", "OpsAdminMixin", "OpsModelAdmin", "ReadOnlyAdmin"]
+__all__ = [
+    "ChangeReasonForm",
+    "FastChoicesMixin",
+    "LateRowsPaginator",
+    "OpsAdminMixin",
+    "OpsModelAdmin",
+    "ReadOnlyAdmin",
+]
 from search import changelist as search_changelist
+
+LateRowsPaginator = search_changelist.LateRowsPaginator  # for a list that reads its page by key (licenses)
 
 
 class ChangeReasonForm(forms.ModelForm):

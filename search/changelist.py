@@ -84,6 +84,12 @@ class SearchPaginator(EstimatedCountPaginator):
         return super().page(number)
 
 
+class LateRowsPaginator(SearchPaginator):
+    """The console's paginator for a list whose page is cheaper read by key: its keys, then its rows."""
+
+    late_rows = True
+
+
 class SearchChangeList(ChangeList):
     """A changelist that records each search together with the rows it showed.
 

@@ -1,11 +1,12 @@
 """Changelists estimate large counts from PostgreSQL statistics and say so; small ones stay exact."""
 
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from clinical.models import Visit
+from clinical.models import ProviderLicense, Visit
 from core import pagination
-from tests.builders import make_visit
+from tests.builders import make_license, make_provider, make_visit
 
 
 def _analyze():
@@ -72,3 +73,29 @@ def test_it_serves_deep_pages_in_order_with_a_late_row_lookup(client, support_ag
     for page in (1, 2, 3):
         response = client.get(reverse("ops:clinical_visit_changelist") + f"?p={page}")
         assert [v.pk for v in response.context["cl"].result_list] == newest_first[(page - 1) * 2 : page * 2]
+
+
+def test_it_reads_every_license_page_by_key_then_its_rows_with_their_joins(client, lead, monkeypatch):
+    """The license list's pages (its expiry filter's too) are its keys, then those rows with provider and verifier."""
+    from clinical.admin import ProviderLicenseAdmin
+
+    provider = make_provider(states=("CA", "NY", "TX", "FL", "WA"))
+    for state in ("OR", "NV", "AZ"):
+        make_license(provider, state, expires_in_days=20)
+    monkeypatch.setattr(ProviderLicenseAdmin, "list_per_page", 2)
+    client.force_login(lead)
+    url = reverse("ops:clinical_providerlicense_changelist")
+    for params, expected in (
+        ({}, ProviderLicense.objects.order_by("state", "provider_id", "id")),
+        ({"expiry": "30"}, ProviderLicense.objects.filter(state__in=["OR", "NV", "AZ"]).order_by("state", "id")),
+    ):
+        keys = [lic.pk for lic in expected]
+        for page in (1, 2):
+            with CaptureQueriesContext(connection) as queries:
+                response = client.get(url, {**params, "p": page})
+            shown = response.context["cl"].result_list
+            assert [lic.pk for lic in shown] == keys[(page - 1) * 2 : page * 2], (params, page)
+            assert all(lic.provider.last_name for lic in shown)  # joined with the page's rows
+            rows = [q["sql"] for q in queries if 'FROM "clinical_providerlicense"' in q["sql"]]
+            assert any(sql.startswith('SELECT "clinical_providerlicense"."id" AS "pk"') for sql in rows)
+            assert any('"clinical_providerlicense"."id" IN (' in sql and "clinical_provider" in sql for sql in rows)

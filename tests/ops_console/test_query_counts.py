@@ -41,12 +41,13 @@ BUDGET = {
     "license list": 7,
     "license search": 8,  # +1: the planner's row estimate (EXPLAIN) before an exact count
     "patient list": 8,  # +1: the access log row (one insert, whatever the rows listed)
-    "patient search": 8,  # +1: the planner's row estimate (EXPLAIN) before an exact count
+    "patient search": 8,  # by name alone: the names matched (and so the count), then the page's patients
     "visit list": 8,  # +1: the access log row
     "visit status filter": 8,  # +1: the access log row
-    # +1: the planner's row estimate (EXPLAIN) before an exact count; +2: the patients and the
-    # providers followed, ranked once for the count and the page.
-    "visit search": 10,
+    # +1: the planner's row estimate (EXPLAIN) before an exact count; +3: the patients followed
+    # (their names, then the patients of the best ones) and the providers, ranked once for the
+    # count and the page.
+    "visit search": 11,
     "visit event list": 8,  # +1: the access log row
     "support case list": 8,  # +1: the access log row
     # +1: the planner's row estimate (EXPLAIN) before an exact count; +1: the patients followed, ranked once.
