@@ -32,6 +32,9 @@ class EstimatedCountPaginator(Paginator):
     # and whose joins would then join them all (the license expiry filter joined every provider
     # to sort 1,137 licenses for a page of 50; its keys first, then 50 rows with their joins).
     late_rows = False
+    # Read the rows ``first_rows`` narrows to by key too (their keys, then their rows with the
+    # list's joins); a subclass whose narrowed rows carry all they show reads them at once.
+    narrowed_by_key = True
 
     def page(self, number):
         """Return the page: its rows through ``first_rows`` when that narrows them, late when deep."""
@@ -43,6 +46,8 @@ class EstimatedCountPaginator(Paginator):
         if top + self.orphans >= self.count:
             top = self.count
         narrowed = self.first_rows(self.object_list, top)
+        if narrowed is not None and not self.narrowed_by_key:
+            return self._get_page(narrowed[bottom:top], number, self)
         if narrowed is not None:  # the page's keys among the few rows that can fill it, then their rows
             return self._get_page(_late_lookup(narrowed, bottom, top, joined=self.object_list), number, self)
         if bottom >= DEEP_OFFSET or self.late_rows:

@@ -60,7 +60,7 @@ class SearchPaginator(EstimatedCountPaginator):
         queryset = self.object_list
         by_names = name_rank(queryset)
         if by_names is not None:
-            self.names = patient_names(by_names, using=queryset.db)
+            self.names = patient_names(by_names.people, using=queryset.db)
             return sum(patients for _, _, patients, _ in self.names)
         score = queryset.query.annotations.get("search_score") if hasattr(queryset, "query") else None
         # A constant score ranks nothing (a case search by subject words reads its list's index
@@ -72,16 +72,17 @@ class SearchPaginator(EstimatedCountPaginator):
         return self.counted_rows[0].search_total if self.counted_rows else 0
 
     def page(self, number):
-        """Return the page; the first one as read with the count; a patient name search's from its first names."""
+        """Return the page; the first one as read with the count."""
         number = self.validate_number(number)
         if number == 1 and self.counted_rows is not None:
             top = self.per_page if self.per_page + self.orphans < self.count else self.count
             return self._get_page(self.counted_rows[:top], number, self)
-        if self.names is not None:  # the patient row carries all it shows: one query, no late lookup
-            bottom = (number - 1) * self.per_page
-            top = self.count if bottom + self.per_page + self.orphans >= self.count else bottom + self.per_page
-            return self._get_page(self.first_rows(self.object_list, top)[bottom:top], number, self)
         return super().page(number)
+
+    @property
+    def narrowed_by_key(self) -> bool:
+        """Return False for a patient name search: the patient row carries all it shows (one query)."""
+        return self.names is None
 
 
 class LateRowsPaginator(SearchPaginator):

@@ -284,7 +284,7 @@ class People:
             return []
         best = model.objects.using(using).filter(where).annotate(s=self.score()).order_by("-s", "pk")
         if model is Patient and self.name_alone():  # the patients of the best names, not every namesake
-            best = patients_named(best, patient_names(NameRank(self), using=using), limit)
+            best = patients_named(best, patient_names(self, using=using), limit)
         return list(best[:limit].values_list("pk", flat=True))
 
     def followed(
@@ -400,13 +400,12 @@ def first_rows(queryset: QuerySet, top: int) -> QuerySet | None:
     return queryset.filter(pk__in=RawSQL(sql, params))  # noqa: S611 - see above
 
 
-def patient_names(score: NameRank, *, using: str) -> list[tuple[str, str, int, float]]:
+def patient_names(people: People, *, using: str) -> list[tuple[str, str, int, float]]:
     """Return the names a patient name search matches, best first: (first, last, patients, score).
 
     The names' own conditions and score are the patients' (``search_patientname`` has the same
     columns and the same indexes), so each name's patients are exactly the patients it matches.
     """
-    people = score.people
     names = PatientName.objects.using(using).filter(people.where()).annotate(s=people.score()).order_by("-s")
     return list(names.values_list("first_name", "last_name", "patients", "s"))
 
@@ -455,7 +454,7 @@ def first_of(queryset: QuerySet, top: int) -> QuerySet:
     score = name_rank(queryset)
     if score is None:
         return queryset
-    return patients_named(queryset, patient_names(score, using=queryset.db), top)
+    return patients_named(queryset, patient_names(score.people, using=queryset.db), top)
 
 
 def _compiled(queryset: QuerySet) -> tuple[str, tuple]:
