@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 
-from ops_console.admin_base import ChangeReasonForm, FastChoicesMixin, OpsModelAdmin
+from ops_console.admin_base import ChangeReasonForm, OpsModelAdmin
 from ops_console.admin_site import ops_site
 from ops_console.roles import ROLES
 from support import actions, selectors
@@ -12,8 +12,11 @@ from support.models import CaseNote, CaseStatus, SupportCase
 
 
 class CaseForm(ChangeReasonForm):
-    first_note = forms.CharField(
-        label="note", required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Optional; added as a note."
+    note = forms.CharField(
+        label="add a note",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Optional; appended to the case's notes with your name and the time when you save.",
     )
 
     class Meta:
@@ -49,25 +52,6 @@ class NoteHistoryInline(admin.TabularInline):
         return super().get_queryset(request).select_related("author")
 
 
-class NewNoteInline(FastChoicesMixin, admin.StackedInline):
-    """One empty form to append a note."""
-
-    model = CaseNote
-    verbose_name = "new note"
-    verbose_name_plural = "add a note"
-    fields = ["body"]
-    extra = 1
-    max_num = 1
-    can_delete = False
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).none()
-
-    def has_change_permission(self, request, obj=None):
-        # Lets the empty add form render for users who may add notes; existing notes are not shown here.
-        return self.has_add_permission(request, obj)
-
-
 class MyCasesFilter(admin.SimpleListFilter):
     title = "assignee"
     parameter_name = "mine"
@@ -95,11 +79,13 @@ class SupportCaseAdmin(OpsModelAdmin):
     autocomplete_fields = ["patient", "visit"]
     ordering = ["-created_at", "-id"]
     readonly_fields = ["created_by", "created_at", "updated_at", "resolved_at"]
-    inlines = [NoteHistoryInline, NewNoteInline]
+    # One way to add a note, on the case's own form (its "add a note" box); the notes already
+    # written are listed read-only below it.
+    inlines = [NoteHistoryInline]
     fieldsets = [
         (None, {"fields": ["subject", "category", "priority", "status", "assignee"]}),
         ("About", {"fields": ["patient", "visit"]}),
-        ("Notes", {"fields": ["first_note"]}),
+        ("Notes", {"fields": ["note"]}),
         ("Audit", {"fields": ["change_reason", "created_by", "created_at", "updated_at", "resolved_at"]}),
     ]
 
@@ -111,12 +97,16 @@ class SupportCaseAdmin(OpsModelAdmin):
         initial.setdefault("status", CaseStatus.OPEN)
         return initial
 
+    def get_fieldsets(self, request, obj=None):
+        """Offer the "add a note" box only to users who may add notes."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if request.user.has_perm("support.add_casenote"):
+            return fieldsets
+        return [(name, options) for name, options in fieldsets if options["fields"] != ["note"]]
+
     def save_model(self, request, obj, form, change):
+        may_note = request.user.has_perm("support.add_casenote")
         actions.save_case(
             obj, actor=self.actor(request), reason=self.reason_given(form, ""),
-            note=form.cleaned_data.get("first_note", ""),
+            note=form.cleaned_data.get("note", "") if may_note else "",
         )  # fmt: skip
-
-    def save_formset(self, request, form, formset, change):
-        for note in formset.save(commit=False):
-            actions.add_note(form.instance, body=note.body, actor=self.actor(request))

@@ -105,10 +105,9 @@ class SupportAgent(ConsoleUser):
         if answer.status_code != 200:
             return
         fields = form_fields(answer.text, "supportcase_form")
-        body = next((name for name in fields if name.endswith("-body") and "__prefix__" not in name), None)
-        if body is None:
+        if "note" not in fields:
             return
-        fields |= {body: "Called the patient back; gave them the visit's status.", "_continue": "Save"}
+        fields |= {"note": "Called the patient back; gave them the visit's status.", "_continue": "Save"}
         self.save(path, fields, name="support case note added")
 
 

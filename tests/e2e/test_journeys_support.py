@@ -89,7 +89,7 @@ def test_it_lets_a_support_agent_find_a_patient_read_the_visit_and_open_a_case_b
     expect(page.locator(".field-visit")).to_contain_text(visit_id)
     case_pk = int(re.search(r"/supportcase/(\d+)/change/", page.url).group(1))
 
-    page.locator("textarea[name$='-0-body']").fill("Called the patient back; the app update fixed the video.")
+    page.get_by_label("Add a note").fill("Called the patient back; the app update fixed the video.")
     page.get_by_role("button", name="Save and continue editing").click()
     expect(page.locator("ul.messagelist")).to_contain_text("was changed successfully")
     notes = page.locator(".inline-group").first
