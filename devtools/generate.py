@@ -86,8 +86,9 @@ def _next_ids(table: str, count: int) -> int:
 
 
 VISIT_TABLES = ("clinical_visit", "clinical_visitevent", "clinical_historicalvisit")
+PATIENT_TABLES = ("clinical_patient", "clinical_historicalpatient")
 WRITTEN_TABLES = (
-    *VISIT_TABLES, "clinical_offer", "clinical_patient", "clinical_historicalpatient", "clinical_provider",
+    *VISIT_TABLES, "clinical_offer", *PATIENT_TABLES, "clinical_provider",
     "clinical_historicalprovider", "clinical_providerlicense", "clinical_historicalproviderlicense",
     "support_supportcase", "support_historicalsupportcase",
 )  # fmt: skip
@@ -170,6 +171,12 @@ def _without_secondary_indexes(tables: tuple[str, ...], progress: Progress):
         _share(definitions, rebuild, setup=setup, teardown="RESET maintenance_work_mem")
 
 
+@contextlib.contextmanager
+def _keeping_indexes(tables: tuple[str, ...], progress: Progress):
+    """Load with the tables' indexes in place (a small top-up: rebuilding them would cost more)."""
+    yield
+
+
 def _history_columns(model) -> list[str]:
     return [f.column for f in model._meta.concrete_fields] + [
         "history_date", "history_change_reason", "history_type", "history_actor", "history_actor_label",
@@ -193,7 +200,7 @@ class Generator:
         written = {}
         with transaction.atomic():
             written["providers"] = self.providers(max(0, wanted.providers - have.providers))
-            written["patients"] = self.patients(max(0, wanted.patients - have.patients))
+        written["patients"] = self.patients(max(0, wanted.patients - have.patients), have=have.patients)
         written.update(self.visits(max(0, wanted.visits - have.visits)))
         with connection.cursor() as cursor:
             # VACUUM sets the visibility map too, so deep pages can walk the indexes alone
@@ -268,17 +275,27 @@ class Generator:
             out.append((provider_id, state, number, kind, status, issued, expires, None, None, ""))
         return out
 
-    def patients(self, count: int) -> int:
+    def patients(self, count: int, *, have: int = 0) -> int:
+        """Insert ``count`` patients and their history rows (one transaction).
+
+        When they at least double the table (``have`` rows already), its secondary indexes (the
+        name, trigram and phone ones) are dropped for the load and rebuilt after it: maintaining
+        them row by row took 316 s of a 900,000-patient top-up, rebuilding them takes seconds.
+        """
         if not count:
             return 0
-        first = _next_ids("clinical_patient", count)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT nextval('clinical_patient_mrn_seq') FROM generate_series(1, %s)", [count])
-            mrns = [format_mrn(row[0]) for row in cursor.fetchall()]
-        rows = [self._patient(pid, mrn) for pid, mrn in zip(range(first, first + count), mrns, strict=True)]
-        _copy("clinical_patient", [f.column for f in Patient._meta.concrete_fields], rows)
-        _copy("clinical_historicalpatient", _history_columns(Patient),
-              (row + (self.now, "generated", "+", "system", "generate_data") for row in rows))  # fmt: skip
+        load = _without_secondary_indexes if count >= have else _keeping_indexes
+        with load(PATIENT_TABLES, self.progress), transaction.atomic():
+            first = _next_ids("clinical_patient", count)
+            with connection.cursor() as cursor:
+                # Checked as written: pending deferred checks would forbid the index rebuild in a test's transaction.
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                cursor.execute("SELECT nextval('clinical_patient_mrn_seq') FROM generate_series(1, %s)", [count])
+                mrns = [format_mrn(row[0]) for row in cursor.fetchall()]
+            rows = [self._patient(pid, mrn) for pid, mrn in zip(range(first, first + count), mrns, strict=True)]
+            _copy("clinical_patient", [f.column for f in Patient._meta.concrete_fields], rows)
+            _copy("clinical_historicalpatient", _history_columns(Patient),
+                  (row + (self.now, "generated", "+", "system", "generate_data") for row in rows))  # fmt: skip
         self.progress("patients", count, count)
         return count
 

@@ -16,8 +16,8 @@ from support.models import SupportCase
 def _indexes():
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT indexname FROM pg_indexes WHERE tablename IN "
-            "('clinical_visit', 'clinical_visitevent', 'clinical_historicalvisit') ORDER BY 1"
+            "SELECT indexname FROM pg_indexes WHERE tablename = ANY(%s) ORDER BY 1",
+            [[*generate.VISIT_TABLES, *generate.PATIENT_TABLES]],
         )
         return [row[0] for row in cursor.fetchall()]
 
@@ -39,6 +39,24 @@ def test_it_tops_up_to_the_requested_sizes_without_doubling(db):
     assert existing_counts().visits == 500
     assert re.search(r"disk: the database is \d+\.\d\d GiB, \d+\.\d\d GiB more than before", output), output
     assert _indexes() == indexes  # dropped for the load, all rebuilt
+
+
+def test_it_rebuilds_the_patient_indexes_only_for_a_load_that_at_least_doubles_the_table(db, monkeypatch):
+    indexes, loads = _indexes(), []
+    real = generate._without_secondary_indexes
+
+    def recorded(tables, progress):
+        loads.append(tables)
+        return real(tables, progress)
+
+    monkeypatch.setattr(generate, "_without_secondary_indexes", recorded)
+    _generate(patients=50, providers=20, visits=0)
+    _generate(patients=100, providers=20, visits=0)  # 50 more: doubles the table
+    _generate(patients=120, providers=20, visits=0)  # 20 more: indexes kept
+    assert loads == [generate.PATIENT_TABLES, generate.PATIENT_TABLES]
+    assert _indexes() == indexes
+    assert Patient.objects.count() == Patient.history.count() == 120
+    assert Patient.objects.filter(last_name=Patient.objects.latest("pk").last_name).exists()
 
 
 def test_it_writes_consistent_timelines_and_history(db):
