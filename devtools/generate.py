@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.core.management.base import CommandError
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from clinical import backfill
@@ -87,6 +88,8 @@ def _next_ids(table: str, count: int) -> int:
 
 VISIT_TABLES = ("clinical_visit", "clinical_visitevent", "clinical_historicalvisit")
 PATIENT_TABLES = ("clinical_patient", "clinical_historicalpatient")
+# Every table a visit chunk writes.
+CHUNK_TABLES = (*VISIT_TABLES, "clinical_offer", "support_supportcase", "support_historicalsupportcase")
 WRITTEN_TABLES = (
     *VISIT_TABLES, "clinical_offer", *PATIENT_TABLES, "clinical_provider",
     "clinical_historicalprovider", "clinical_providerlicense", "clinical_historicalproviderlicense",
@@ -169,6 +172,40 @@ def _without_secondary_indexes(tables: tuple[str, ...], progress: Progress):
     finally:
         definitions = [definition for _, definition in indexes]
         _share(definitions, rebuild, setup=setup, teardown="RESET maintenance_work_mem")
+
+
+@contextlib.contextmanager
+def _without_foreign_keys(tables: tuple[str, ...], progress: Progress):
+    """Drop the tables' foreign keys for the load and add them back on exit, also after a failure.
+
+    Checked row by row, each key costs a lookup and a row lock in the table it points to for every
+    row written (the two writers locking the same patients share those locks through multixacts);
+    added back, each is checked once for the whole table, by one join. One at a time: keys that
+    point to the same table would wait for each other's lock anyway. Inside a transaction (a
+    test's) all of it is part of it.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE contype = 'f' AND conrelid = ANY(%s::regclass[]) ORDER BY 1, 2",
+            [list(tables)],
+        )
+        keys = cursor.fetchall()
+        for table, name, _ in keys:
+            cursor.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
+    try:
+        yield
+    finally:
+        refused = []
+        for done, (table, name, definition) in enumerate(keys, start=1):
+            try:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
+            except DatabaseError as error:  # rows that break it: the others are still added back
+                refused.append(f"{table}.{name}: {error}".strip())
+            progress("foreign keys", done, len(keys))
+        if refused:
+            raise CommandError("generate_data: foreign keys not added back:\n" + "\n".join(refused))
 
 
 @contextlib.contextmanager
@@ -317,8 +354,10 @@ class Generator:
 
         Generated inside PostgreSQL (``INSERT … SELECT`` over ``generate_series``): at a million
         rows, building them in Python would take longer than the database needs to write them.
-        Secondary indexes are dropped for the load and rebuilt at the end (much faster than
-        maintaining them row by row).
+        Secondary indexes are dropped for the load and rebuilt at the end, and the written tables'
+        foreign keys added back and checked once (much faster than maintaining and checking them
+        row by row). A process killed in between (SIGKILL) leaves them missing, as a failure of
+        their own rebuild would: run ``migrate`` on a copy, or generate the set again.
 
         Chunks of ``CHUNK`` visits are written by ``WRITERS`` connections at once, each chunk in a
         transaction of its own: one PostgreSQL backend per core. A failure keeps the chunks
@@ -334,14 +373,17 @@ class Generator:
         def write_chunk(size: int) -> None:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
-                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no queue of deferred FK checks
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no queue of deferred checks
                 done = self._visit_chunk(cursor, size)
             with lock:
                 for key, value in done.items():
                     written[key] += value
                 self.progress("visits", written["visits"], count)
 
-        with _without_secondary_indexes(VISIT_TABLES, self.progress):
+        with (
+            _without_secondary_indexes(VISIT_TABLES, self.progress),
+            _without_foreign_keys(CHUNK_TABLES, self.progress),
+        ):
             # Again for what is missing: a chunk skips the odd visit whose random public id was taken.
             while (missing := count - written["visits"]) > 0:
                 sizes = [min(CHUNK, missing - start) for start in range(0, missing, CHUNK)]

@@ -5,6 +5,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 
 from clinical.models import Patient, Provider, Visit, VisitEvent
@@ -22,6 +23,16 @@ def _indexes():
         return [row[0] for row in cursor.fetchall()]
 
 
+def _foreign_keys():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
+            "WHERE contype = 'f' AND conrelid = ANY(%s::regclass[]) ORDER BY 1, 2",
+            [list(generate.CHUNK_TABLES)],
+        )
+        return cursor.fetchall()
+
+
 def _generate(**sizes):
     out = StringIO()
     args = [f"--{name}={value}" for name, value in sizes.items()]
@@ -30,7 +41,8 @@ def _generate(**sizes):
 
 
 def test_it_tops_up_to_the_requested_sizes_without_doubling(db):
-    indexes = _indexes()
+    indexes, keys = _indexes(), _foreign_keys()
+    assert len(keys) == 14
     _generate(patients=50, providers=20, visits=400)
     counts = existing_counts()
     assert (counts.patients, counts.providers, counts.visits) == (50, 20, 400)
@@ -39,6 +51,7 @@ def test_it_tops_up_to_the_requested_sizes_without_doubling(db):
     assert existing_counts().visits == 500
     assert re.search(r"disk: the database is \d+\.\d\d GiB, \d+\.\d\d GiB more than before", output), output
     assert _indexes() == indexes  # dropped for the load, all rebuilt
+    assert _foreign_keys() == keys  # dropped for the load, all added back and checked
 
 
 def test_it_rebuilds_the_patient_indexes_only_for_a_load_that_at_least_doubles_the_table(db, monkeypatch):
@@ -123,7 +136,7 @@ def test_it_writes_chunks_with_two_connections_at_once(transactional_db, monkeyp
 def test_it_keeps_the_chunks_written_before_a_failure_and_rebuilds_the_indexes(transactional_db, monkeypatch):
     monkeypatch.setattr(generate, "CHUNK", 100)
     monkeypatch.setattr(generate, "WRITERS", 2)
-    indexes = _indexes()
+    indexes, keys = _indexes(), _foreign_keys()
     calls, real_chunk = [], generate.Generator._visit_chunk
 
     def failing_chunk(self, cursor, size):
@@ -136,6 +149,7 @@ def test_it_keeps_the_chunks_written_before_a_failure_and_rebuilds_the_indexes(t
     with pytest.raises(RuntimeError, match="disk full"):
         _generate(patients=40, providers=15, visits=600)
     assert _indexes() == indexes
+    assert _foreign_keys() == keys
     kept = existing_counts().visits
     # Whole chunks only (the failed one left nothing), and the other writer stopped after its chunk.
     assert kept % 100 == 0 and 200 <= kept <= 300
@@ -143,6 +157,25 @@ def test_it_keeps_the_chunks_written_before_a_failure_and_rebuilds_the_indexes(t
     _generate(patients=40, providers=15, visits=600)
     assert existing_counts().visits == 600
     assert _offered_without_offer() == 0
+
+
+def test_it_checks_every_foreign_key_it_adds_back_and_adds_back_the_others(db, monkeypatch):
+    keys, real_chunk = _foreign_keys(), generate.Generator._visit_chunk
+
+    def orphan_event(self, cursor, size):
+        done = real_chunk(self, cursor, size)
+        cursor.execute(
+            "INSERT INTO clinical_visitevent (visit_id, from_status, to_status, at, actor_kind, detail) "
+            "VALUES (2147483000, '', 'waiting', now(), 'patient', 'of no visit')"
+        )
+        return done
+
+    monkeypatch.setattr(generate.Generator, "_visit_chunk", orphan_event)
+    with pytest.raises(CommandError, match="clinical_visitevent_visit_id_.*fk"):
+        _generate(patients=20, providers=10, visits=50)
+    assert [key for key in _foreign_keys() if "visitevent_visit_id" not in key[1]] == [
+        key for key in keys if "visitevent_visit_id" not in key[1]
+    ]
 
 
 def test_it_writes_again_the_visits_whose_random_public_id_was_taken(db, monkeypatch):
