@@ -105,7 +105,8 @@ class ProviderLicense(models.Model):
     notes = models.TextField(blank=True)
 
     objects = ProviderLicenseQuerySet.as_manager()
-    history = HistoricalRecords(bases=[AuditedHistoryModel])
+    # Its history's id is indexed by clinical_historicallicense_asof_idx (id, history_date).
+    history = HistoricalRecords(bases=[AuditedHistoryModel], no_db_index=["id"])
 
     class Meta:
         default_permissions = IMPORT_EXPORT_PERMISSIONS
@@ -205,14 +206,17 @@ class Visit(models.Model):
     """A patient's request for a video visit, from waiting to its end."""
 
     public_id = models.CharField("visit id", max_length=9, unique=True, default=new_public_id, editable=False)
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="visits")
+    # Not indexed alone: clinical_visit_patient_idx and clinical_visit_provider_idx lead with them.
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="visits", db_index=False)
     located_state = models.CharField(
         max_length=2, choices=STATE_CHOICES, help_text="Where the patient is at request time."
     )
     reason = models.TextField()
     priority = models.SmallIntegerField(choices=Priority.choices, default=Priority.ROUTINE)
     status = models.CharField(max_length=12, choices=VisitStatus.choices, default=VisitStatus.WAITING)
-    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, null=True, blank=True, related_name="visits")
+    provider = models.ForeignKey(
+        Provider, on_delete=models.PROTECT, null=True, blank=True, related_name="visits", db_index=False
+    )
     # The database's clock at the insert (returned to the instance): the one clock every process shares.
     requested_at = models.DateTimeField(db_default=Now())
     offered_at = models.DateTimeField(null=True, blank=True)
@@ -307,15 +311,18 @@ class Visit(models.Model):
 class VisitEvent(models.Model):
     """One transition in a visit's timeline; rows are only ever appended."""
 
-    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, related_name="events")
+    # Indexed by clinical_visitevent_visit_idx (visit, at, id); the two below by partial indexes.
+    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, related_name="events", db_index=False)
     from_status = models.CharField(max_length=12, choices=VisitStatus.choices, blank=True)
     to_status = models.CharField(max_length=12, choices=VisitStatus.choices)
     at = models.DateTimeField(default=timezone.now)
     actor_kind = models.CharField(max_length=16, choices=ActorKind.choices)
     staff_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
     )
-    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    provider = models.ForeignKey(
+        Provider, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
     detail = models.CharField(max_length=500, blank=True)
 
     class Meta:
@@ -327,6 +334,11 @@ class VisitEvent(models.Model):
             models.Index(fields=["-at", "-id"], name="clinical_visitevent_at_idx"),
             # VisitEvent changelist actor filter, newest first (rare actors would scan the table).
             models.Index(fields=["actor_kind", "-at", "-id"], name="clinical_visitevent_actor_idx"),
+            # Deleting a user or provider (PROTECT: are there events of theirs?), and a provider's
+            # events of some visits (clinical.push.messages). Partial: most events have neither
+            # (the patient's and the router's), and a full index kept an entry for every NULL.
+            models.Index(fields=["staff_user"], name="clinical_event_staff_idx", condition=Q(staff_user__isnull=False)),
+            models.Index(fields=["provider"], name="clinical_event_provider_idx", condition=Q(provider__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -352,8 +364,9 @@ class Offer(models.Model):
     Times come from the database's clock. Written only by ``clinical.actions``.
     """
 
-    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, related_name="offers")
-    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="offers")
+    # Indexed by clinical_offer_visit_idx and clinical_offer_provider_idx, which lead with them.
+    visit = models.ForeignKey(Visit, on_delete=models.PROTECT, related_name="offers", db_index=False)
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="offers", db_index=False)
     license = models.ForeignKey(
         ProviderLicense, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
         help_text="The license that let the provider take the visit when it was offered.",
@@ -482,7 +495,8 @@ class ApiClient(models.Model):
 class ApiIdempotencyKey(models.Model):
     """An ``Idempotency-Key`` a client sent with a request, and the answer it got (replayed for 24 hours)."""
 
-    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="+")
+    # Indexed by the unique (client, key) constraint, which leads with it.
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     status = models.PositiveSmallIntegerField()

@@ -68,8 +68,9 @@ class AccessLog(models.Model):
 
     at = models.DateTimeField(default=timezone.now, editable=False)
     kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Indexed by support_accesslog_user_idx (user, -at), which leads with it.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
     )
     # The API client that read, named by its label like the user model is: the base layer keeps a
     # foreign key (a client that read PHI cannot be deleted) without importing the app that owns it.

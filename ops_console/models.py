@@ -65,7 +65,8 @@ class PendingTotpSecret(models.Model):
 class BackupCode(models.Model):
     """A single-use code a user may give instead of one from the authenticator (a lost phone). Hashed."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # Indexed by the unique (user, code_hash) constraint, which leads with it.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
     code_hash = models.CharField(max_length=64)
     used_at = models.DateTimeField(null=True, blank=True)
 

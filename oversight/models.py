@@ -232,7 +232,8 @@ class DeliveryChannel(models.TextChoices):
 class AlertDelivery(models.Model):
     """One notification of an alert opening on one channel, written with the alert (an outbox)."""
 
-    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    # Indexed by the unique (alert, channel) constraint, which leads with it.
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     channel = models.CharField(max_length=10, choices=DeliveryChannel.choices)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField()

@@ -92,7 +92,8 @@ class SupportCase(models.Model):
 class CaseNote(models.Model):
     """A note on a support case; notes are appended, never edited."""
 
-    case = models.ForeignKey(SupportCase, on_delete=models.CASCADE, related_name="notes")
+    # Indexed by support_casenote_case_idx (case, created_at, id), which leads with it.
+    case = models.ForeignKey(SupportCase, on_delete=models.CASCADE, related_name="notes", db_index=False)
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

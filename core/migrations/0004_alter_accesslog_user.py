@@ -1,0 +1,22 @@
+# The foreign key's own index dropped: an index or unique constraint of the table leads with it
+# (clinical/migrations/0017_redundant_fk_indexes.py; tests/core/test_indexes.py).
+
+import django.db.models.deletion
+from django.conf import settings
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('core', '0003_access_log_request_id'),
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
+    ]
+
+    operations = [
+        migrations.AlterField(
+            model_name='accesslog',
+            name='user',
+            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL),
+        ),
+    ]
