@@ -49,3 +49,23 @@ def test_it_finds_an_index_that_another_begins_with(db):
         "auth_user_groups_user_id_6a12ed8b",
         "auth_user_groups_user_id_group_id_94350c0c_uniq",
     ) in (_redundant(["auth_user_groups"]))
+
+
+def test_it_has_every_index_and_constraint_the_models_declare(db):
+    # A migration that drops a field's own index must not take a declared one with it (Django's
+    # AlterField(db_index=False) drops every unnamed single-column index of the column: the
+    # partial unique indexes that keep one open visit per patient among them).
+    declared = {
+        (model._meta.db_table, item.name)
+        for label in OWN_APPS
+        for model in apps.get_app_config(label).get_models()
+        for item in (*model._meta.indexes, *model._meta.constraints)
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tablename, indexname FROM pg_indexes "
+            "UNION SELECT conrelid::regclass::text, conname FROM pg_constraint"
+        )
+        present = set(cursor.fetchall())
+    assert {"clinical_visit_one_open_per_patient", "clinical_offer_one_open_per_visit"} <= {n for _, n in declared}
+    assert sorted(declared - present) == []
