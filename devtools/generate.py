@@ -356,8 +356,8 @@ class Generator:
         rows, building them in Python would take longer than the database needs to write them.
         Secondary indexes are dropped for the load and rebuilt at the end, and the written tables'
         foreign keys added back and checked once (much faster than maintaining and checking them
-        row by row). A process killed in between (SIGKILL) leaves them missing, as a failure of
-        their own rebuild would: run ``migrate`` on a copy, or generate the set again.
+        row by row). A process killed in between (SIGKILL) leaves them missing (``migrate`` does not
+        notice): generate that data set again.
 
         Chunks of ``CHUNK`` visits are written by ``WRITERS`` connections at once, each chunk in a
         transaction of its own: one PostgreSQL backend per core. A failure keeps the chunks
