@@ -34,6 +34,12 @@ def _test_serving(settings):
 
 
 @pytest.fixture
+def fast_passwords(settings):
+    """Hash passwords cheaply: for tests that create a few users each and never test hashing."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
 def redis_client():
     """Return the Redis client, emptied before and after the test."""
     client = get_redis()

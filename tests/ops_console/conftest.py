@@ -19,12 +19,6 @@ _NOT_RECORDS = {"sessions.session"}
 
 
 @pytest.fixture
-def fast_passwords(settings):
-    """Hash passwords cheaply: these tests create a few users each and never test hashing."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
 def superuser(db):
     return get_user_model().objects.create_superuser("root", "root@ops.example", PASSWORD)
 

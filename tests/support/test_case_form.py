@@ -10,10 +10,7 @@ from support.models import CaseNote
 from tests.builders import make_patient, make_visit
 from tests.ops_console.conftest import make_case
 
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+pytestmark = pytest.mark.usefixtures("fast_passwords")
 
 
 def _case():
