@@ -26,15 +26,14 @@ from clinical.models import (
     VisitStatus,
 )
 from clinical.validators import normalize_phone
-from ops_console.admin_base import ChangeReasonForm, LateRowsPaginator, OpsModelAdmin, ReadOnlyAdmin
+from ops_console.admin_base import ChangeReasonForm, LateRowsPaginator, OpsModelAdmin, ReadOnlyAdmin, change_url
 from ops_console.admin_site import ops_site
 
 
 def _change_link(obj, label=None) -> str:
     if obj is None:
         return "—"
-    url = reverse(f"{ops_site.name}:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
-    return format_html('<a href="{}">{}</a>', url, label or str(obj))
+    return format_html('<a href="{}">{}</a>', change_url(obj), label or str(obj))
 
 
 def _time(at: dt.datetime) -> str:

@@ -1,12 +1,16 @@
 """Base ModelAdmin for the console: history, retention and revert rules in one place."""
 
+import functools
+
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import Http404, HttpResponseRedirect
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from simple_history.admin import SimpleHistoryAdmin
@@ -16,10 +20,13 @@ from core import selectors as core_selectors
 from core.access import PHI_LABELS, record_access
 from core.audit import Actor
 from core.errors import ActionError
+from ops_console.admin_site import ops_site
 from ops_console.widgets import FastChoicesMixin
 
 __all__ = [
     "ChangeReasonForm",
+    "change_url",
+    "choice_column",
     "FastChoicesMixin",
     "LateRowsPaginator",
     "OpsAdminMixin",
@@ -62,6 +69,10 @@ class OpsAdminMixin(FastChoicesMixin):
     search_path = ""
     # PHI (patients, visits): every changelist page and change page shown is recorded in the access log.
     phi_access = False
+
+    def get_list_display(self, request):
+        """Return the columns; each choice field's cell looks its label up in a dict made once (``choice_column``)."""
+        return [choice_column(self.model, name) for name in super().get_list_display(request)]
 
     def has_delete_permission(self, request, obj=None):
         """Return False for retained records, whatever the user's permissions."""
@@ -205,6 +216,58 @@ class OpsModelAdmin(OpsAdminMixin, SimpleHistoryAdmin):
         except ActionError as error:
             self.message_user(request, f"Not reverted: {error}", messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
+
+
+@functools.cache
+def choice_column(model, name):
+    """Return the list column of a choice field of ``model``, the same cells as Django's; other names unchanged.
+
+    For every cell of a choice field, the admin flattens the field's choices into a new dict to
+    look one label up (``display_for_field``): 51 states, nine statuses, three priorities on
+    each visit row, an eighth of its cells' time (a sampling profile on the 1M set). This column
+    looks the label up in one dict, made once. Its cells keep their CSS class (``field-<name>``),
+    its header the field's verbose name, and it sorts by the field; a value that is not a choice
+    shows as empty, as Django's does.
+    """
+    if not isinstance(name, str):
+        return name
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return name
+    if not field.concrete or field.is_relation or not field.choices:
+        return name
+    labels, attname = dict(field.flatchoices), field.attname
+
+    def column(obj):
+        return labels.get(getattr(obj, attname))
+
+    column.__name__ = column.__qualname__ = name
+    return admin.display(description=field.verbose_name, ordering=name)(column)
+
+
+def change_url(obj) -> str:
+    """Return the console URL of ``obj``'s change page, as ``reverse()`` would write it.
+
+    ``reverse()`` costs more than the rest of a link column's cell: a list links each row's
+    patient or provider with the URL reversed once per model, URL configuration and script prefix.
+    """
+    if not isinstance(obj.pk, int):
+        return reverse(_change_view_name(type(obj)), args=[obj.pk])
+    urlconf = get_urlconf() or settings.ROOT_URLCONF
+    before, after = _change_url_around_key(_change_view_name(type(obj)), urlconf, get_script_prefix())
+    return f"{before}{obj.pk}{after}"
+
+
+def _change_view_name(model) -> str:
+    return f"{ops_site.name}:{model._meta.app_label}_{model._meta.model_name}_change"
+
+
+@functools.lru_cache(maxsize=256)
+def _change_url_around_key(name: str, urlconf: str, prefix: str) -> tuple[str, str]:
+    """Return the change URL of key 0, split around the key (the cache's key: what ``reverse()`` depends on)."""
+    before, _, after = reverse(name, args=[0]).rpartition("/0/")
+    return f"{before}/", f"/{after}"
 
 
 def _phi_named_in(model, initial: dict) -> list:

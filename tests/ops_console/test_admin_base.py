@@ -3,8 +3,11 @@
 from html.parser import HTMLParser
 
 from django.contrib import admin
+from django.contrib.admin.utils import display_for_field, display_for_value
+from django.urls import reverse, set_script_prefix
 
 from clinical.models import Visit
+from ops_console.admin_base import change_url, choice_column
 from ops_console.admin_site import ops_site
 from tests.builders import make_visit
 
@@ -32,3 +35,53 @@ def test_it_renders_the_same_row_checkbox_as_the_admin_without_a_widget_template
     django_s = _attributes(admin.ModelAdmin.action_checkbox(model_admin, visit))
     assert ours == django_s and len(ours) == 1
     assert ours[0]["name"] == "_selected_action" and ours[0]["value"] == str(visit.pk)
+
+
+def _cell(html: str, name: str) -> str:
+    """Return the text of the first row's cell of column ``name`` in a changelist page."""
+    start = html.index(f'<td class="field-{name}')
+    return html[html.index(">", start) + 1 : html.index("</td>", start)]
+
+
+def test_it_shows_each_choice_cell_as_the_admin_would_with_its_class_and_header(client, lead):
+    visit = make_visit(state="NY", priority=1)
+    client.force_login(lead)
+    html = client.get(reverse("ops:clinical_visit_changelist")).content.decode()
+    for name in ("located_state", "status", "priority"):
+        field = Visit._meta.get_field(name)
+        assert _cell(html, name) == display_for_field(getattr(visit, name), field, "-")
+        assert f'class="sortable column-{name}' in html  # still sorted by its field, header and all
+    assert _cell(html, "located_state") == "NY – New York"
+
+
+def test_it_shows_a_value_that_is_not_one_of_the_choices_as_empty_as_the_admin_does():
+    field = Visit._meta.get_field("status")
+    column = choice_column(Visit, "status")
+    visit = Visit(status="no-such-status")
+    assert display_for_value(column(visit), "-") == display_for_field(visit.status, field, "-") == "-"
+    assert column.__name__ == "status" and column.admin_order_field == "status"
+    assert column.short_description == field.verbose_name
+
+
+def test_it_leaves_every_column_that_is_not_a_choice_field_as_it_is():
+    for name in ("public_id", "requested_at", "patient", "patient_link", "__str__", "no_such_column"):
+        assert choice_column(Visit, name) == name
+    method = ops_site._registry[Visit].patient_link
+    assert choice_column(Visit, method) is method
+
+
+def test_it_writes_a_change_url_as_reverse_does_under_any_url_configuration_and_script_prefix(db, settings):
+    visit = make_visit()
+    patient = visit.patient
+    assert change_url(patient) == reverse("ops:clinical_patient_change", args=[patient.pk])
+    settings.ROOT_URLCONF = "devtools.bench.urls"  # the site mounted at /ops/ beside the vanilla twin
+    assert (
+        change_url(visit)
+        == reverse("ops:clinical_visit_change", args=[visit.pk])
+        == (f"/ops/clinical/visit/{visit.pk}/change/")
+    )
+    set_script_prefix("/console/")
+    try:
+        assert change_url(visit) == f"/console/ops/clinical/visit/{visit.pk}/change/"
+    finally:
+        set_script_prefix("/")
