@@ -242,10 +242,21 @@ class Generator:
             cursor.execute(f"{command} {', '.join(WRITTEN_TABLES)}")
         if written["visits"]:
             # The new visits landed in minutes the queue history may have recorded: record them again.
-            self.progress("history", 0, 1)
-            written["history_minutes"] = history.rebuild(writer="generate_data")
-            self.progress("history", 1, 1)
+            written["history_minutes"] = history.rebuild(writer="generate_data", share=self._share_days)
         return written
+
+    def _share_days(self, days: list, record: Callable) -> None:
+        """Record the queue history's days on ``WRITERS`` connections at once, showing the progress."""
+        done, lock = [0], threading.Lock()
+        self.progress("history", 0, len(days))
+
+        def work(day) -> None:
+            record(day)
+            with lock:
+                done[0] += 1
+                self.progress("history", done[0], len(days))
+
+        _share(days, work)
 
     # --- people ---------------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ Provider counts can only be sampled as the minute ends; minutes filled in later 
 """
 
 import datetime as dt
+import threading
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -321,11 +323,22 @@ def prune(*, now: dt.datetime | None = None) -> int:
     return deleted
 
 
-def rebuild(*, writer: str, since: dt.datetime | None = None, now: dt.datetime | None = None) -> int:
+def rebuild(
+    *,
+    writer: str,
+    since: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+    share: Callable[[list, Callable], None] | None = None,
+) -> int:
     """Forget the history from ``since`` (default: all of it) and record it again from the rows; rank the providers.
 
     For bulk writers that put rows into minutes already recorded (``generate_data``'s past
     visits); the worker never needs it. Return how many minutes were recorded.
+
+    Each past UTC day is recorded in a transaction of its own, its hours and the day rolled up
+    there: no day reads another's rows, so ``share(days, record)`` may record them in any order
+    and on several connections at once (by default one after the other, on this one). The
+    minutes after the last midnight that is due follow, as the worker records them.
     """
     with transaction.atomic(), connection.cursor() as cursor:
         start = floor_minute(since).replace(minute=0) if since else dt.datetime.min.replace(tzinfo=dt.UTC)
@@ -333,9 +346,40 @@ def rebuild(*, writer: str, since: dt.datetime | None = None, now: dt.datetime |
             # A day's row goes with any of its hours (rolled up again from all of them after its last).
             at = start.astimezone(dt.UTC).replace(hour=0) if table == "queueday" and since else start
             cursor.execute(f"DELETE FROM oversight_{table} WHERE {column} >= %s", [at])  # noqa: S608
-    recorded, total = 1, 0
-    while recorded:
-        recorded = record_due(writer=writer, now=now, batch=dt.timedelta(days=1))
-        total += recorded
+    recorded, lock = [0], threading.Lock()
+
+    def record(day: tuple[dt.datetime, dt.datetime]) -> None:
+        minutes = record_range(*day, writer=writer)
+        with lock:
+            recorded[0] += minutes
+
+    days = _days_due(now=now)
+    if share is None:
+        for day in days:
+            record(day)
+    else:
+        share(days, record)
+    while minutes := record_due(writer=writer, now=now, batch=dt.timedelta(days=1)):
+        recorded[0] += minutes
     rank_providers(now=now)  # the offers counted over the long periods changed too
-    return total
+    return recorded[0]
+
+
+def _days_due(*, now: dt.datetime | None = None) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Return the (start, end) of each UTC day not recorded yet that ends before the last due minute does.
+
+    The first starts where ``record_due`` would start (after the last recorded minute, or
+    ``OPS_STATS_DAYS`` ago), so it may be part of a day.
+    """
+    now = now or dbclock.now()
+    due = floor_minute(now - dt.timedelta(seconds=settings.OPS_STATS_GRACE_SECONDS))
+    oldest = floor_minute(now - dt.timedelta(days=settings.OPS_STATS_DAYS))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT max(minute) FROM oversight_recordedminute")
+        last = cursor.fetchone()[0]
+    start = max(oldest, last + MINUTE) if last else oldest
+    days, midnight = [], start.astimezone(dt.UTC).replace(hour=0, minute=0) + dt.timedelta(days=1)
+    while midnight <= due:
+        days.append((start, midnight))
+        start, midnight = midnight, midnight + dt.timedelta(days=1)
+    return days

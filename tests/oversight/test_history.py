@@ -168,6 +168,32 @@ def test_it_rebuilds_a_day_rolled_up_from_a_time_inside_it():
         "writer", flat=True)) == {"bulk"}  # fmt: skip
 
 
+def test_it_rebuilds_day_by_day_in_any_order_agreeing_with_a_recount(settings):
+    midnight = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
+    _generated(random.Random(23), 120, after=(midnight - T0) / dt.timedelta(minutes=1) - 60)  # 23:00 to 00:50
+    settings.OPS_STATS_DAYS = 2
+    now = midnight + dt.timedelta(hours=1, minutes=10, seconds=30)
+    shared = []
+
+    def backwards(days, record):  # as a writer on other connections may finish them: the last day first
+        shared.extend(days)
+        for day in reversed(days):
+            record(day)
+
+    recorded = history.rebuild(writer="bulk", now=now, share=backwards)
+
+    oldest, due = now.replace(second=0) - dt.timedelta(days=2), now.replace(second=0)
+    assert [day for _, day in shared] == [midnight - dt.timedelta(days=1), midnight]  # a part of a day, then a day
+    assert shared[0][0] == oldest and recorded == 2 * 24 * 60 == (due - oldest) / dt.timedelta(minutes=1)
+    assert recompute.unrecorded_minutes(oldest, due) == 0
+    day = midnight - dt.timedelta(days=1)
+    for start, end, rows in ((oldest, due, "minutes"), (midnight - dt.timedelta(hours=1), midnight, "hours"),
+                             (day, midnight, "days")):  # fmt: skip
+        for measure in recompute.compare(recompute.from_rows(start, end), recompute.stored(start, end, rows=rows)):
+            assert measure["relative_diff"] == pytest.approx(0, abs=1e-9), (rows, measure)
+    assert QueueDay.objects.filter(day=day).exists() and not QueueDay.objects.filter(day=midnight).exists()
+
+
 def test_it_backfills_the_rollups_of_history_recorded_before_them_as_the_writer_rolls_them_up():
     midnight = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
     _generated(random.Random(23), 60, after=(midnight - T0) / dt.timedelta(minutes=1) - 60)
