@@ -261,17 +261,25 @@ def record_due(*, writer: str, now: dt.datetime | None = None, batch: dt.timedel
     history in from the rows), at most ``batch`` of minutes per call. Return how many it recorded.
     """
     now = now or dbclock.now()
-    due = floor_minute(now - dt.timedelta(seconds=settings.OPS_STATS_GRACE_SECONDS))  # end of the last due minute
-    oldest = floor_minute(now - dt.timedelta(days=settings.OPS_STATS_DAYS))
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT max(minute) FROM oversight_recordedminute")
-        last = cursor.fetchone()[0]
-    start = max(oldest, last + MINUTE) if last else oldest
+    start, due = _unrecorded(now)
     if start >= due:
         return 0
     end = min(due, start + batch)
     sampled = end - MINUTE if now - end < SAMPLE_WITHIN else None
     return record_range(start, end, writer=writer, sampled=sampled)
+
+
+def _unrecorded(now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """Return where recording starts (after the last recorded minute, or ``OPS_STATS_DAYS`` ago) and the due end.
+
+    The due end is the end of the last minute that ended at least the grace period ago.
+    """
+    due = floor_minute(now - dt.timedelta(seconds=settings.OPS_STATS_GRACE_SECONDS))
+    oldest = floor_minute(now - dt.timedelta(days=settings.OPS_STATS_DAYS))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT max(minute) FROM oversight_recordedminute")
+        last = cursor.fetchone()[0]
+    return (max(oldest, last + MINUTE) if last else oldest), due
 
 
 RANKING_LOCK_KEY = 0x0F5E_0002  # the advisory lock of rank_providers (the worker's own is 0x0F5E_0001)
@@ -368,16 +376,9 @@ def rebuild(
 def _days_due(*, now: dt.datetime | None = None) -> list[tuple[dt.datetime, dt.datetime]]:
     """Return the (start, end) of each UTC day not recorded yet that ends before the last due minute does.
 
-    The first starts where ``record_due`` would start (after the last recorded minute, or
-    ``OPS_STATS_DAYS`` ago), so it may be part of a day.
+    The first starts where ``record_due`` would (``_unrecorded``), so it may be part of a day.
     """
-    now = now or dbclock.now()
-    due = floor_minute(now - dt.timedelta(seconds=settings.OPS_STATS_GRACE_SECONDS))
-    oldest = floor_minute(now - dt.timedelta(days=settings.OPS_STATS_DAYS))
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT max(minute) FROM oversight_recordedminute")
-        last = cursor.fetchone()[0]
-    start = max(oldest, last + MINUTE) if last else oldest
+    start, due = _unrecorded(now or dbclock.now())
     days, midnight = [], start.astimezone(dt.UTC).replace(hour=0, minute=0) + dt.timedelta(days=1)
     while midnight <= due:
         days.append((start, midnight))
