@@ -3,14 +3,13 @@
 import functools
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import Http404, HttpResponseRedirect
-from django.urls import get_script_prefix, get_urlconf, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from simple_history.admin import SimpleHistoryAdmin
@@ -249,25 +248,13 @@ def choice_column(model, name):
 def change_url(obj) -> str:
     """Return the console URL of ``obj``'s change page, as ``reverse()`` would write it.
 
-    ``reverse()`` costs more than the rest of a link column's cell: a list links each row's
-    patient or provider with the URL reversed once per model, URL configuration and script prefix.
+    For a list that links each row's patient or provider: the URL is reversed once per model
+    (``search.changelist.change_url_around_key``), as the rows' own links are.
     """
     if not isinstance(obj.pk, int):
-        return reverse(_change_view_name(type(obj)), args=[obj.pk])
-    urlconf = get_urlconf() or settings.ROOT_URLCONF
-    before, after = _change_url_around_key(_change_view_name(type(obj)), urlconf, get_script_prefix())
+        return reverse(f"{ops_site.name}:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    before, after = search_changelist.change_url_around_key(obj._meta, ops_site.name)
     return f"{before}{obj.pk}{after}"
-
-
-def _change_view_name(model) -> str:
-    return f"{ops_site.name}:{model._meta.app_label}_{model._meta.model_name}_change"
-
-
-@functools.lru_cache(maxsize=256)
-def _change_url_around_key(name: str, urlconf: str, prefix: str) -> tuple[str, str]:
-    """Return the change URL of key 0, split around the key (the cache's key: what ``reverse()`` depends on)."""
-    before, _, after = reverse(name, args=[0]).rpartition("/0/")
-    return f"{before}/", f"/{after}"
 
 
 def _phi_named_in(model, initial: dict) -> list:

@@ -6,10 +6,13 @@ changelist's own queryset, so list filters and permissions still apply; rows are
 joins, so no DISTINCT) and come in relevance order unless the user sorts by a column.
 """
 
+import functools
+
+from django.conf import settings
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.db.models import Count, Value, Window
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.functional import cached_property
 
 from core.access import record_access
@@ -17,6 +20,22 @@ from core.pagination import EstimatedCountPaginator
 from search import selectors
 from search.backends import first_rows, name_rank, patient_names, patients_named
 from search.query import parse
+
+
+def change_url_around_key(opts, site_name: str) -> tuple[str, str]:
+    """Return the admin site's change URL of the ``opts`` model's record whose key is 0, split around the key.
+
+    ``reverse()`` costs more than the rest of a link's cell: this one is reversed once per model,
+    site, URL configuration and script prefix (what ``reverse()`` reads).
+    """
+    urlconf = get_urlconf() or settings.ROOT_URLCONF
+    return _around_key(f"admin:{opts.app_label}_{opts.model_name}_change", site_name, urlconf, get_script_prefix())
+
+
+@functools.lru_cache(maxsize=256)
+def _around_key(name: str, site_name: str, urlconf: str, prefix: str) -> tuple[str, str]:
+    before, _, after = reverse(name, args=(0,), current_app=site_name).rpartition("/0/")
+    return f"{before}/", f"/{after}"
 
 
 def search_results(model_admin, request, queryset, term: str):
@@ -107,19 +126,11 @@ class SearchChangeList(ChangeList):
         super().__init__(request, *args, **kwargs)
         self.row_filters, self.preserved_filters = self.preserved_filters, ""
 
-    @cached_property
-    def _change_url(self) -> tuple[str, str]:
-        """Return the change URL of the row whose key is 0, split around the key."""
-        name = f"admin:{self.opts.app_label}_{self.opts.model_name}_change"
-        url = reverse(name, args=(0,), current_app=self.model_admin.admin_site.name)
-        before, _, after = url.rpartition("/0/")
-        return f"{before}/", f"/{after}"
-
     def url_for_result(self, result):
         """Return the row's change URL with the list's filters: one ``reverse()`` a page for integer keys."""
         pk = getattr(result, self.pk_attname)
         if isinstance(pk, int):  # the key as Django's quote() and reverse() would write it: its digits
-            before, after = self._change_url
+            before, after = change_url_around_key(self.opts, self.model_admin.admin_site.name)
             url = f"{before}{pk}{after}"
         else:
             url = super().url_for_result(result)
