@@ -6,10 +6,11 @@ from django.contrib import admin
 from django.contrib.admin.utils import display_for_field, display_for_value
 from django.urls import reverse, set_script_prefix
 
-from clinical.models import Visit
-from ops_console.admin_base import change_url, choice_column
+from clinical.actions import providers as provider_actions
+from clinical.models import Provider, Visit
+from ops_console.admin_base import boolean_column, change_url, choice_column
 from ops_console.admin_site import ops_site
-from tests.builders import make_visit
+from tests.builders import SYSTEM, make_provider, make_visit
 
 
 class _Inputs(HTMLParser):
@@ -68,6 +69,47 @@ def test_it_leaves_every_column_that_is_not_a_choice_field_as_it_is():
         assert choice_column(Visit, name) == name
     method = ops_site._registry[Visit].patient_link
     assert choice_column(Visit, method) is method
+
+
+def test_it_shows_each_yes_no_cell_as_the_admin_would_with_its_class_and_sortable_header(client, lead):
+    provider = make_provider(last_name="Aaronson")
+    provider.is_active = False
+    provider_actions.save_provider(provider, actor=SYSTEM, reason="left the practice")
+    client.force_login(lead)
+    html = client.get(reverse("ops:clinical_provider_changelist") + "?o=1").content.decode()
+    field = Provider._meta.get_field("is_active")
+    assert _cell(html, "is_active") == display_for_field(False, field, "-")
+    assert 'alt="False"' in _cell(html, "is_active")
+    assert 'class="sortable column-is_active' in html  # sorted by its field, as Django's column is
+
+
+def test_it_draws_each_icon_again_when_the_static_files_settings_change(settings):
+    column, field = boolean_column(Provider, "is_active"), Provider._meta.get_field("is_active")
+    for value in (True, False, None):
+        assert column(Provider(is_active=value)) == display_for_field(value, field, "-")
+    settings.STATIC_URL = "/elsewhere/static/"
+    assert column(Provider(is_active=True)) == display_for_field(True, field, "-")
+    assert "/elsewhere/static/admin/img/icon-yes.svg" in column(Provider(is_active=True))
+    assert column.__name__ == "is_active" and column.admin_order_field == "is_active"
+    assert column.short_description == field.verbose_name
+
+
+def test_it_leaves_every_column_that_is_not_a_yes_no_field_as_it_is():
+    for name in ("npi", "specialty", "name", "visits_today", "no_such_column"):
+        assert boolean_column(Provider, name) == name
+    method = ops_site._registry[Provider].name
+    assert boolean_column(Provider, method) is method
+
+
+def test_it_shows_an_empty_cell_as_the_admin_would(monkeypatch):
+    model_admin = ops_site._registry[Provider]
+    assert model_admin.get_empty_value_display() == admin.ModelAdmin.get_empty_value_display(model_admin) == "-"
+    monkeypatch.setattr(model_admin, "empty_value_display", "<none>", raising=False)
+    assert model_admin.get_empty_value_display() == admin.ModelAdmin.get_empty_value_display(model_admin)
+    assert str(display_for_value(None, model_admin.get_empty_value_display())) == "<none>"  # marked safe, as Django's
+    monkeypatch.setattr(ops_site, "empty_value_display", "(empty)")
+    monkeypatch.delattr(model_admin, "empty_value_display")
+    assert model_admin.get_empty_value_display() == "(empty)"
 
 
 def test_it_writes_a_change_url_as_reverse_does_under_any_url_configuration_and_script_prefix(db, settings):
