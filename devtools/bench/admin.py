@@ -169,11 +169,18 @@ def measure(client: Client, url: str, repeat: int) -> Timing:
 
 
 def run(
-    *, repeat: int, deep_page: int, only: str = "", progress=lambda message: None, terms: dict | None = None
+    *,
+    repeat: int,
+    deep_page: int,
+    only: str = "",
+    progress=lambda message: None,
+    terms: dict | None = None,
+    vanilla_repeat: int | None = None,
 ) -> list[dict]:
     """Render every page through the console and the vanilla baseline; return one row per page.
 
     ``terms``: the search boxes' words (``search_terms()``; by default this data set's).
+    ``vanilla_repeat``: renders of each vanilla twin (``repeat`` by default).
     """
     rows = []
     storages = {
@@ -199,7 +206,8 @@ def run(
         for page in chosen:
             progress(page.name)
             ours = measure(client, f"/ops/{page.path}", repeat)
-            vanilla = measure(client, f"/baseline/{page.path}", repeat) if page.baseline else None
+            twin = repeat if vanilla_repeat is None else vanilla_repeat
+            vanilla = measure(client, f"/baseline/{page.path}", twin) if page.baseline else None
             rows.append(_row(page, ours, vanilla))
     return rows
 

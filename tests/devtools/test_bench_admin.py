@@ -49,6 +49,28 @@ def test_it_prints_a_table_and_one_json_line(lead, redis_client):
     assert summary["bench"] == "admin" and summary["visit_list_p50_ms"] > 0
 
 
+def test_it_renders_the_vanilla_twins_as_often_as_asked(lead, redis_client, monkeypatch):
+    make_visit()
+    renders = []
+    real = benchadmin.measure
+
+    def counted(client, url, repeat):
+        renders.append((url.split("/")[1], repeat))
+        return real(client, url, repeat)
+
+    monkeypatch.setattr(benchadmin, "measure", counted)
+    out = StringIO()
+    call_command(
+        "bench_admin", "--repeat", "3", "--vanilla-repeat", "1", "--only", "clinical.patient list",
+        "--redis-db", settings.REDIS_URL.rsplit("/", 1)[1], stdout=out, stderr=StringIO(),
+    )  # fmt: skip
+    assert renders == [("ops", 3), ("baseline", 1)]
+    summary = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert (summary["repeat"], summary["vanilla_repeat"]) == (3, 1)
+    with pytest.raises(CommandError, match="--vanilla-repeat: give 1 or more, got 0"):
+        call_command("bench_admin", "--vanilla-repeat", "0", stdout=StringIO(), stderr=StringIO())
+
+
 def test_it_tables_each_pages_growth_between_data_sizes():
     def run(visits, p50, vanilla):
         page = {

@@ -12,6 +12,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--repeat", type=int, default=10, help="renders per page after one warm-up")
+        parser.add_argument(
+            "--vanilla-repeat",
+            type=int,
+            default=None,
+            help="renders per vanilla twin (default: --repeat); fewer keep a run short when the console's pages "
+            "are rendered more often for steadier medians (a vanilla page at 10M takes seconds)",
+        )
         parser.add_argument("--deep-page", type=int, default=1000, help="page number for the deep-page test")
         harness.add_arguments(parser, redis_db=12, data_set=True)
         parser.add_argument("--only", default="", help="only the pages whose name contains this, e.g. statistics")
@@ -33,12 +40,19 @@ class Command(BaseCommand):
             "--base-url", default=None, help="time the pages through this running console (http://host:port) instead"
         )
 
-    def handle(self, *args, repeat, deep_page, only, database, redis_db, base_url, sizes=None, rounds=1, **options):
+    def handle(
+        self, *args, repeat, deep_page, only, database, redis_db, base_url, sizes=None, rounds=1, vanilla_repeat=None,
+        **options,
+    ):  # fmt: skip
         if rounds < 1:
             raise CommandError(f"--rounds: give 1 or more, got {rounds}.")
+        for name, value in (("--repeat", repeat), ("--vanilla-repeat", vanilla_repeat)):
+            if value is not None and value < 1:
+                raise CommandError(f"{name}: give 1 or more, got {value}.")
+        vanilla_repeat = repeat if vanilla_repeat is None else vanilla_repeat
         if sizes:
             names = [name.strip() for name in sizes.split(",") if name.strip()]
-            self._sizes(names, repeat, deep_page, only, redis_db, rounds)
+            self._sizes(names, repeat, vanilla_repeat, deep_page, only, redis_db, rounds)
             return
         if database:
             harness.use_database(database, create=False)
@@ -52,12 +66,15 @@ class Command(BaseCommand):
             except (ValueError, OSError) as error:
                 raise CommandError(str(error) if isinstance(error, ValueError) else f"--base-url: {error}") from None
         else:
-            rows = benchadmin.run(repeat=repeat, deep_page=deep_page, only=only, progress=progress)
+            rows = benchadmin.run(
+                repeat=repeat, vanilla_repeat=vanilla_repeat, deep_page=deep_page, only=only, progress=progress
+            )
         self._table(rows)
         # every changelist page
         ours = [r["ours"]["p95_ms"] for r in rows if not r["page"].endswith(" form") and "statistics" not in r["page"]]
         summary = {
             "repeat": repeat,
+            "vanilla_repeat": None if base_url else vanilla_repeat,
             "served_by": base_url or "in-process (Django test client)",
             "worst_changelist_p95_ms": max(ours) if ours else None,
             "visit_list_p50_ms": next((r["ours"]["p50_ms"] for r in rows if r["page"] == "clinical.visit list"), None),
@@ -93,7 +110,10 @@ class Command(BaseCommand):
                 right = f"{'(console only)':>25} | {'':>6}"
             self.stdout.write(f"{left} | {right}")
 
-    def _sizes(self, databases: list[str], repeat: int, deep_page: int, only: str, redis_db: int, rounds: int) -> None:
+    def _sizes(
+        self, databases: list[str], repeat: int, vanilla_repeat: int, deep_page: int, only: str, redis_db: int,
+        rounds: int,
+    ) -> None:  # fmt: skip
         """Run every page at each data set; print p50/p95 per size, the growth and the vanilla twin's."""
         if len(databases) < 2:
             raise CommandError("--sizes: name two data sets or more, smallest first, e.g. ops_data,ops_10m")
@@ -105,7 +125,9 @@ class Command(BaseCommand):
                 terms = terms or benchadmin.search_terms()  # the first data set's words, typed at every size
                 visits[index] = benchadmin.visit_count()
                 self.stderr.write(f"{name}: {visits[index]:,} visits (round {round_} of {rounds})")
-                rows = benchadmin.run(repeat=repeat, deep_page=deep_page, only=only, terms=terms)
+                rows = benchadmin.run(
+                    repeat=repeat, vanilla_repeat=vanilla_repeat, deep_page=deep_page, only=only, terms=terms
+                )
                 results[index].append(rows)
         runs = [
             {"database": name, "visits": count, "pages": benchadmin.median_rounds(rounds_), "search_terms": terms}
@@ -119,4 +141,8 @@ class Command(BaseCommand):
             f"worst page p95 at each size: {', '.join(f'{v} ms' for v in table['worst_p95_ms'])}; largest p50 growth "
             f"{table['worst_growth']}x ({table['worst_growth_page']})"
         )
-        harness.json_line(self.stdout.write, "admin_sizes", {"repeat": repeat, "rounds": rounds, **table, "runs": runs})
+        harness.json_line(
+            self.stdout.write,
+            "admin_sizes",
+            {"repeat": repeat, "vanilla_repeat": vanilla_repeat, "rounds": rounds, **table, "runs": runs},
+        )
