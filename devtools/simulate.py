@@ -29,7 +29,6 @@ logger = logging.getLogger(__name__)
 WAITING = ("waiting", "offered")  # what the patient app shows as "finding a provider"
 FINAL = ("completed", "cancelled", "expired", "failed")
 SIGN_OFF_SECONDS = 10.0
-LOG_IN_SECONDS = (0.0, 5.0)  # providers come online over the first seconds, not all in one burst
 
 
 # --- the simulation -------------------------------------------------------------------------
@@ -143,9 +142,7 @@ class Simulation:
     def _start(self) -> None:
         self.stats.started = time.monotonic()
         for provider in self.providers:
-            if self.feeds is not None:
-                provider.feed = self.feeds.open(provider.token, owner=provider)
-            self._later(provider, self.behaviour.seconds(LOG_IN_SECONDS), self._go_online)
+            self._later(provider, self.behaviour.sign_in(), self._sign_in)
         if self.config.rate > 0:
             self.timeline.at(0, self._arrive)
         if self.on_summary:
@@ -285,6 +282,12 @@ class Simulation:
                 self._later(provider, self.behaviour.seconds(self.config.retry_seconds), self._poll)
 
         self.timeline.at(delay, run)
+
+    def _sign_in(self, provider: SimProvider) -> None:
+        """Open the provider app: its socket (when pushing), then the provider goes online."""
+        if self.feeds is not None and provider.feed is None:
+            provider.feed = self.feeds.open(provider.token, owner=provider)
+        self._go_online(provider)
 
     def _go_online(self, provider: SimProvider) -> None:
         reply = self.api.post(f"providers/{provider.npi}/availability", provider.token, {"available": True})

@@ -10,6 +10,7 @@ from devtools import sampling
 Span = tuple[float, float]  # (low, high) for a uniform draw
 PRIORITY_MIX = {"routine": 85, "elevated": 12, "urgent": 3}
 MIN_POLL_SECONDS = 0.1  # even at high --speed, do not hammer the server
+LOG_IN_SECONDS = (0.0, 5.0)  # providers come online over the first seconds, not all in one burst
 
 # --- configuration --------------------------------------------------------------------------
 
@@ -43,6 +44,9 @@ class SimConfig:
     request_timeout: float = 5.0
     push: bool = True  # listen on /ws/v1/ and poll only while a socket is down or silent; False: poll only
     silent_seconds: float = 30.0  # a socket that heard nothing for this long counts as down
+    # Providers sign in (socket and availability) spread over this many seconds, not divided by
+    # speed: a load test's warm-up. None: over LOG_IN_SECONDS, divided by speed.
+    sign_in_seconds: float | None = None
 
     def __post_init__(self):
         checks = {
@@ -56,6 +60,7 @@ class SimConfig:
             "accept": min(self.accept, self.reject) >= 0 and self.accept + self.reject <= 1,
             "visit_minutes": 0 <= self.visit_minutes[0] <= self.visit_minutes[1],
             "silent_seconds": self.silent_seconds > 0,
+            "sign_in_seconds": self.sign_in_seconds is None or self.sign_in_seconds >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -135,6 +140,12 @@ class Behaviour:
     def arrival_gap(self) -> float:
         """Return seconds until the next visit request (a Poisson process at ``rate``)."""
         return self.rng.expovariate(self.config.rate)
+
+    def sign_in(self) -> float:
+        """Return seconds until a provider signs in: within ``sign_in_seconds`` if set, else the first few."""
+        if self.config.sign_in_seconds is not None:
+            return self.rng.uniform(0.0, self.config.sign_in_seconds)
+        return self.seconds(LOG_IN_SECONDS)
 
     def seconds(self, span: Span) -> float:
         """Return a delay drawn from ``span`` seconds, divided by ``speed``."""

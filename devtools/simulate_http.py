@@ -43,6 +43,9 @@ class Stats:
     polls: int = 0  # GETs the apps made to look at a visit or a provider's state
     fallbacks: int = 0  # times an app's socket stopped being live and it polled instead
     api_ms: list[float] = field(default_factory=list)  # each answered API request's time, as the app waited
+    # Every API request: (wall-clock start, ms as the app waited or None if unanswered, HTTP status or 0),
+    # so that a load test can take its measured window and leave its warm-up out.
+    api_log: list[tuple[float, float | None, int]] = field(default_factory=list)
 
     def p50(self) -> float | None:
         """Return the median seconds from a visit request to its first offer, as the patients saw it."""
@@ -161,10 +164,12 @@ class Api:
     def call(self, method: str, path: str, token: str, body: dict | None = None) -> Reply:
         """Send one request and count its outcome."""
         self.stats.requests += 1
-        started = time.perf_counter()
+        at, started = time.time(), time.perf_counter()
         reply = self.send(method, path, token, body)
-        if reply.status:  # answered: its time is the server's and the network's (a refusal has none)
-            self.stats.api_ms.append((time.perf_counter() - started) * 1000)
+        waited = (time.perf_counter() - started) * 1000 if reply.status else None
+        if waited is not None:  # answered: its time is the server's and the network's (a refusal has none)
+            self.stats.api_ms.append(waited)
+        self.stats.api_log.append((at, waited, reply.status))
         self.unanswered = self.unanswered + 1 if reply.status == 0 else 0
         if reply.status == 409:
             self.stats.conflicts += 1

@@ -60,6 +60,9 @@ class LoadConfig:
     patients: int = 3000  # patients it plays: enough that a free one is there for every arrival
     simulations: int = 4  # simulate_traffic processes side by side, each with its part of the people and rate
     speed: float = 10.0  # divides every delay of the simulated apps (visits of 1-2 min take 6-12 s)
+    # Seconds before the console users start: the providers sign in over its first two thirds
+    # (sockets, availability) and the queues fill. Measured apart, not in the run's figures.
+    warmup: int = 60
     web_workers: int = 3
     out: Path = field(default_factory=lambda: BASE_DIR / "test-artifacts" / "load")
     seed: int = 7
@@ -230,7 +233,9 @@ def run(stack: Stack, config: LoadConfig, samples_path: Path) -> tuple[dict, dt.
 
     One simulate_traffic process sends its requests one after another (about 60 a second here):
     ``simulations`` of them, each playing its own part of the patients and providers at its share
-    of the rate, keep 40 visits a second going.
+    of the rate, keep 40 visits a second going. They start ``warmup`` seconds before the console
+    users, their providers signing in over it; the window measured starts once the users have
+    signed in too. The API's figures before it are reported apart (``api_warmup``).
     """
     ramp = config.users / config.spawn_rate + 5  # the users sign in before the measured minutes start
     n = config.simulations
@@ -255,7 +260,9 @@ def run(stack: Stack, config: LoadConfig, samples_path: Path) -> tuple[dict, dt.
             "--visit-minutes",
             "1-2",
             "--duration",
-            str(config.duration + ramp),
+            str(config.warmup + config.duration + ramp),
+            "--sign-in-seconds",
+            f"{config.warmup * 2 / 3:g}",
             "--seed",
             str(config.seed + k),
             "--json",
@@ -265,7 +272,7 @@ def run(stack: Stack, config: LoadConfig, samples_path: Path) -> tuple[dict, dt.
         for k in range(n)
     }
     locust_env = {**stack.env, "OPS_LOAD_SAMPLES": str(samples_path), "PYTHONPATH": str(BASE_DIR)}
-    began = _db_now()
+    _keep_running(stack, simulations, config.warmup)
     locust = stack.spawn(
         "locust", str(Path(sys.executable).parent / "locust"), "-f", str(LOCUSTFILE), "--headless",
         "--users", str(config.users), "--spawn-rate", str(config.spawn_rate),
@@ -274,7 +281,9 @@ def run(stack: Stack, config: LoadConfig, samples_path: Path) -> tuple[dict, dt.
         "--stop-timeout", "10", "--loglevel", "WARNING", "--exit-code-on-error", "0", "--reset-stats",
         env=locust_env,
     )  # fmt: skip
-    timeout = config.duration + ramp + 120
+    _keep_running(stack, {"locust": locust, **simulations}, ramp)  # Locust resets its figures once all signed in
+    began = _db_now()
+    timeout = config.duration + 120
     for name, process in (("locust", locust), *simulations.items()):
         try:
             process.wait(timeout)
@@ -285,11 +294,20 @@ def run(stack: Stack, config: LoadConfig, samples_path: Path) -> tuple[dict, dt.
         if process.returncode:
             raise RuntimeError(f"bench_load: {name} exited with {process.returncode}:\n{stack.log_tail(name)}")
     ended = _db_now()
-    return (
-        merge_counts([_summary(stack, name) for name in simulations], stack.logs.glob("api-times-*.txt")),
-        began,
-        ended,
-    )
+    summaries = [_summary(stack, name) for name in simulations]
+    window = (began.timestamp(), ended.timestamp())
+    return merge_counts(summaries, sorted(stack.logs.glob("api-times-*.txt")), window=window), began, ended
+
+
+def _keep_running(stack: Stack, processes: dict[str, subprocess.Popen], seconds: float) -> None:
+    """Wait ``seconds``; fail at once if one of ``processes`` ends meanwhile."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for name, process in processes.items():
+            if process.poll() is not None:
+                ended = f"bench_load: {name} exited with {process.returncode} before the load began"
+                raise RuntimeError(f"{ended}:\n{stack.log_tail(name)}")
+        time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
 
 
 def _summary(stack: Stack, name: str) -> dict:
@@ -300,17 +318,58 @@ def _summary(stack: Stack, name: str) -> dict:
     return found
 
 
-def merge_counts(summaries: list[dict], api_time_files) -> dict:
-    """Add the simulations' counts up; the API's percentiles come from every request's time."""
+def merge_counts(summaries: list[dict], api_time_files, *, window: tuple[float, float]) -> dict:
+    """Add the simulations' counts up; the API's figures come from every request (``simulate_traffic --api-times``).
+
+    ``window`` (Unix seconds, start and end) is the load measured: ``api_ms`` and ``api_errors``
+    are the requests started in it, ``api_warmup`` those started before it (sign-in and warm-up).
+    ``simulation_errors`` are the errors the simulations counted that were not an API answer's
+    (an exception in a simulated app).
+    """
     merged: dict = {}
     for summary in summaries:
         for name, value in summary.items():
             if isinstance(value, int) and not isinstance(value, bool):
                 merged[name] = merged.get(name, 0) + value
-    times = [float(line) for path in api_time_files for line in path.read_text().split()]
-    merged["api_ms"] = latency_summary(times)
+    calls = read_api_log(api_time_files)
+    start, end = window
+    measured = api_figures([call for call in calls if start <= call[0] < end])
+    before = api_figures([call for call in calls if call[0] < start])
+    after = api_figures([call for call in calls if call[0] >= end])  # signing off once the load stopped
+    merged["api_ms"] = {name: measured[name] for name in ("n", "p50", "p95", "p99", "max")}
+    merged["api_errors"], merged["api_error_kinds"] = measured["errors"], measured["error_kinds"]
+    merged["api_warmup"] = before
+    merged["simulation_errors"] = max(
+        merged.get("errors", 0) - measured["errors"] - before["errors"] - after["errors"], 0
+    )
     merged["simulations"] = len(summaries)
     return merged
+
+
+def read_api_log(paths) -> list[tuple[float, float | None, int]]:
+    """Return every request of the simulations' ``--api-times`` files: (start, ms or None, status)."""
+    calls = []
+    for path in paths:
+        for line in path.read_text().splitlines():
+            if line.strip():
+                at, waited, status = line.split()
+                calls.append((float(at), None if waited == "-" else float(waited), int(status)))
+    return calls
+
+
+def api_figures(calls: list[tuple[float, float | None, int]]) -> dict:
+    """Return the answered requests' count and percentiles, and the errors by kind, as simulate_traffic counts them.
+
+    An error is a request nothing answered (``no answer``) or answered with neither a 2xx nor a
+    409 (a conflict the apps expect: an offer already taken, a provider already busy).
+    """
+    kinds: dict[str, int] = {}
+    for _, _, status in calls:
+        if status != 409 and not 200 <= status < 300:
+            kind = "no answer" if status == 0 else str(status)
+            kinds[kind] = kinds.get(kind, 0) + 1
+    figures = latency_summary([waited for _, waited, _ in calls if waited is not None])
+    return {**figures, "requests": len(calls), "errors": sum(kinds.values()), "error_kinds": kinds}
 
 
 def _db_now() -> dt.datetime:

@@ -15,6 +15,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from devtools.bench import load as bench
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -48,6 +50,19 @@ def _manage(*args: str, timeout: float) -> subprocess.CompletedProcess:
     )
 
 
+def test_it_measures_the_api_in_the_window_and_the_warm_up_apart(tmp_path):
+    (tmp_path / "api-times-0.txt").write_text("99.0 900.00 200\n99.5 - 0\n100.0 10.00 200\n101.0 20.00 409\n")
+    (tmp_path / "api-times-1.txt").write_text("102.0 30.00 500\n150.0 5.00 200\n")
+    summaries = [{"simulation": "a", "errors": 3, "requested": 2}, {"simulation": "b", "errors": 1, "requested": 1}]
+    merged = bench.merge_counts(summaries, sorted(tmp_path.glob("api-times-*.txt")), window=(100.0, 150.0))
+    assert merged["api_ms"] == {"n": 3, "p50": 20.0, "p95": 30.0, "p99": 30.0, "max": 30.0}
+    assert (merged["api_errors"], merged["api_error_kinds"]) == (1, {"500": 1})  # a 409 is expected, not an error
+    warm = merged["api_warmup"]
+    assert (warm["requests"], warm["n"], warm["errors"], warm["error_kinds"]) == (2, 1, 1, {"no answer": 1})
+    # 4 counted by the simulations: 1 in the window, 1 in the warm-up, none after; 2 were their own.
+    assert (merged["simulation_errors"], merged["requested"], merged["simulations"]) == (2, 3, 2)
+
+
 def test_it_loads_the_console_and_the_api_and_reports_every_page_kind(data_set, tmp_path):
     made = _manage("generate_data", "--database", data_set, "--patients", "400", "--providers", "60",
                    "--visits", "1500", timeout=300)  # fmt: skip
@@ -56,7 +71,7 @@ def test_it_loads_the_console_and_the_api_and_reports_every_page_kind(data_set, 
 
     done = _manage(
         "bench_load", "--database", data_set, "--users", "6", "--duration", "20", "--rate", "2",
-        "--providers", "20", "--simulations", "2", "--web-workers", "1", "--redis-db", redis_db,
+        "--providers", "20", "--simulations", "2", "--web-workers", "1", "--redis-db", redis_db, "--warmup", "6",
         "--out", str(tmp_path), timeout=600,
     )  # fmt: skip
 
@@ -68,6 +83,8 @@ def test_it_loads_the_console_and_the_api_and_reports_every_page_kind(data_set, 
     pages = {row["page"]: row for row in result["pages"]}
     assert sum(row["requests"] for name, row in pages.items() if not name.startswith(("API", "router"))) > 10
     assert pages["API (the apps, as they waited)"]["requests"] > 0 and result["api_p99_ms"] > 0
+    assert result["warmup_s"] == 6 and result["api_warmup"]["requests"] > 0  # the providers signed in before
+    assert any(line.startswith("API during the warm-up") for line in lines)
     assert pages["router: visit request -> first offer"]["requests"] > 0
     assert result["simulations"]["simulations"] == 2 and result["simulations"]["requested"] > 0
     assert (tmp_path / "load_pages.csv").read_text().startswith("page,requests,errors,p50_ms,p95_ms,p99_ms")

@@ -108,10 +108,19 @@ def test_it_applies_the_gentle_preset_under_explicit_options():
     assert simulate_config.config_for().visit_minutes == (8.0, 20.0)
 
 
+def test_it_signs_providers_in_over_the_seconds_given_whatever_the_speed():
+    spread = _behaviour(speed=10.0, sign_in_seconds=40.0)
+    draws = [spread.sign_in() for _ in range(DRAWS)]
+    assert min(draws) >= 0 and max(draws) <= 40 and statistics.mean(draws) == pytest.approx(20.0, rel=0.05)
+    burst = _behaviour(speed=10.0)  # by default: within the first 5 s, sped up
+    assert max(burst.sign_in() for _ in range(DRAWS)) <= simulate_config.LOG_IN_SECONDS[1] / 10
+
+
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("speed", 0), ("rate", -1), ("cancel_rate", 1.5), ("base_url", "ftp://x"), ("visit_minutes", (3, 1))],
-)
+    [("speed", 0), ("rate", -1), ("cancel_rate", 1.5), ("base_url", "ftp://x"), ("visit_minutes", (3, 1)),
+     ("sign_in_seconds", -1)],
+)  # fmt: skip
 def test_it_refuses_a_config_out_of_range(option, value):
     with pytest.raises(ValueError, match=option):
         simulate_config.SimConfig(**{option: value})
@@ -200,6 +209,9 @@ def test_it_drives_visits_through_the_live_api_and_router(http_server, redis_cli
     assert stats.signed_off == 3 and not Provider.objects.exclude(availability=Availability.OFFLINE).exists()
     api = stats.api_latency()  # every request was answered: each has its time
     assert api["n"] == stats.requests and 0 < api["p50"] <= api["p95"] <= api["p99"] <= api["max"]
+    assert len(stats.api_log) == stats.requests and sorted(stats.api_log) == stats.api_log  # each, when it started
+    assert [waited for _, waited, _ in stats.api_log] == stats.api_ms
+    assert sum(status == 401 for _, _, status in stats.api_log) == stats.error_kinds["401"]
     assert stats.errors == stats.error_kinds["401"] > 0  # counted, not raised; nothing else went wrong
     assert stats.offer_seconds and stats.p50() > 0
     assert stats.pushes == 0 and stats.polls > 0  # this server has no websockets: the apps poll throughout
@@ -222,14 +234,18 @@ def test_it_reports_a_redirect_to_https_instead_of_following_it(transactional_db
     assert "redirected to https://" in stats.last_error
 
 
-def test_it_counts_errors_and_revokes_its_clients_when_the_server_is_down(transactional_db):
+def test_it_counts_errors_and_revokes_its_clients_when_the_server_is_down(transactional_db, tmp_path):
     make_provider(states=("NY",))
     make_patient()
-    out = StringIO()
+    out, times = StringIO(), tmp_path / "api.txt"
+    started = time.time()
     call_command(
         "simulate_traffic", "--base-url", "http://127.0.0.1:9", "--duration", "1", "--rate", "5", "--speed", "20",
-        stdout=out,
+        "--sign-in-seconds", "0.5", "--api-times", str(times), stdout=out,
     )  # fmt: skip
+    calls = [line.split() for line in times.read_text().splitlines()]
+    assert calls and {(waited, status) for _, waited, status in calls} == {("-", "0")}  # none answered
+    assert all(started <= float(at) <= time.time() for at, _, _ in calls)
     output = out.getvalue()
     assert "1 providers, 5.0 requests/s from patients in the 1 state they practise in" in output
     assert "the apps listen on ws://127.0.0.1:9/ws/v1/ and poll only while their socket is down" in output

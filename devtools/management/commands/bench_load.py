@@ -35,16 +35,23 @@ class Command(BaseCommand):
             help="simulate_traffic processes side by side, sharing the rate (4)",
         )  # fmt: skip
         parser.add_argument("--web-workers", type=int, default=defaults.web_workers, help="gunicorn workers (3)")
+        parser.add_argument(
+            "--warmup", type=int, default=defaults.warmup,
+            help="seconds the simulated apps run before the console users start, their providers signing in over "
+            "its first two thirds; the API's figures over it are printed apart (60)",
+        )  # fmt: skip
         parser.add_argument("--out", type=Path, default=defaults.out, help="where the CSVs, PNG and logs go")
         parser.add_argument("--keep", action="store_true", help="keep the copy of the data set (<database>_load)")
 
     def handle(self, *args, database, redis_db, users, duration, rate, providers, simulations, web_workers, out, keep,
-               **options):  # fmt: skip
+               warmup=60, **options):  # fmt: skip
         for name, value in (("--users", users), ("--duration", duration), ("--rate", rate), ("--providers", providers),
                             ("--web-workers", web_workers), ("--simulations", simulations)):  # fmt: skip
             if value <= 0:
                 raise CommandError(f"{name}: must be more than 0, got {value}")
-        config = bench.LoadConfig(users=users, duration=duration, rate=rate, providers=providers,
+        if warmup < 0:
+            raise CommandError(f"--warmup: must be 0 or more, got {warmup}")
+        config = bench.LoadConfig(users=users, duration=duration, rate=rate, providers=providers, warmup=warmup,
                                   simulations=simulations, web_workers=web_workers, out=out.resolve())  # fmt: skip
         config.out.mkdir(parents=True, exist_ok=True)
         if database:
@@ -71,7 +78,9 @@ class Command(BaseCommand):
         stack = bench.Stack(database_url=database_url, redis_url=redis_url, config=config)
         try:
             stack.start()
-            self.stderr.write(f"load: {users} console users, {rate:g} visits/s for {duration} s …")
+            self.stderr.write(
+                f"load: {rate:g} visits/s, {warmup} s of warm-up, then {users} console users for {duration} s …"
+            )
             counts, began, ended = bench.run(stack, config, samples_path)
         except RuntimeError as error:
             raise CommandError(str(error)) from None
@@ -85,28 +94,34 @@ class Command(BaseCommand):
 
     def report(self, config, counts, began, ended, tracebacks) -> None:
         pages = bench.page_kinds(config.out / "load_stats.csv")
-        api = counts["api_ms"]
+        api, warm = counts["api_ms"], counts["api_warmup"]
         router = bench.request_to_offer(began, ended)
-        rows = [*pages, {"page": "API (the apps, as they waited)", "requests": api["n"], "errors": counts["errors"],
+        rows = [*pages, {"page": "API (the apps, as they waited)", "requests": api["n"], "errors": counts["api_errors"],
                          "p50_ms": api["p50"], "p95_ms": api["p95"], "p99_ms": api["p99"]},
                 {"page": "router: visit request -> first offer", "requests": router["offered"], "errors": 0,
                  "p50_ms": router["p50_ms"], "p95_ms": router["p95_ms"], "p99_ms": router["p99_ms"]}]  # fmt: skip
+        before = {"page": f"API during the warm-up and sign-in (not above; {config.warmup} s + the users' ramp)",
+                  "requests": warm["n"], "errors": warm["errors"], "p50_ms": warm["p50"], "p95_ms": warm["p95"],
+                  "p99_ms": warm["p99"]}  # fmt: skip
         bench.pages_csv(rows, config.out / "load_pages.csv")
         png = config.out / "load_latency.png"
         why_not = bench.plot(config.out / "load_stats_history.csv", png)
-        harness.table(self.stdout.write, bench.table_rows(rows))
+        harness.table(self.stdout.write, bench.table_rows([*rows, before]))
         console_errors = sum(row["errors"] for row in pages)
+        kinds = ", ".join(f"{n} x {kind}" for kind, n in sorted(counts["api_error_kinds"].items())) or "none"
         self.stdout.write(
             f"console: {sum(row['requests'] for row in pages):,} requests, {console_errors} errors; API: "
-            f"{api['n']:,} requests, {counts['errors']} errors ({counts['conflicts']} conflicts, expected); visits "
-            f"requested {router['requested']:,}, offered {router['offered']:,}; server tracebacks {tracebacks}"
+            f"{api['n']:,} requests, {counts['api_errors']} errors ({kinds}; {counts['conflicts']} conflicts over the "
+            f"whole run, expected); simulated apps' own errors {counts['simulation_errors']}; visits requested "
+            f"{router['requested']:,}, offered {router['offered']:,}; server tracebacks {tracebacks}"
         )
         self.stdout.write(f"CSV: {config.out / 'load_pages.csv'}; plot: {why_not or png}")
         worst = max((row["p95_ms"] or 0 for row in pages), default=None)
         harness.json_line(self.stdout.write, "load", {
-            "users": config.users, "duration_s": config.duration, "rate": config.rate,
+            "users": config.users, "duration_s": config.duration, "rate": config.rate, "warmup_s": config.warmup,
             "window": [began.isoformat(), ended.isoformat()], "worst_console_p95_ms": worst,
             "api_p99_ms": api["p99"], "router_request_to_offer_p99_ms": router["p99_ms"],
-            "console_errors": console_errors, "api_errors": counts["errors"], "server_tracebacks": tracebacks,
+            "console_errors": console_errors, "api_errors": counts["api_errors"], "server_tracebacks": tracebacks,
+            "api_warmup": warm, "simulation_errors": counts["simulation_errors"],
             "pages": rows, "simulations": counts, "plot": None if why_not else str(png),
         })  # fmt: skip

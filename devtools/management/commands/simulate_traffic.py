@@ -46,6 +46,11 @@ def state_codes(text: str) -> tuple[str, ...]:
     return codes
 
 
+def api_line(at: float, waited: float | None, status: int) -> str:
+    """Return one API request as ``--api-times`` writes it: ``<start> <ms or -> <status>``."""
+    return f"{at:.3f} {'-' if waited is None else f'{waited:.2f}'} {status}\n"
+
+
 class Command(BaseCommand):
     help = (
         "Drive realistic patient and provider traffic through the JSON API (a running server and router "
@@ -92,13 +97,19 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="end with one JSON line of the counts (for soaks)")
         parser.add_argument(
             "--api-times", type=Path, metavar="FILE",
-            help="write each answered API request's time (ms, one a line) there at the end, for bench_load",
+            help="write every API request there at the end, one a line: its start (Unix seconds), its time as the "
+            "app waited (ms, or - when nothing answered) and the HTTP status (0: no answer); for bench_load",
+        )  # fmt: skip
+        parser.add_argument(
+            "--sign-in-seconds", type=float, metavar="S",
+            help="providers sign in (socket, then availability) spread over S seconds, whatever --speed "
+            "(default: over the first 5 s, divided by --speed)",
         )  # fmt: skip
 
     def handle(self, *args, duration=None, gentle=False, json=False, api_times=None, **options):
         names = (
             "base_url", "rate", "providers", "patients", "part", "seed", "cancel_rate", "speed", "visit_minutes",
-            "all_states", "states", "push",
+            "all_states", "states", "push", "sign_in_seconds",
         )  # fmt: skip
         try:
             config = simulate_config.config_for(gentle=gentle, **{name: options[name] for name in names})
@@ -121,7 +132,7 @@ class Command(BaseCommand):
             self.stdout.write(line)
         self.stdout.write(f"revoked {session.revoked} simulation API clients")
         if api_times:
-            api_times.write_text("".join(f"{ms:.2f}\n" for ms in stats.api_ms))
+            api_times.write_text("".join(api_line(*call) for call in stats.api_log))
         if json:
             self.stdout.write(dumps({"simulation": session.run_id, **stats.counts()}))
 
