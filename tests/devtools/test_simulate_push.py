@@ -115,10 +115,16 @@ def _running(sim: simulate.Simulation) -> Iterator[Stats]:
     assert not running.is_alive()
 
 
+def _all_listening(sim: simulate.Simulation, timeout: float = 10) -> None:
+    """Assert every provider has signed in (over the first seconds) and its socket is live."""
+    live = lambda: all(p.feed is not None and p.feed.live() for p in sim.providers)  # noqa: E731
+    assert wait_for(live, timeout=timeout), _report(sim.stats)
+
+
 def _back_on_push(sim: simulate.Simulation) -> None:
     """Assert every provider's socket is live again, pushes flow and polling has stopped."""
     stats = sim.stats
-    assert wait_for(lambda: all(p.feed.live() for p in sim.providers), timeout=15), _report(stats)
+    _all_listening(sim, timeout=15)
     pushes = stats.pushes
     assert wait_for(lambda: stats.pushes > pushes + 20, timeout=10), _report(stats)
     polls = stats.polls
@@ -133,6 +139,7 @@ def test_it_polls_while_the_server_is_down_and_returns_to_push(push, redis_clien
         sim = simulate.Simulation(config, session)
         with _running(sim) as stats:
             assert wait_for(lambda: stats.pushes > 20, timeout=10), _report(stats)
+            _all_listening(sim)
             polls = stats.polls
             push.kill("web")  # gunicorn and its workers, as a crash of the host would
             assert wait_for(lambda: stats.fallbacks >= 1 and stats.polls > polls + 10, timeout=10), _report(stats)
@@ -149,6 +156,7 @@ def test_it_polls_while_the_socket_is_silent_and_returns_when_heartbeats_do(push
         sim = simulate.Simulation(config, session)
         with _running(sim) as stats:
             assert wait_for(lambda: stats.pushes > 20, timeout=10), _report(stats)
+            _all_listening(sim)
             polls = stats.polls
             push.kill("relay")  # the sockets stay open, but nothing arrives on them
             assert wait_for(lambda: stats.fallbacks >= 1 and stats.polls > polls + 10, timeout=10), _report(stats)
