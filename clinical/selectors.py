@@ -86,8 +86,18 @@ def licensed_states_now(provider: Provider) -> list[str]:
 
 
 def patient_recent_visits(patient: Patient, limit: int = 10) -> QuerySet[Visit]:
-    """Return the patient's latest visits, newest first."""
-    return visits_for_list().filter(patient=patient).order_by("-requested_at", "-id")[:limit]
+    """Return the patient's latest visits, newest first, with what the patient page shows of each.
+
+    Index: clinical_visit_patient_idx (patient, -requested_at). The patient is not joined again
+    (the page is theirs) and only the shown columns are read: the visit, when, where, its status
+    and its provider's name.
+    """
+    return (
+        Visit.objects.filter(patient=patient)
+        .select_related("provider")
+        .only("public_id", "requested_at", "located_state", "status", "provider__first_name", "provider__last_name")
+        .order_by("-requested_at", "-id")[:limit]
+    )
 
 
 def waiting_by_state() -> list[dict]:

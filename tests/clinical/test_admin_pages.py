@@ -9,7 +9,7 @@ from clinical.actions import offers as offer_actions
 from clinical.actions import visits as visit_actions
 from clinical.models import Visit
 from core.audit import Actor
-from tests.builders import make_provider, make_visit
+from tests.builders import make_past_visit, make_provider, make_visit
 
 
 def test_it_lists_each_providers_availability_and_visits_today(client, support_agent):
@@ -64,3 +64,22 @@ def test_it_shows_a_patients_latest_visits_in_the_consoles_time_zone(client, sup
     client.force_login(support_agent)
     html = client.get(reverse("ops:clinical_patient_change", args=[visit.patient_id])).content.decode()
     assert "2026-06-30 22:30" in html and "2026-07-01 02:30" not in html
+
+
+def test_it_lists_a_patients_ten_latest_visits_newest_first_with_their_providers(client, support_agent):
+    provider = make_provider(states=("CA",), available=True, first_name="Grace", last_name="Hopperton")
+    patient = make_visit().patient
+    visit_actions.cancel_visit(Visit.objects.get(patient=patient), actor=Actor.system("tests"))
+    for _ in range(11):
+        make_past_visit(patient=patient)
+    offered = offer_actions.offer_visit(make_visit(patient=patient), provider, actor=Actor.router())
+    client.force_login(support_agent)
+    html = client.get(reverse("ops:clinical_patient_change", args=[patient.pk])).content.decode()
+    panel = html[
+        html.index('<table class="ops-inline-table">') : html.index("</table>", html.index("ops-inline-table"))
+    ]
+    latest = list(Visit.objects.filter(patient=patient).order_by("-requested_at", "-id")[:10])
+    shown = [public_id for public_id in (str(v.public_id) for v in latest) if public_id in panel]
+    assert shown == [str(v.public_id) for v in latest] and panel.count("<tr>") == 11  # a header row and ten
+    assert [panel.index(public_id) for public_id in shown] == sorted(panel.index(public_id) for public_id in shown)
+    assert str(offered.public_id) in panel and "Grace Hopperton" in panel and "Offered" in panel

@@ -103,7 +103,7 @@ class Command(BaseCommand):
         before = {"page": f"API during the warm-up and sign-in (not above; {config.warmup} s + the users' ramp)",
                   "requests": warm["n"], "errors": warm["errors"], "p50_ms": warm["p50"], "p95_ms": warm["p95"],
                   "p99_ms": warm["p99"]}  # fmt: skip
-        bench.pages_csv(rows, config.out / "load_pages.csv")
+        bench.pages_csv([*rows, before], config.out / "load_pages.csv")
         png = config.out / "load_latency.png"
         why_not = bench.plot(config.out / "load_stats_history.csv", png)
         harness.table(self.stdout.write, bench.table_rows([*rows, before]))
