@@ -42,10 +42,14 @@ class Stats:
     pushes: int = 0  # messages the sockets pushed (visit, offer_withdrawn) that were applied
     polls: int = 0  # GETs the apps made to look at a visit or a provider's state
     fallbacks: int = 0  # times an app's socket stopped being live and it polled instead
-    api_ms: list[float] = field(default_factory=list)  # each answered API request's time, as the app waited
     # Every API request: (wall-clock start, ms as the app waited or None if unanswered, HTTP status or 0),
     # so that a load test can take its measured window and leave its warm-up out.
     api_log: list[tuple[float, float | None, int]] = field(default_factory=list)
+
+    @property
+    def api_ms(self) -> list[float]:
+        """Return each answered API request's time, as the app waited (a refusal has none)."""
+        return [waited for _, waited, _ in self.api_log if waited is not None]
 
     def p50(self) -> float | None:
         """Return the median seconds from a visit request to its first offer, as the patients saw it."""
@@ -166,9 +170,8 @@ class Api:
         self.stats.requests += 1
         at, started = time.time(), time.perf_counter()
         reply = self.send(method, path, token, body)
+        # Answered: its time is the server's and the network's (a refusal has none).
         waited = (time.perf_counter() - started) * 1000 if reply.status else None
-        if waited is not None:  # answered: its time is the server's and the network's (a refusal has none)
-            self.stats.api_ms.append(waited)
         self.stats.api_log.append((at, waited, reply.status))
         self.unanswered = self.unanswered + 1 if reply.status == 0 else 0
         if reply.status == 409:

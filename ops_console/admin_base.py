@@ -251,21 +251,11 @@ def choice_column(model, name):
     its header the field's verbose name, and it sorts by the field; a value that is not a choice
     shows as empty, as Django's does.
     """
-    if not isinstance(name, str):
-        return name
-    try:
-        field = model._meta.get_field(name)
-    except FieldDoesNotExist:
-        return name
-    if not field.concrete or field.is_relation or not field.choices:
+    field = _own_field(model, name)
+    if field is None or not field.choices:
         return name
     labels, attname = dict(field.flatchoices), field.attname
-
-    def column(obj):
-        return labels.get(getattr(obj, attname))
-
-    column.__name__ = column.__qualname__ = name
-    return admin.display(description=field.verbose_name, ordering=name)(column)
+    return _field_column(field, lambda obj: labels.get(getattr(obj, attname)))
 
 
 # A yes/no cell's icon per value, as Django draws it; dropped when a test changes the static files'
@@ -289,25 +279,36 @@ def boolean_column(model, name):
     each value's icon once, through Django's own ``display_for_field``. Its cells keep their CSS
     class (``field-<name>``), its header the field's verbose name, and it sorts by the field.
     """
-    if not isinstance(name, str):
-        return name
-    try:
-        field = model._meta.get_field(name)
-    except FieldDoesNotExist:
-        return name
-    if not field.concrete or field.is_relation or field.choices or not isinstance(field, models.BooleanField):
+    field = _own_field(model, name)
+    if field is None or field.choices or not isinstance(field, models.BooleanField):
         return name
     attname = field.attname
 
-    def column(obj):
+    def icon(obj):
         value = getattr(obj, attname)
-        icon = _ICONS.get(value)
-        if icon is None:
-            icon = _ICONS[value] = display_for_field(value, field, "")
-        return icon
+        drawn = _ICONS.get(value)
+        if drawn is None:
+            drawn = _ICONS[value] = display_for_field(value, field, "")
+        return drawn
 
-    column.__name__ = column.__qualname__ = name
-    return admin.display(description=field.verbose_name, ordering=name)(column)
+    return _field_column(field, icon)
+
+
+def _own_field(model, name):
+    """Return the model's own (concrete, not relation) field named ``name``, or None for any other column."""
+    if not isinstance(name, str):
+        return None
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return None
+    return None if not field.concrete or field.is_relation else field
+
+
+def _field_column(field, cell):
+    """Return ``cell`` as a list column standing for ``field``: its CSS class, header and sorting."""
+    cell.__name__ = cell.__qualname__ = field.name
+    return admin.display(description=field.verbose_name, ordering=field.name)(cell)
 
 
 def change_url(obj) -> str:

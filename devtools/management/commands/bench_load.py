@@ -44,7 +44,7 @@ class Command(BaseCommand):
         parser.add_argument("--keep", action="store_true", help="keep the copy of the data set (<database>_load)")
 
     def handle(self, *args, database, redis_db, users, duration, rate, providers, simulations, web_workers, out, keep,
-               warmup=60, **options):  # fmt: skip
+               warmup, **options):  # fmt: skip
         for name, value in (("--users", users), ("--duration", duration), ("--rate", rate), ("--providers", providers),
                             ("--web-workers", web_workers), ("--simulations", simulations)):  # fmt: skip
             if value <= 0:
