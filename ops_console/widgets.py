@@ -3,29 +3,43 @@
 Django renders each option of a ``<select>`` through a template of its own: the 56 states of a
 license or patient form cost about 1.4 ms a select, several selects a page (a provider's license
 rows, the empty row the "Add another" button copies). ``FastSelect`` writes the same markup with
-``format_html`` (every value and label escaped) from the same context, so the admin's CSS and
+plain string joins (every value and label escaped) from the same context, so the admin's CSS and
 JavaScript see no difference.
 """
 
 from django import forms
 from django.forms.utils import flatatt
-from django.utils.html import format_html, format_html_join
+from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString
 
-_OPTION = '<option value="{}"{}>{}</option>'
+
+def _option(option: dict) -> str:
+    attrs = flatatt(option["attrs"]) if option["attrs"] else ""  # most options have none: not selected
+    return (
+        f'<option value="{conditional_escape(option["value"])}"{attrs}>{conditional_escape(option["label"])}</option>'
+    )
 
 
 class FastSelect(forms.Select):
-    """A single ``<select>`` with the markup of Django's ``select.html`` and ``select_option.html``."""
+    """A single ``<select>`` with the markup of Django's ``select.html`` and ``select_option.html``.
+
+    Written with plain string joins, every value and label through ``conditional_escape`` as
+    ``format_html`` would: Django's option groups hold one option each when the choices have no
+    groups, and a ``format_html_join`` per group cost 0.8 ms for the 57 options of a state select.
+    """
 
     def render(self, name, value, attrs=None, renderer=None) -> SafeString:
         widget = self.get_context(name, value, attrs)["widget"]
         groups = []
         for label, options, _index in widget["optgroups"]:
-            rendered = format_html_join("\n", _OPTION, ((o["value"], flatatt(o["attrs"]), o["label"]) for o in options))
-            groups.append(format_html('<optgroup label="{}">\n{}\n</optgroup>', label, rendered) if label else rendered)
-        body = format_html_join("\n", "{}", ((group,) for group in groups))
-        return format_html('<select name="{}"{}>\n{}\n</select>', widget["name"], flatatt(widget["attrs"]), body)
+            rendered = "\n".join(map(_option, options))
+            groups.append(
+                f'<optgroup label="{conditional_escape(label)}">\n{rendered}\n</optgroup>' if label else rendered
+            )
+        body = "\n".join(groups)
+        return SafeString(
+            f'<select name="{conditional_escape(widget["name"])}"{flatatt(widget["attrs"])}>\n{body}\n</select>'
+        )
 
 
 class FastChoicesMixin:
