@@ -110,6 +110,13 @@ class ProviderAdmin(ProviderExportMixin, OpsModelAdmin):
     actions = ["set_offline"]
 
     def get_queryset(self, request):
+        """Return providers; for the list, with each one's visits today and the states it can take patients from.
+
+        A provider's own pages and the autocomplete neither show nor sort by the count, and the
+        form reads its states itself (``states_today``): they skip the subquery and the prefetch.
+        """
+        if self.on_record_page(request):
+            return super().get_queryset(request)
         valid = ProviderLicense.objects.valid_at().only("provider_id", "state").order_by("state")
         return selectors.providers_for_list().prefetch_related(Prefetch("licenses", valid, to_attr="valid_licenses"))
 

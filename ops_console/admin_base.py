@@ -96,6 +96,20 @@ class OpsAdminMixin(FastChoicesMixin):
             return value
         return SafeString(value) if type(value) is str else mark_safe(value)  # noqa: S308 - Django's own rule
 
+    def on_record_page(self, request) -> bool:
+        """Return True if the request is for one record's page or a form's autocomplete, not a list.
+
+        One record's pages (its form, history, an old version, delete) and the autocomplete read a
+        record or a page of names: a ``get_queryset`` can leave out what only its list shows or
+        sorts by. A list, its actions and its export (which sorts as the list does) get it all.
+        """
+        match = getattr(request, "resolver_match", None)
+        if match is None:
+            return False
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
+        return match.url_name in {"autocomplete", f"{info}_change", f"{info}_history", f"{info}_simple_history",
+                                  f"{info}_delete"}  # fmt: skip
+
     def has_delete_permission(self, request, obj=None):
         """Return False for retained records, whatever the user's permissions."""
         return not self.retained and super().has_delete_permission(request, obj)

@@ -3,12 +3,15 @@
 from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.template.defaultfilters import linebreaksbr
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from ops_console.admin_base import ChangeReasonForm, OpsModelAdmin
 from ops_console.admin_site import ops_site
 from ops_console.roles import ROLES
 from support import actions, selectors
-from support.models import CaseNote, CaseStatus, SupportCase
+from support.models import CaseStatus, SupportCase
 
 
 class CaseForm(ChangeReasonForm):
@@ -30,26 +33,6 @@ class CaseForm(ChangeReasonForm):
             self.fields["assignee"].queryset = (
                 get_user_model().objects.filter(is_active=True, groups__name__in=ROLES).distinct().order_by("username")
             )
-
-
-class NoteHistoryInline(admin.TabularInline):
-    """Notes already written: read-only, in order."""
-
-    model = CaseNote
-    verbose_name_plural = "notes"
-    fields = ["created_at", "author", "body"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("author")
 
 
 class MyCasesFilter(admin.SimpleListFilter):
@@ -75,22 +58,29 @@ class SupportCaseAdmin(OpsModelAdmin):
     search_fields = ["subject", "=patient__mrn", "=visit__public_id"]
     search_document = "case"  # case number, subject words, visit id, or the patient
     phi_access = True  # a case names its patient and visit, and its notes tell their story
-    list_select_related = ["patient", "visit", "assignee", "created_by"]
+    # The list joins what its columns show. The form joins none of them: its patient and visit
+    # widgets read theirs by key, and who opened the case comes with the case (``get_queryset``).
+    list_select_related = ["patient", "visit", "assignee"]
     autocomplete_fields = ["patient", "visit"]
     ordering = ["-created_at", "-id"]
-    readonly_fields = ["created_by", "created_at", "updated_at", "resolved_at"]
-    # One way to add a note, on the case's own form (its "add a note" box); the notes already
-    # written are listed read-only below it.
-    inlines = [NoteHistoryInline]
+    readonly_fields = ["notes_written", "opened_by", "created_at", "updated_at", "resolved_at"]
+    # One way to add a note, on the case's own form (its "add a note" box), below the notes
+    # already written: a read-only table from one query, not an inline formset of read-only rows.
     fieldsets = [
         (None, {"fields": ["subject", "category", "priority", "status", "assignee"]}),
         ("About", {"fields": ["patient", "visit"]}),
-        ("Notes", {"fields": ["note"]}),
-        ("Audit", {"fields": ["change_reason", "created_by", "created_at", "updated_at", "resolved_at"]}),
+        ("Notes", {"fields": ["notes_written", "note"]}),
+        ("Audit", {"fields": ["change_reason", "opened_by", "created_at", "updated_at", "resolved_at"]}),
     ]
 
     def get_queryset(self, request):
-        return selectors.cases_for_list()
+        """Return the cases with the username of the staff member who opened each."""
+        return selectors.cases_with_opener()
+
+    @admin.display(description="created by")
+    def opened_by(self, obj):
+        """Return who opened the case (a username), or nothing for one the system opened."""
+        return getattr(obj, "opener_username", None) or self.get_empty_value_display()
 
     def get_changeform_initial_data(self, request):
         initial = super().get_changeform_initial_data(request)
@@ -98,11 +88,33 @@ class SupportCaseAdmin(OpsModelAdmin):
         return initial
 
     def get_fieldsets(self, request, obj=None):
-        """Offer the "add a note" box only to users who may add notes."""
-        fieldsets = super().get_fieldsets(request, obj)
-        if request.user.has_perm("support.add_casenote"):
-            return fieldsets
-        return [(name, options) for name, options in fieldsets if options["fields"] != ["note"]]
+        """Offer the "add a note" box only to users who may add notes; list notes on an existing case."""
+        hidden = {"notes_written"} if obj is None else set()
+        if not request.user.has_perm("support.add_casenote"):
+            hidden.add("note")
+        fieldsets = []
+        for name, options in super().get_fieldsets(request, obj):
+            fields = [field for field in options["fields"] if field not in hidden]
+            if fields:
+                fieldsets.append((name, {**options, "fields": fields}))
+        return fieldsets
+
+    @admin.display(description="notes")
+    def notes_written(self, obj):
+        """Return the case's notes, oldest first, with their authors and times (one query)."""
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (timezone.localtime(note.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+                 note.author.get_username() if note.author else "—", linebreaksbr(note.body, autoescape=True))
+                for note in selectors.case_notes(obj)
+            ),
+        )  # fmt: skip
+        if not rows:
+            return "No notes yet."
+        head = "<thead><tr><th>Written</th><th>By</th><th>Note</th></tr></thead>"
+        return format_html('<table class="ops-inline-table">' + head + "<tbody>{}</tbody></table>", rows)
 
     def save_model(self, request, obj, form, change):
         may_note = request.user.has_perm("support.add_casenote")

@@ -1,13 +1,17 @@
 """Reads of the support domain, with their joins applied."""
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from support.models import OPEN_CASE_STATUSES, CaseNote, SupportCase
 
 
-def cases_for_list() -> QuerySet[SupportCase]:
-    """Return cases with patient, visit, assignee and creator joined."""
-    return SupportCase.objects.select_related("patient", "visit", "assignee", "created_by")
+def cases_with_opener() -> QuerySet[SupportCase]:
+    """Return cases, each with ``opener_username``: the username of the staff member who opened it (or None).
+
+    One column of one join, where ``select_related`` would read the user's every column (and keep
+    the case list from joining what its own columns show).
+    """
+    return SupportCase.objects.annotate(opener_username=F("created_by__username"))
 
 
 def case_notes(case: SupportCase) -> QuerySet[CaseNote]:

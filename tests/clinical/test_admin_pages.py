@@ -1,6 +1,8 @@
 """What the clinical console pages show: provider availability and visits today, waiting filters, a patient's visits."""
 
+import csv
 import datetime as dt
+import io
 
 from django.urls import reverse
 from django.utils import timezone
@@ -9,7 +11,7 @@ from clinical.actions import offers as offer_actions
 from clinical.actions import visits as visit_actions
 from clinical.models import Visit
 from core.audit import Actor
-from tests.builders import make_past_visit, make_provider, make_visit
+from tests.builders import SYSTEM, make_past_visit, make_provider, make_visit
 
 
 def test_it_lists_each_providers_availability_and_visits_today(client, support_agent):
@@ -83,3 +85,34 @@ def test_it_lists_a_patients_ten_latest_visits_newest_first_with_their_providers
     assert shown == [str(v.public_id) for v in latest] and panel.count("<tr>") == 11  # a header row and ten
     assert [panel.index(public_id) for public_id in shown] == sorted(panel.index(public_id) for public_id in shown)
     assert str(offered.public_id) in panel and "Grace Hopperton" in panel and "Offered" in panel
+
+
+def test_it_reads_a_providers_own_pages_without_the_lists_count_and_prefetch(client, lead):
+    provider = make_provider(states=("NY", "CA"), last_name="Pageton")
+    client.force_login(lead)
+
+    form = client.get(reverse("ops:clinical_provider_change", args=[provider.pk]))
+    history = client.get(reverse("ops:clinical_provider_history", args=[provider.pk]))
+    listed = client.get(reverse("ops:clinical_provider_changelist"))
+
+    assert form.status_code == history.status_code == listed.status_code == 200
+    assert not hasattr(form.context["original"], "visits_today")
+    assert not hasattr(form.context["original"], "valid_licenses")
+    assert "CA, NY" in form.content.decode()  # the states it can take patients from, read by the form itself
+    assert not hasattr(history.context["object"], "visits_today")
+    row = next(p for p in listed.context["cl"].result_list if p.pk == provider.pk)
+    assert row.visits_today == 0 and [lic.state for lic in row.valid_licenses] == ["CA", "NY"]
+
+
+def test_it_exports_providers_sorted_by_visits_today_as_the_list_is(client, lead):
+    busy = make_provider(available=True, last_name="Busyexport")
+    idle = make_provider(last_name="Idleexport")
+    visit_actions.cancel_visit(offer_actions.offer_visit(make_visit(), busy, actor=Actor.router()), actor=SYSTEM)
+    client.force_login(lead)
+    url = reverse("ops:clinical_provider_export") + "?o=-6"  # the list sorted by visits today, most first
+
+    answer = client.post(url, {"format": "0", "resource": "0"})
+
+    assert answer.status_code == 200 and answer["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(answer.content.decode("utf-8-sig"))))
+    assert [row["NPI"] for row in rows] == [busy.npi, idle.npi]

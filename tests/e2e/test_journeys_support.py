@@ -92,7 +92,7 @@ def test_it_lets_a_support_agent_find_a_patient_read_the_visit_and_open_a_case_b
     page.get_by_label("Add a note").fill("Called the patient back; the app update fixed the video.")
     page.get_by_role("button", name="Save and continue editing").click()
     expect(page.locator("ul.messagelist")).to_contain_text("was changed successfully")
-    notes = page.locator(".inline-group").first
+    notes = page.locator(".field-notes_written")
     expect(notes).to_contain_text("the app update fixed the video")
     expect(notes).to_contain_text("support")
     # The outbox carried the new case to the search worker, which indexed it.

@@ -4,7 +4,8 @@ from html.parser import HTMLParser
 
 from django.contrib import admin
 from django.contrib.admin.utils import display_for_field, display_for_value
-from django.urls import reverse, set_script_prefix
+from django.test import RequestFactory
+from django.urls import resolve, reverse, set_script_prefix
 
 from clinical.actions import providers as provider_actions
 from clinical.models import Provider, Visit
@@ -127,3 +128,23 @@ def test_it_writes_a_change_url_as_reverse_does_under_any_url_configuration_and_
         assert change_url(visit) == f"/console/ops/clinical/visit/{visit.pk}/change/"
     finally:
         set_script_prefix("/")
+
+
+def test_it_tells_a_records_own_pages_from_its_list_and_export():
+    model_admin = ops_site.get_model_admin(Provider)
+    pages = [
+        ("clinical_provider_change", [1], True),
+        ("clinical_provider_history", [1], True),
+        ("clinical_provider_simple_history", [1, 2], True),
+        ("clinical_provider_delete", [1], True),
+        ("autocomplete", [], True),
+        ("clinical_provider_changelist", [], False),
+        ("clinical_provider_export", [], False),
+        ("clinical_provider_add", [], False),
+        ("clinical_providerlicense_change", [1], False),  # another model's record
+    ]
+    for name, args, expected in pages:
+        request = RequestFactory().get(reverse(f"ops:{name}", args=args))
+        request.resolver_match = resolve(request.path)
+        assert model_admin.on_record_page(request) is expected, name
+    assert model_admin.on_record_page(RequestFactory().get("/")) is False  # not resolved: as a list

@@ -1,13 +1,19 @@
-"""The support case form: one "add a note" box, for the users who may add notes."""
+"""The support case form: the notes written, then one "add a note" box for the users who may add notes."""
+
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from core.audit import Actor
 from devtools.htmlforms import form_fields
+from support import actions as support_actions
 from support.models import CaseNote
-from tests.builders import make_patient, make_visit
+from tests.builders import SYSTEM, make_patient, make_visit
 from tests.ops_console.conftest import make_case
 
 pytestmark = pytest.mark.usefixtures("fast_passwords")
@@ -76,3 +82,44 @@ def test_it_offers_no_note_box_to_a_user_who_may_not_add_notes(client, db):
 
     assert answer.status_code == 302
     assert not CaseNote.objects.filter(case=case, body="Slipped in by hand.").exists()
+
+
+def test_it_lists_the_notes_written_oldest_first_with_their_authors(client, support_agent):
+    case = make_case(patient=make_patient())
+    support_actions.add_note(case, body="First call.\nNo answer.", actor=Actor.staff(support_agent))
+    support_actions.add_note(case, body="<b>Second</b> call & fixed.", actor=SYSTEM)
+    client.force_login(support_agent)
+
+    _, html = _page(client, case)
+
+    notes = re.search(r'<div class="[^"]*field-notes_written[^"]*">(.*?)</table>', html, re.S).group(1)
+    rows = re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td><td>(.*?)</td></tr>", notes, re.S)
+    assert [(by, body) for _, by, body in rows] == [
+        ("support", "First call.<br>No answer."),
+        ("—", "&lt;b&gt;Second&lt;/b&gt; call &amp; fixed."),
+    ]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", at) for at, _, _ in rows)
+    assert "fixed." in html[html.index("field-notes_written") : html.index('name="note"')]  # notes, then the box
+
+
+def test_it_says_when_a_case_has_no_notes_and_lists_none_on_a_new_case(client, support_agent):
+    client.force_login(support_agent)
+
+    _, html = _page(client, make_case(patient=make_patient()))
+    assert "No notes yet." in html
+
+    answer = client.get(reverse("ops:support_supportcase_add"))
+    assert answer.status_code == 200
+    assert "field-notes_written" not in answer.content.decode() and 'name="note"' in answer.content.decode()
+
+
+def test_it_reads_the_notes_in_one_query_however_many(client, support_agent, django_assert_num_queries):
+    client.force_login(support_agent)
+    few, many = make_case(patient=make_patient(), notes=1), make_case(patient=make_patient(), notes=8)
+    _page(client, few)
+    with CaptureQueriesContext(connection) as with_few:
+        _page(client, few)
+
+    with django_assert_num_queries(len(with_few)):
+        _, html = _page(client, many)
+    assert html.count("Called the patient back") == 8
