@@ -74,8 +74,8 @@ class SupportCaseAdmin(OpsModelAdmin):
     ]
 
     def get_queryset(self, request):
-        """Return the cases with the username of the staff member who opened each."""
-        return selectors.cases_with_opener()
+        """Return the cases; on a case's own pages, with the username of the staff member who opened it."""
+        return selectors.cases_with_opener() if self.on_record_page(request) else super().get_queryset(request)
 
     @admin.display(description="created by")
     def opened_by(self, obj):
