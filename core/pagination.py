@@ -2,8 +2,8 @@
 
 Unfiltered lists take the row count PostgreSQL keeps in its statistics (``pg_class.reltuples``);
 filtered ones take the planner's row estimate for the query (``EXPLAIN``). When either says
-fewer than ``EXACT_BELOW`` rows, the exact count is cheap and is used instead. Pages show an
-estimated count as approximate.
+fewer than ``EXACT_BELOW`` rows, the exact count is cheap and is used instead, up to that many
+rows (an estimate far too low shows as "at least"). Pages show an estimated count as approximate.
 """
 
 import json
@@ -28,6 +28,9 @@ class EstimatedCountPaginator(Paginator):
     """
 
     is_estimate = False
+    # The count is the first EXACT_BELOW matches, and there are more: the planner's estimate said
+    # fewer (a prefix word's matches, say), and counting them all would read every one of them.
+    is_lower_bound = False
     # Look every page's rows up late, not only deep ones: for a list whose filters read many rows
     # and whose joins would then join them all (the license expiry filter joined every provider
     # to sort 1,137 licenses for a page of 50; its keys first, then 50 rows with their joins).
@@ -60,9 +63,19 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
+        """Return the row count: exact when small, else PostgreSQL's estimate (``is_estimate``).
+
+        The exact count stops at ``EXACT_BELOW`` rows: when the planner's estimate was far too
+        low, the list says "at least" that many (``is_lower_bound``) instead of counting a number
+        of rows that grows with the table.
+        """
         estimate = estimated_count(self.object_list)
-        if estimate is None or estimate < EXACT_BELOW:
+        if estimate is None:
             return self.object_list.count()
+        if estimate < EXACT_BELOW:
+            counted = self.object_list.order_by()[:EXACT_BELOW].count()
+            self.is_lower_bound = counted >= EXACT_BELOW
+            return counted
         self.is_estimate = True
         return estimate
 

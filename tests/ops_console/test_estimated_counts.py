@@ -102,3 +102,36 @@ def test_it_reads_the_expiry_filters_license_pages_by_key_and_the_others_at_once
             keys_first = any(sql.startswith('SELECT "clinical_providerlicense"."id" AS "pk"') for sql in rows)
             by_keys = any('"clinical_providerlicense"."id" IN (' in sql and "clinical_provider" in sql for sql in rows)
             assert (keys_first, by_keys, len(rows)) == ((True, True, 2) if by_key else (False, False, 1)), params
+
+
+def test_it_counts_up_to_the_cap_and_says_at_least_when_the_estimate_was_far_too_low(
+    client, support_agent, monkeypatch
+):
+    for _ in range(12):
+        make_visit()
+    monkeypatch.setattr(pagination, "EXACT_BELOW", 10)
+    monkeypatch.setattr(pagination, "estimated_count", lambda queryset: 3)  # a planner far below the truth
+    client.force_login(support_agent)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse("ops:clinical_visit_changelist") + "?status__exact=waiting")
+
+    cl = response.context["cl"]
+    assert (cl.result_count, cl.paginator.is_lower_bound, cl.paginator.is_estimate) == (10, True, False)
+    assert "at least 10" in response.content.decode()
+    counts = [q["sql"] for q in queries if "COUNT(" in q["sql"].upper()]
+    assert len(counts) == 1 and "LIMIT 10" in counts[0]  # it stops counting at the cap
+
+
+def test_it_counts_exactly_below_the_cap_whatever_the_estimate(client, support_agent, monkeypatch):
+    for _ in range(9):
+        make_visit()
+    monkeypatch.setattr(pagination, "EXACT_BELOW", 10)
+    monkeypatch.setattr(pagination, "estimated_count", lambda queryset: 3)
+    client.force_login(support_agent)
+
+    response = client.get(reverse("ops:clinical_visit_changelist") + "?status__exact=waiting")
+
+    cl = response.context["cl"]
+    assert (cl.result_count, cl.paginator.is_lower_bound) == (9, False)
+    assert "at least" not in response.content.decode()
