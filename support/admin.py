@@ -79,8 +79,16 @@ class SupportCaseAdmin(OpsModelAdmin):
 
     @admin.display(description="created by")
     def opened_by(self, obj):
-        """Return who opened the case (a username), or nothing for one the system opened."""
-        return getattr(obj, "opener_username", None) or self.get_empty_value_display()
+        """Return who opened the case (a username), or nothing for one the system opened.
+
+        A case's own pages read the username with the case; an old version (its history page) is
+        not read through ``get_queryset``, so it looks its opener up (one query).
+        """
+        if hasattr(obj, "opener_username"):
+            username = obj.opener_username
+        else:
+            username = obj.created_by.get_username() if obj.created_by_id else None
+        return username or self.get_empty_value_display()
 
     def get_changeform_initial_data(self, request):
         initial = super().get_changeform_initial_data(request)

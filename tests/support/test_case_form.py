@@ -123,3 +123,21 @@ def test_it_reads_the_notes_in_one_query_however_many(client, support_agent, dja
     with django_assert_num_queries(len(with_few)):
         _, html = _page(client, many)
     assert html.count("Called the patient back") == 8
+
+
+def _opened_by(html: str) -> str:
+    cell = re.search(r'<div class="[^"]*field-opened_by[^"]*">.*?<div class="readonly">(.*?)</div>', html, re.S)
+    return cell.group(1).strip()
+
+
+def test_it_shows_who_opened_the_case_on_its_page_and_on_an_old_version(client, support_agent, lead):
+    mine = make_case(patient=make_patient(), actor=Actor.staff(support_agent))
+    systems = make_case(patient=make_patient())
+    client.force_login(lead)
+
+    assert _opened_by(_page(client, mine)[1]) == "support"
+    assert _opened_by(_page(client, systems)[1]) == "-"
+    old = mine.history.earliest()
+    answer = client.get(reverse("ops:support_supportcase_simple_history", args=[mine.pk, old.history_id]))
+    assert answer.status_code == 200
+    assert _opened_by(answer.content.decode()) == "support"
