@@ -469,12 +469,24 @@ class Generator:
 GENERATOR = Actor.system("generate_data")
 
 
+# One writer at a time moves a sequence past its chunk: ``nextval`` then ``setval`` is two steps,
+# and a second writer's ``nextval`` between them would take an id inside the first one's range.
+_RESERVING = threading.Lock()
+
+
 def _reserve_ids(cursor, table: str, count: int) -> int:
-    """Move the table's id sequence past ``count`` ids and return the first of them."""
+    """Move the table's id sequence past ``count`` ids and return the first of them.
+
+    The writers of one ``generate_data`` take turns (``_RESERVING``); nothing else may take ids
+    from the table meanwhile (a data set is generated with the console stopped: its indexes are
+    dropped for the load too).
+    """
     cursor.execute(f"SELECT pg_get_serial_sequence('{table}', 'id')")
     sequence = cursor.fetchone()[0]
-    cursor.execute("SELECT setval(%s, nextval(%s) + %s - 1)", [sequence, sequence, count])
-    return cursor.fetchone()[0] - count + 1
+    with _RESERVING:
+        cursor.execute("SELECT setval(%s, nextval(%s) + %s - 1)", [sequence, sequence, count])
+        last = cursor.fetchone()[0]
+    return last - count + 1
 
 
 # Finished visits with consistent milestones: completed/failed went through offer, acceptance

@@ -1,6 +1,7 @@
 """generate_data: large consistent data through COPY and INSERT … SELECT, topped up, never doubled."""
 
 import re
+import threading
 from io import StringIO
 
 import pytest
@@ -194,3 +195,27 @@ def test_it_leaves_the_planner_statistics_of_every_table_it_wrote(db):
         tables = dict(cursor.fetchall())
     assert set(tables) == set(generate.WRITTEN_TABLES)
     assert {name for name, rows in tables.items() if rows < 0} == set()  # -1: never analyzed
+
+
+def test_it_gives_writers_at_once_disjoint_id_ranges(transactional_db):
+    firsts, failures = [], []
+
+    def reserve() -> None:
+        try:
+            with connection.cursor() as cursor:
+                for _ in range(100):
+                    firsts.append(generate._reserve_ids(cursor, "clinical_visit", 10))
+        except Exception as error:  # raised in the test thread below
+            failures.append(error)
+        finally:
+            connection.close()
+
+    writers = [threading.Thread(target=reserve) for _ in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+
+    assert failures == []
+    ids = [n for first in firsts for n in range(first, first + 10)]
+    assert len(ids) == len(set(ids)) == 4_000
