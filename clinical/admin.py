@@ -9,7 +9,7 @@ from django.db.models import Prefetch
 from django.db.models.functions import Now
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
 from clinical import selectors
 from clinical.actions import licenses as license_actions
@@ -26,7 +26,15 @@ from clinical.models import (
     VisitStatus,
 )
 from clinical.validators import normalize_phone
-from ops_console.admin_base import ChangeReasonForm, LateRowsPaginator, OpsModelAdmin, ReadOnlyAdmin, change_url
+from ops_console.admin_base import (
+    ChangeReasonForm,
+    LateRowsPaginator,
+    OpsModelAdmin,
+    ReadOnlyAdmin,
+    change_url,
+    inline_table,
+    local_time,
+)
 from ops_console.admin_site import ops_site
 
 
@@ -34,10 +42,6 @@ def _change_link(obj, label=None) -> str:
     if obj is None:
         return "—"
     return format_html('<a href="{}">{}</a>', change_url(obj), label or str(obj))
-
-
-def _time(at: dt.datetime) -> str:
-    return timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _duration(delta: dt.timedelta | None) -> str:
@@ -275,19 +279,15 @@ class PatientAdmin(OpsModelAdmin):
     def recent_visits(self, obj):
         if not obj.pk:
             return "—"
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        return inline_table(
+            ["Visit", "Requested", "State", "Status", "Provider"],
             (
-                (_change_link(v, v.public_id), _time(v.requested_at)[:16], v.located_state,
+                (_change_link(v, v.public_id), local_time(v.requested_at)[:16], v.located_state,
                  v.get_status_display(), v.provider.full_name if v.provider else "—")
                 for v in selectors.patient_recent_visits(obj)
             ),
+            empty="No visits yet.",
         )  # fmt: skip
-        if not rows:
-            return "No visits yet."
-        head = "<thead><tr><th>Visit</th><th>Requested</th><th>State</th><th>Status</th><th>Provider</th></tr></thead>"
-        return format_html('<table class="ops-inline-table">' + head + "<tbody>{}</tbody></table>", rows)
 
     @admin.display(description="support")
     def support_links(self, obj):
@@ -412,34 +412,27 @@ class VisitAdmin(OpsModelAdmin):
 
     @admin.display(description="timeline")
     def timeline(self, obj):
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        return inline_table(
+            ["At", "Change", "By", "Provider", "Detail"],
             (
-                (_time(e.at), f"{e.from_status or '—'} → {e.to_status}",
+                (local_time(e.at), f"{e.from_status or '—'} → {e.to_status}",
                  e.get_actor_kind_display() + (f" ({e.staff_user.get_username()})" if e.staff_user_id else ""),
                  e.provider.full_name if e.provider_id else "", e.detail)
                 for e in selectors.visit_timeline(obj)
             ),
         )  # fmt: skip
-        head = "<thead><tr><th>At</th><th>Change</th><th>By</th><th>Provider</th><th>Detail</th></tr></thead>"
-        return format_html('<table class="ops-inline-table">' + head + "<tbody>{}</tbody></table>", rows)
 
     @admin.display(description="offers")
     def offers(self, obj):
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        return inline_table(
+            ["Offered", "To", "Deadline", "Outcome", "Decided"],
             (
-                (_time(o.offered_at), _change_link(o.provider, o.provider.full_name), _time(o.expires_at),
-                 o.get_outcome_display() if o.outcome else "open", _time(o.decided_at) if o.decided_at else "—")
+                (local_time(o.offered_at), _change_link(o.provider, o.provider.full_name), local_time(o.expires_at),
+                 o.get_outcome_display() if o.outcome else "open", local_time(o.decided_at) if o.decided_at else "—")
                 for o in selectors.visit_offers(obj)
             ),
+            empty="Not offered yet.",
         )  # fmt: skip
-        if not rows:
-            return "Not offered yet."
-        head = "<thead><tr><th>Offered</th><th>To</th><th>Deadline</th><th>Outcome</th><th>Decided</th></tr></thead>"
-        return format_html('<table class="ops-inline-table">' + head + "<tbody>{}</tbody></table>", rows)
 
     @admin.display(description="support")
     def support_links(self, obj):

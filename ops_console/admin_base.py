@@ -12,7 +12,8 @@ from django.db import models, transaction
 from django.dispatch import receiver
 from django.http import Http404, HttpResponseRedirect
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeData, SafeString, mark_safe
 from django.utils.translation import gettext as _
 from simple_history.admin import SimpleHistoryAdmin
@@ -31,7 +32,9 @@ __all__ = [
     "change_url",
     "choice_column",
     "FastChoicesMixin",
+    "inline_table",
     "LateRowsPaginator",
+    "local_time",
     "OpsAdminMixin",
     "OpsModelAdmin",
     "ReadOnlyAdmin",
@@ -323,6 +326,25 @@ def _field_column(field, cell):
     """Return ``cell`` as a list column standing for ``field``: its CSS class, header and sorting."""
     cell.__name__ = cell.__qualname__ = field.name
     return admin.display(description=field.verbose_name, ordering=field.name)(cell)
+
+
+def inline_table(headings: list[str], rows, *, empty: str | None = None):
+    """Return a change page's read-only table: ``headings``, then one row per tuple of ``rows``.
+
+    Every cell is escaped unless already safe (``format_html``). With ``empty``, a table without
+    rows is that text instead.
+    """
+    body = format_html_join("", "<tr>" + "<td>{}</td>" * len(headings) + "</tr>", rows)
+    if not body and empty is not None:
+        return empty
+    head = format_html_join("", "<th>{}</th>", ((heading,) for heading in headings))
+    table = '<table class="ops-inline-table"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>'
+    return format_html(table, head, body)
+
+
+def local_time(at) -> str:
+    """Return ``at`` as the console shows a moment in a table: the console's time zone, to the second."""
+    return timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def change_url(obj) -> str:

@@ -4,10 +4,8 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.template.defaultfilters import linebreaksbr
-from django.utils import timezone
-from django.utils.html import format_html, format_html_join
 
-from ops_console.admin_base import ChangeReasonForm, OpsModelAdmin
+from ops_console.admin_base import ChangeReasonForm, OpsModelAdmin, inline_table, local_time
 from ops_console.admin_site import ops_site
 from ops_console.roles import ROLES
 from support import actions, selectors
@@ -110,19 +108,15 @@ class SupportCaseAdmin(OpsModelAdmin):
     @admin.display(description="notes")
     def notes_written(self, obj):
         """Return the case's notes, oldest first, with their authors and times (one query)."""
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+        return inline_table(
+            ["Written", "By", "Note"],
             (
-                (timezone.localtime(note.created_at).strftime("%Y-%m-%d %H:%M:%S"),
-                 note.author.get_username() if note.author else "—", linebreaksbr(note.body, autoescape=True))
+                (local_time(note.created_at), note.author.get_username() if note.author else "—",
+                 linebreaksbr(note.body, autoescape=True))
                 for note in selectors.case_notes(obj)
             ),
+            empty="No notes yet.",
         )  # fmt: skip
-        if not rows:
-            return "No notes yet."
-        head = "<thead><tr><th>Written</th><th>By</th><th>Note</th></tr></thead>"
-        return format_html('<table class="ops-inline-table">' + head + "<tbody>{}</tbody></table>", rows)
 
     def save_model(self, request, obj, form, change):
         may_note = request.user.has_perm("support.add_casenote")

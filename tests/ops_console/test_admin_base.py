@@ -148,3 +148,18 @@ def test_it_tells_a_records_own_pages_from_its_list_and_export():
         request.resolver_match = resolve(request.path)
         assert model_admin.on_record_page(request) is expected, name
     assert model_admin.on_record_page(RequestFactory().get("/")) is False  # not resolved: as a list
+
+
+def test_it_writes_a_read_only_table_with_every_cell_escaped_and_says_when_it_is_empty():
+    from django.utils.html import format_html
+
+    from ops_console.admin_base import inline_table
+
+    table = inline_table(["At", "Note"], [("<b>1</b>", format_html("<i>{}</i>", "safe"))])
+
+    assert table == (
+        '<table class="ops-inline-table"><thead><tr><th>At</th><th>Note</th></tr></thead>'
+        "<tbody><tr><td>&lt;b&gt;1&lt;/b&gt;</td><td><i>safe</i></td></tr></tbody></table>"
+    )
+    assert inline_table(["At"], [], empty="Nothing yet.") == "Nothing yet."
+    assert "<tbody></tbody>" in inline_table(["At"], [])  # no empty text: the table, without rows
