@@ -142,12 +142,16 @@ class OpsAdminMixin(FastChoicesMixin):
         return search_changelist.SearchChangeList
 
     def changelist_view(self, request, extra_context=None):
-        """Render the changelist; record the PHI rows listed (a search records itself, with its rows)."""
+        """Render the changelist; record the PHI rows listed (a search records itself, with its rows).
+
+        A list that shows no rows read nothing, and writes nothing: a search is recorded with its
+        terms whatever it found, but an empty list or filter has no one to name.
+        """
         response = super().changelist_view(request, extra_context)
         cl = (getattr(response, "context_data", None) or {}).get("cl")
         searched = cl is not None and cl.query.strip() and self.search_document  # the search recorded it
         # Any method that renders rows reads them (a POST re-rendering the list, a HEAD).
-        if self.phi_access and response.status_code == 200 and cl is not None and not searched:
+        if self.phi_access and response.status_code == 200 and cl is not None and not searched and cl.result_list:
             record_access(request, kind="list", model=self.model, records=cl.result_list, source="list")
         return response
 

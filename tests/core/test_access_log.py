@@ -49,6 +49,18 @@ def test_it_records_one_row_with_every_id_when_patients_are_listed(client, suppo
     assert row.path == _url("clinical.patient", "changelist")
 
 
+def test_it_writes_nothing_for_a_list_or_filter_that_shows_no_rows(client, support_agent):
+    make_case(visit=make_visit())  # an open case: the "closed" filter shows none
+    client.force_login(support_agent)
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(_url("support.supportcase", "changelist"), {"status__exact": "closed"}).status_code == 200
+        assert client.get(_url("clinical.patient", "changelist"), {"state__exact": "WY"}).status_code == 200
+    assert not [q["sql"] for q in queries if "support_accesslog" in q["sql"]]
+    assert not AccessLog.objects.exists()
+    client.get(_url("support.supportcase", "changelist"), {"status__exact": "open"})
+    assert list(AccessLog.objects.values_list("kind", "model")) == [("list", "support.supportcase")]
+
+
 def test_it_records_the_patients_of_the_visits_listed(client, support_agent):
     visits = [make_visit(), make_visit()]
     client.force_login(support_agent)
