@@ -8,6 +8,7 @@ JavaScript see no difference.
 """
 
 from django import forms
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.forms.utils import flatatt
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString
@@ -20,6 +21,17 @@ def _option(option: dict) -> str:
     )
 
 
+def _select(widget: dict) -> SafeString:
+    """Return a ``<select>`` from a Select widget's context, as ``select.html`` would write it."""
+    groups = []
+    for label, options, _index in widget["optgroups"]:
+        rendered = "\n".join(map(_option, options))
+        groups.append(f'<optgroup label="{conditional_escape(label)}">\n{rendered}\n</optgroup>' if label else rendered)
+    body = "\n".join(groups)
+    opening = f'<select name="{conditional_escape(widget["name"])}"{flatatt(widget["attrs"])}>'
+    return SafeString(f"{opening}\n{body}\n</select>")
+
+
 class FastSelect(forms.Select):
     """A single ``<select>`` with the markup of Django's ``select.html`` and ``select_option.html``.
 
@@ -29,23 +41,21 @@ class FastSelect(forms.Select):
     """
 
     def render(self, name, value, attrs=None, renderer=None) -> SafeString:
-        widget = self.get_context(name, value, attrs)["widget"]
-        groups = []
-        for label, options, _index in widget["optgroups"]:
-            rendered = "\n".join(map(_option, options))
-            groups.append(
-                f'<optgroup label="{conditional_escape(label)}">\n{rendered}\n</optgroup>' if label else rendered
-            )
-        body = "\n".join(groups)
-        return SafeString(
-            f'<select name="{conditional_escape(widget["name"])}"{flatatt(widget["attrs"])}>\n{body}\n</select>'
-        )
+        return _select(self.get_context(name, value, attrs)["widget"])
+
+
+class FastAutocompleteSelect(AutocompleteSelect):
+    """The admin's autocomplete ``<select>`` (the chosen record and its data attributes), written as ``FastSelect``."""
+
+    def render(self, name, value, attrs=None, renderer=None) -> SafeString:
+        return _select(self.get_context(name, value, attrs)["widget"])
 
 
 class FastChoicesMixin:
     """Render a ModelAdmin's or inline's choice and plain foreign-key ``<select>``s with ``FastSelect``.
 
-    Through the admin's own hooks; radio buttons, autocomplete and raw-id fields keep their widgets.
+    Through the admin's own hooks; autocomplete fields get the admin's autocomplete widget written the
+    same way (``FastAutocompleteSelect``); radio buttons and raw-id fields keep their widgets.
     """
 
     def formfield_for_choice_field(self, db_field, request, **kwargs):
@@ -54,7 +64,10 @@ class FastChoicesMixin:
         return super().formfield_for_choice_field(db_field, request, **kwargs)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        special = {*self.get_autocomplete_fields(request), *self.raw_id_fields, *self.radio_fields}
-        if db_field.name not in special:
+        autocomplete = self.get_autocomplete_fields(request)
+        if db_field.name in autocomplete and "widget" not in kwargs:
+            # The admin's own widget for the field (``ModelAdmin.formfield_for_foreignkey``), rendered faster.
+            kwargs["widget"] = FastAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        elif db_field.name not in {*autocomplete, *self.raw_id_fields, *self.radio_fields}:
             kwargs.setdefault("widget", FastSelect)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)

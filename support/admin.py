@@ -27,10 +27,10 @@ class CaseForm(ChangeReasonForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if "assignee" in self.fields:
-            # Staff in a console role: a few dozen people, so a plain select stays small.
-            self.fields["assignee"].queryset = (
-                get_user_model().objects.filter(is_active=True, groups__name__in=ROLES).distinct().order_by("username")
-            )
+            # Staff in a console role: a few dozen people, so a plain select stays small. Their
+            # usernames only (what the options show), not every column (password hashes included).
+            staff = get_user_model().objects.filter(is_active=True, groups__name__in=ROLES)
+            self.fields["assignee"].queryset = staff.distinct().order_by("username").only("pk", "username")
 
 
 class MyCasesFilter(admin.SimpleListFilter):

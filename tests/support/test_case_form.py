@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from core.audit import Actor
 from devtools.htmlforms import form_fields
+from ops_console import roles
 from support import actions as support_actions
 from support.models import CaseNote
 from tests.builders import SYSTEM, make_patient, make_visit
@@ -141,3 +142,18 @@ def test_it_shows_who_opened_the_case_on_its_page_and_on_an_old_version(client, 
     answer = client.get(reverse("ops:support_supportcase_simple_history", args=[mine.pk, old.history_id]))
     assert answer.status_code == 200
     assert _opened_by(answer.content.decode()) == "support"
+
+
+def test_it_offers_active_role_staff_as_assignees_without_reading_their_password_hashes(client, support_agent, lead):
+    case = _case()
+    get_user_model().objects.create_user("no-role", is_staff=True)
+    get_user_model().objects.create_user("gone", is_staff=True, is_active=False).groups.add(
+        Group.objects.get(name=roles.SUPPORT_AGENT)
+    )
+    client.force_login(lead)
+    with CaptureQueriesContext(connection) as queries:
+        _url, html = _page(client, case)
+    select = re.search(r'<select name="assignee".*?</select>', html, re.S).group(0)
+    assert re.findall(r'<option value="\d+"[^>]*>([^<]+)</option>', select) == ["lead", "support"]
+    reads = [q["sql"] for q in queries if 'FROM "auth_user" INNER JOIN "auth_user_groups"' in q["sql"]]
+    assert len(reads) == 1 and "password" not in reads[0]
