@@ -1,4 +1,4 @@
-"""The base layer's tables: the PHI access log, security events and the outbox.
+"""The base layer's tables: the PHI access log (and who read each patient), security events and the outbox.
 
 Every app writes to them (through ``core.access``, ``core.actions`` and ``core.outbox``) and none
 owns them. The tables keep the names they were created with (``support_accesslog``,
@@ -105,6 +105,34 @@ class AccessLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class PatientReader(models.Model):
+    """Who read a patient's records: one row per patient and staff member, kept by PostgreSQL.
+
+    The access log's own summary, for the patient page's "who read this patient's records": a
+    patient on the first page of the patient list is read by every agent who opens it, every day,
+    and aggregating their log rows grew with the log. Triggers on ``support_accesslog`` keep it
+    (``core/migrations/0005_patient_readers.py``): a statement that adds access rows adds their
+    staff reads here, and pruning takes the pruned reads away (a reader with none left is removed),
+    so ``reads`` and ``last_read_at`` are always those of the log's rows. Never written by Python.
+    """
+
+    patient_id = models.BigIntegerField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False)
+    last_read_at = models.DateTimeField()
+    reads = models.PositiveBigIntegerField()
+
+    class Meta:
+        default_permissions = ()  # read on the patient page, under the access log's view permission
+        constraints = [
+            # One row per patient and reader (the triggers' upsert); the patient page's readers,
+            # every row of one patient (as many as the staff who read them), latest first.
+            models.UniqueConstraint(fields=["patient_id", "user"], name="core_patientreader_patient_user_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"patient {self.patient_id}: {self.reads} read(s) by user {self.user_id}"
 
 
 class OutboxEntry(models.Model):

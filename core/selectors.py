@@ -1,9 +1,9 @@
 """Reads of the base layer's records (security events, the PHI access log), with their joins applied."""
 
-from django.db.models import Count, Max, QuerySet
+from django.db.models import F, QuerySet
 
 from core.access import record_id
-from core.models import AccessLog, SecurityEvent
+from core.models import AccessLog, PatientReader, SecurityEvent
 
 
 def security_events_for_list() -> QuerySet[SecurityEvent]:
@@ -17,13 +17,16 @@ def access_log_for_list() -> QuerySet[AccessLog]:
 
 
 def patient_readers(model, object_id) -> QuerySet:
-    """Return the staff who read a patient's records (page, list, search, export), latest first, one row each."""
+    """Return the staff who read a patient's records (page, list, search, export), latest first, at most 50.
+
+    From the log's summary (``PatientReader``, one row per reader, kept by PostgreSQL): as many
+    rows as the staff who ever read the patient, however many times they did.
+    """
     patient_id = record_id(object_id)
     if model._meta.label_lower != "clinical.patient" or patient_id is None:
-        return AccessLog.objects.none()
+        return PatientReader.objects.none()
     return (
-        AccessLog.objects.filter(patient_ids__contains=[patient_id], user__isnull=False)
-        .values("user__username")
-        .annotate(last_read=Max("at"), reads=Count("id"))
-        .order_by("-last_read")[:50]
+        PatientReader.objects.filter(patient_id=patient_id)
+        .order_by("-last_read_at", "user_id")
+        .values("user__username", "reads", last_read=F("last_read_at"))[:50]
     )
