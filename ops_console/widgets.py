@@ -47,8 +47,7 @@ class FastSelect(forms.Select):
 class FastAutocompleteSelect(AutocompleteSelect):
     """The admin's autocomplete ``<select>`` (the chosen record and its data attributes), written as ``FastSelect``."""
 
-    def render(self, name, value, attrs=None, renderer=None) -> SafeString:
-        return _select(self.get_context(name, value, attrs)["widget"])
+    render = FastSelect.render  # from the widget's own context, which is all it reads
 
 
 class FastChoicesMixin:
