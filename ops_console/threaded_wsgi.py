@@ -8,7 +8,10 @@ under uvicorn leaks its executor into requests started meanwhile ("CurrentThread
 quit or is broken"). Here each request runs start to finish (the view, the response body, its
 ``close()`` and so ``request_finished``) on one thread of a fixed pool, as under gunicorn's threaded
 workers: the threads keep their connections between requests, and chunks come back to the event
-loop through a bounded queue (a slow client slows its own response only).
+loop through a bounded queue (a slow client slows its own response only). A response whose body
+is already in memory (every page and API answer; not a file or a stream) crosses to the event
+loop once, headers and body together, without the thread waiting for the loop: each crossing
+costs both threads a turn at the GIL, a few milliseconds each while other requests keep it busy.
 """
 
 import asyncio
@@ -45,10 +48,14 @@ class ThreadedWsgi:
         running = loop.run_in_executor(self.pool, self._run, scope, body, loop, queue, gone)
         try:
             while (item := await queue.get()) is not _DONE:
+                if isinstance(item, list):  # a whole response, the last item
+                    for message in item:
+                        await send(message)
+                    break
                 await send(item)
         except OSError:  # the client went away: let the thread finish, dropping what it sends
             gone.set()
-            while await queue.get() is not _DONE:
+            while not isinstance(item, list) and (item := await queue.get()) is not _DONE:
                 pass
         await running
 
@@ -69,18 +76,29 @@ class ThreadedWsgi:
             started.append({"type": "http.response.start", "status": code, "headers": encoded})
             return lambda data: None  # the legacy write() callable: Django never uses it
 
+        finished = False
         try:
             environ = wsgi_environ(scope, body)
             result = self.wsgi_app(environ, start_response)
             try:
-                put(started[0])
-                for chunk in result:
-                    if chunk:
-                        put({"type": "http.response.body", "body": chunk, "more_body": True})
+                if getattr(result, "streaming", True) is False:  # Django's HttpResponse: one chunk, in memory
+                    whole = b"".join(result)
+                else:
+                    whole = None
+                    put(started[0])
+                    for chunk in result:
+                        if chunk:
+                            put({"type": "http.response.body", "body": chunk, "more_body": True})
             finally:
                 if hasattr(result, "close"):
                     result.close()  # Django's request_finished: connection hygiene on this thread
-            put({"type": "http.response.body", "body": b"", "more_body": False})
+            if whole is not None:
+                # The queue is empty (nothing was put): hand the whole response over without waiting.
+                response = [started[0], {"type": "http.response.body", "body": whole, "more_body": False}]
+                loop.call_soon_threadsafe(queue.put_nowait, response)
+                finished = True
+            else:
+                put({"type": "http.response.body", "body": b"", "more_body": False})
         except Exception:
             if not started:
                 put({"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"text/plain")]})
@@ -88,7 +106,8 @@ class ThreadedWsgi:
             raise
         finally:
             body.close()
-            put(_DONE)
+            if not finished:
+                put(_DONE)
 
 
 def wsgi_environ(scope: dict, body) -> dict:
