@@ -4,7 +4,6 @@ import datetime as dt
 
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.utils import unquote
 from django.db.models import Prefetch
 from django.db.models.functions import Now
 from django.urls import reverse
@@ -134,19 +133,29 @@ class ProviderAdmin(ProviderExportMixin, OpsModelAdmin):
 
     @admin.display(description="can take patients from (now, each state's calendar)")
     def states_today(self, obj):
-        states = [lic.state for lic in getattr(obj, "valid_licenses", None) or []]
-        if not hasattr(obj, "valid_licenses") and obj.pk:
-            states = selectors.licensed_states_now(obj)
+        if hasattr(obj, "license_panel"):  # the form: its licenses panel's rows (render_change_form)
+            states = [lic.state for lic in obj.license_panel if lic.counts_now]
+        elif hasattr(obj, "valid_licenses"):  # the list: its prefetch
+            states = [lic.state for lic in obj.valid_licenses]
+        else:
+            states = selectors.licensed_states_now(obj) if obj.pk else []
         return ", ".join(states) or "no state now"
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        """Show the provider's licenses, each a link to its own form (where a status change needs a reason)."""
-        provider_id = unquote(object_id or "")
-        # str.isdigit() would take "²": only ASCII digits are an id (any other id is refused by the admin).
-        licenses = selectors.licenses_of(int(provider_id)) if provider_id.isascii() and provider_id.isdigit() else []
+        """Offer to add a license where the user may (the panel itself: ``render_change_form``)."""
         add = self.admin_site.get_model_admin(ProviderLicense).has_add_permission(request)
-        extra_context = {**(extra_context or {}), "licenses": licenses, "can_add_license": add}
-        return super().change_view(request, object_id, form_url, extra_context)
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "can_add_license": add})
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        """Show the provider's licenses, each a link to its own form (where a status change needs a reason).
+
+        Read once, when the form is shown (not when a save redirects): the panel's rows also give
+        the states it can take patients from now (``states_today``), so the form makes no second query.
+        """
+        if obj is not None and obj.pk:
+            obj.license_panel = selectors.licenses_of(obj.pk)  # lazy: evaluated once, by the first reader
+            context["licenses"] = obj.license_panel
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def save_model(self, request, obj, form, change):
         provider_actions.save_provider(obj, actor=self.actor(request), reason=self.reason_given(form, ""))

@@ -67,11 +67,16 @@ def licenses_for_list() -> QuerySet[ProviderLicense]:
 
 
 def licenses_of(provider_id) -> QuerySet[ProviderLicense]:
-    """Return every license of one provider, by state, with who verified it (one query)."""
+    """Return every license of one provider, by state, with who verified it (one query).
+
+    Each carries ``counts_now``: whether it counts now in its state's calendar (the database's
+    clock), so the provider's form reads the states it can take patients from in the same query.
+    """
     return (
         ProviderLicense.objects.filter(provider_id=provider_id)
         .select_related("verified_by")
         .only(*LICENSE_PANEL_FIELDS, "verified_by__username")
+        .annotate(counts_now=LicenseValidAt())
         .order_by("state", "id")
     )
 

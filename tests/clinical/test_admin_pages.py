@@ -4,14 +4,16 @@ import csv
 import datetime as dt
 import io
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from clinical.actions import offers as offer_actions
 from clinical.actions import visits as visit_actions
-from clinical.models import Visit
+from clinical.models import LicenseStatus, Visit
 from core.audit import Actor
-from tests.builders import SYSTEM, make_past_visit, make_provider, make_visit
+from tests.builders import SYSTEM, make_license, make_past_visit, make_provider, make_visit
 
 
 def test_it_lists_each_providers_availability_and_visits_today(client, support_agent):
@@ -85,6 +87,27 @@ def test_it_lists_a_patients_ten_latest_visits_newest_first_with_their_providers
     assert shown == [str(v.public_id) for v in latest] and panel.count("<tr>") == 11  # a header row and ten
     assert [panel.index(public_id) for public_id in shown] == sorted(panel.index(public_id) for public_id in shown)
     assert str(offered.public_id) in panel and "Grace Hopperton" in panel and "Offered" in panel
+
+
+def test_it_shows_the_states_a_provider_can_take_patients_from_out_of_its_license_panels_one_query(
+    client, clinical_ops
+):
+    provider = make_provider(states=("NY", "CA"), last_name="Panelton")
+    make_license(provider, "TX", expires_in_days=-1)  # expired yesterday in Texas
+    make_license(provider, "AZ", status=LicenseStatus.SUSPENDED)
+    client.force_login(clinical_ops)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse("ops:clinical_provider_change", args=[provider.pk]))
+
+    html = response.content.decode()
+    states = html[html.index("Can take patients from") :]
+    assert "CA, NY</div>" in states[: states.index('id="provider-licenses"')]
+    panel = html[html.index('id="provider-licenses"') :]
+    assert [panel.index(f"<td>{state}</td>") for state in ("AZ", "CA", "NY", "TX")] == sorted(
+        panel.index(f"<td>{state}</td>") for state in ("AZ", "CA", "NY", "TX")
+    )  # every license in the panel, by state; only the two that count now among the states
+    assert sum("clinical_providerlicense" in query["sql"] for query in queries.captured_queries) == 1
 
 
 def test_it_reads_a_providers_own_pages_without_the_lists_count_and_prefetch(client, lead):

@@ -57,7 +57,7 @@ BUDGET = {
     "access log of a patient": 8,
     "user list": 8,
     "group list": 8,
-    "provider form": 8,
+    "provider form": 7,  # its licenses panel also gives the states it can take patients from
     "license form": 7,
     "patient form": 8,  # +1: the access log row; +1 for leads: who read this patient
     "visit form": 9,  # + the offers table
