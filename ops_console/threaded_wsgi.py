@@ -11,7 +11,7 @@ workers: the threads keep their connections between requests, and chunks come ba
 loop through a bounded queue (a slow client slows its own response only). A response whose body
 is already in memory (every page and API answer; not a file or a stream) crosses to the event
 loop once, headers and body together, without the thread waiting for the loop: each crossing
-costs both threads a turn at the GIL, a few milliseconds each while other requests keep it busy.
+wakes the loop and, waited for, hands the GIL back and forth between the two threads.
 """
 
 import asyncio

@@ -44,6 +44,7 @@ def serve(app, *, fail_send: bool = False) -> list:
 
 
 def app_for(make_response):
+    """Return ``wsgi(make_response)`` carrying the list its events go to (``serve`` reads it)."""
     events: list = []
     app = wsgi(make_response, events)
     app.events = events
