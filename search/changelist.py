@@ -145,8 +145,13 @@ class SearchChangeList(ChangeList):
         return lookups
 
     def get_results(self, request):
-        """Load the page; record a search together with the rows it showed."""
+        """Load the page; record a search together with the rows it showed.
+
+        A list that shows no rows offers no actions: there is nothing to select. (Django offers
+        them whenever it does not count the whole table, ``show_full_result_count`` off.)
+        """
         super().get_results(request)
+        self.show_admin_actions = self.show_admin_actions and self.result_count > 0
         first_page = getattr(self.paginator, "counted_rows", None)
         if first_page is not None and not self.multi_page:
             self.result_list = first_page  # every match, read with the count: not read again

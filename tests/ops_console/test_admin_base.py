@@ -163,3 +163,16 @@ def test_it_writes_a_read_only_table_with_every_cell_escaped_and_says_when_it_is
     )
     assert inline_table(["At"], [], empty="Nothing yet.") == "Nothing yet."
     assert "<tbody></tbody>" in inline_table(["At"], [])  # no empty text: the table, without rows
+
+
+def test_it_offers_a_lists_actions_only_when_the_list_shows_rows(client, lead):
+    make_provider(last_name="Actionton")  # offline
+    client.force_login(lead)
+    url = reverse("ops:clinical_provider_changelist")
+
+    shown = client.get(url)
+    empty = client.get(url + "?availability__exact=busy")
+
+    assert shown.context["cl"].show_admin_actions and 'name="action"' in shown.content.decode()
+    assert empty.context["cl"].result_count == 0
+    assert not empty.context["cl"].show_admin_actions and 'name="action"' not in empty.content.decode()
