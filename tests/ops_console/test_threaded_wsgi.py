@@ -10,15 +10,16 @@ from ops_console.threaded_wsgi import ThreadedWsgi
 SCOPE = {"type": "http", "method": "GET", "path": "/x", "query_string": b"", "headers": [], "http_version": "1.1"}
 
 
-def wsgi(make_response, events):
-    """Return a WSGI app answering with ``make_response()`` and noting when Django's ``close()`` runs."""
+def app_for(make_response):
+    """Return a WSGI app answering with ``make_response()``; its ``events`` note when Django's ``close()`` runs."""
 
     def app(environ, start_response):
         response = make_response()
-        response._resource_closers.append(lambda: events.append("closed"))
+        response._resource_closers.append(lambda: app.events.append("closed"))
         start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
         return response
 
+    app.events = []
     return app
 
 
@@ -41,14 +42,6 @@ def serve(app, *, fail_send: bool = False) -> list:
     finally:
         asgi.pool.shutdown()
     return events
-
-
-def app_for(make_response):
-    """Return ``wsgi(make_response)`` carrying the list its events go to (``serve`` reads it)."""
-    events: list = []
-    app = wsgi(make_response, events)
-    app.events = events
-    return app
 
 
 def test_it_sends_a_response_in_memory_as_its_headers_and_whole_body_after_close():
